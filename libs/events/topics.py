@@ -1,0 +1,30 @@
+"""Topic names. One events topic per bounded context, one command topic per participant,
+one intake topic for channels, and a dead-letter topic per consumer group."""
+
+from __future__ import annotations
+
+ORDER_EVENTS = "oms.order.events.v1"
+INVENTORY_EVENTS = "oms.inventory.events.v1"
+PRODUCTION_EVENTS = "oms.production.events.v1"
+BILLING_EVENTS = "oms.billing.events.v1"
+
+INVENTORY_COMMANDS = "oms.inventory.commands.v1"
+BILLING_COMMANDS = "oms.billing.commands.v1"
+PRODUCTION_COMMANDS = "oms.production.commands.v1"
+
+ORDER_INTAKE = "oms.order.intake.v1"
+
+ALL_TOPICS = (
+    ORDER_EVENTS,
+    INVENTORY_EVENTS,
+    PRODUCTION_EVENTS,
+    BILLING_EVENTS,
+    INVENTORY_COMMANDS,
+    BILLING_COMMANDS,
+    PRODUCTION_COMMANDS,
+    ORDER_INTAKE,
+)
+
+
+def dead_letter_topic(consumer_group: str) -> str:
+    return f"{consumer_group}.dlq"

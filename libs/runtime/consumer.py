@@ -1,0 +1,242 @@
+"""Kafka consumers: FastStream batch subscribers whose offsets are committed only after the
+database transaction that applied the batch has committed.
+
+Per consumed batch:
+1. Decode each record; one that is not a valid OrderMesh message is dead-lettered at once.
+2. Apply every record this consumer has a handler for in ONE transaction: inbox row first
+   (a duplicate is skipped), then the handler's events, outbox rows and projections.
+3. Transient failures (database or broker away, optimistic conflict) retry without limit.
+   Any other failure re-applies the batch record by record, so one poison message cannot
+   hold back the others: the failing record is retried `consumer_max_attempts` times with
+   exponential backoff, then published to `<consumer>.dlq` with the reason, and skipped.
+4. Return; FastStream then commits the offsets (AckPolicy.NACK_ON_ERROR: an unexpected
+   escape seeks back instead of committing, so nothing is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.events import Decoded, DecodeError, Message, decode
+from libs.events.topics import dead_letter_topic
+from libs.runtime import faults, inbox
+from libs.runtime.db import is_transient
+from libs.runtime.kafka import durable_producer
+from libs.runtime.metrics import (
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    HANDLER_ERRORS,
+    HANDLER_SECONDS,
+    MESSAGES_HANDLED,
+)
+from libs.runtime.settings import RuntimeSettings
+from libs.runtime.telemetry import consuming_span
+from libs.runtime.uow import MessageContext, UnitOfWork, unit_of_work
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[UnitOfWork, Decoded], Awaitable[None]]
+MAX_TRANSIENT_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Received:
+    record: ConsumerRecord[bytes, bytes]
+    decoded: Decoded
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k: v.decode(errors="replace") for k, v in (self.record.headers or ())}
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        name: str,
+        topics: Iterable[str],
+        handlers: Mapping[type[Message], Handler],
+        engine: AsyncEngine,
+        settings: RuntimeSettings,
+        actor: str,
+    ) -> None:
+        self.name = name
+        self.topics = tuple(dict.fromkeys(topics))
+        self.handlers = dict(handlers)
+        self.engine = engine
+        self.settings = settings
+        self.actor = actor
+        self._dlq_producer: AIOKafkaProducer | None = None
+
+    # -- wiring -------------------------------------------------------------------------
+
+    def attach(self, broker: KafkaBroker) -> None:
+        async def on_batch(message: KafkaMessage) -> None:
+            records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message  # type: ignore[assignment]
+            await self.handle_records(records)
+            self._report_lag(message.consumer, records)  # type: ignore[attr-defined]
+
+        broker.subscriber(
+            *self.topics,
+            group_id=self.name,
+            batch=True,
+            max_records=self.settings.consumer_batch_size,
+            batch_timeout_ms=50,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            title=self.name,
+        )(on_batch)
+
+    async def close(self) -> None:
+        if self._dlq_producer is not None:
+            await self._dlq_producer.stop()
+            self._dlq_producer = None
+
+    # -- processing ---------------------------------------------------------------------
+
+    async def handle_records(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        started = time.perf_counter()
+        wanted: list[Received] = []
+        for record in records:
+            try:
+                decoded = decode(record.value or b"")
+            except DecodeError as error:
+                await self.dead_letter(record, f"undecodable: {error}", attempts=1)
+                continue
+            if type(decoded.message) in self.handlers:
+                wanted.append(Received(record, decoded))
+        if wanted:
+            try:
+                await self._retry_transient(lambda: self._apply(wanted))
+            except Exception:
+                HANDLER_ERRORS.labels(self.name, "batch").inc()
+                for item in wanted:
+                    await self._apply_alone(item)
+        HANDLER_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        faults.crash_point(faults.AFTER_DB_COMMIT_BEFORE_OFFSET_COMMIT)
+
+    async def _apply(self, items: Sequence[Received]) -> None:
+        first = items[0].decoded.envelope
+        async with unit_of_work(self.engine, MessageContext.caused_by(first, self.actor)) as uow:
+            outcomes = []
+            for item in items:
+                envelope = item.decoded.envelope
+                uow.context = MessageContext.caused_by(envelope, self.actor)
+                if not await inbox.claim(uow.conn, self.name, envelope.event_id):
+                    outcomes.append((envelope.event_type, "duplicate"))
+                    continue
+                with consuming_span(
+                    f"{self.name} handle {envelope.event_type}",
+                    item.headers,
+                    envelope.correlation_id,
+                ) as span:
+                    span.set_attribute("messaging.message.id", str(envelope.event_id))
+                    await self.handlers[type(item.decoded.message)](uow, item.decoded)
+                outcomes.append((envelope.event_type, "handled"))
+        for event_type, outcome in outcomes:
+            MESSAGES_HANDLED.labels(self.name, event_type, outcome).inc()
+
+    async def _apply_alone(self, item: Received) -> None:
+        attempts = 0
+        while True:
+            try:
+                await self._retry_transient(lambda: self._apply([item]))
+                return
+            except Exception as error:
+                attempts += 1
+                HANDLER_ERRORS.labels(self.name, "message").inc()
+                if attempts >= self.settings.consumer_max_attempts:
+                    reason = f"{type(error).__name__}: {error}"
+                    log.error(
+                        "dead-lettering %s after %d attempts: %s",
+                        item.decoded.envelope.event_type,
+                        attempts,
+                        reason,
+                        extra={"event_id": str(item.decoded.envelope.event_id)},
+                    )
+                    await self.dead_letter(
+                        item.record, reason, attempts, "".join(traceback.format_exception(error))
+                    )
+                    return
+                await asyncio.sleep(self.settings.consumer_retry_backoff_ms / 1000 * 2**attempts)
+
+    async def _retry_transient(self, work: Callable[[], Awaitable[None]]) -> None:
+        pause = 0.05
+        while True:
+            try:
+                await work()
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                HANDLER_ERRORS.labels(self.name, "transient").inc()
+                log.warning("transient failure in %s, retrying: %s", self.name, error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_TRANSIENT_BACKOFF_SECONDS)
+
+    # -- dead letters and lag -----------------------------------------------------------
+
+    async def dead_letter(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        reason: str,
+        attempts: int,
+        detail: str = "",
+    ) -> None:
+        """Publish the original bytes to the consumer's DLQ; retried until the broker has it."""
+        headers: list[tuple[str, bytes]] = list(record.headers or ())
+        headers += [
+            ("dlq.reason", reason[:2000].encode()),
+            ("dlq.consumer", self.name.encode()),
+            ("dlq.source", f"{record.topic}/{record.partition}@{record.offset}".encode()),
+            ("dlq.attempts", str(attempts).encode()),
+        ]
+        if detail:
+            headers.append(("dlq.detail", detail[-4000:].encode()))
+        pause = 0.1
+        while True:
+            try:
+                if self._dlq_producer is None:
+                    producer = durable_producer(self.settings, f"{self.name}-dlq")
+                    await producer.start()
+                    self._dlq_producer = producer
+                await self._dlq_producer.send_and_wait(
+                    dead_letter_topic(self.name), value=record.value, key=record.key,
+                    headers=headers,
+                )
+                DEAD_LETTERS.labels(self.name).inc()
+                return
+            except Exception:
+                log.warning("dead-letter publish failed; retrying", exc_info=True)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_TRANSIENT_BACKOFF_SECONDS)
+
+    def _report_lag(
+        self, consumer: AIOKafkaConsumer | None, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        if consumer is None:
+            return
+        last: dict[TopicPartition, int] = {}
+        for record in records:
+            last[TopicPartition(record.topic, record.partition)] = record.offset
+        by_topic: dict[str, int] = {}
+        for tp, offset in last.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(highwater - offset - 1, 0)
+        for topic, lag in by_topic.items():
+            CONSUMER_LAG.labels(self.name, topic).set(lag)

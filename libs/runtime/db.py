@@ -1,0 +1,123 @@
+"""Database engine, migrations and the line between transient and deterministic failures."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from libs.runtime.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CORE_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def create_engine(settings: RuntimeSettings, service: str) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url(service),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+    )
+
+
+async def ensure_database(settings: RuntimeSettings, service: str) -> None:
+    """Create the service's database if it is missing (local and test setups)."""
+    admin = await asyncpg.connect(
+        host=settings.pg_host,
+        port=settings.pg_port,
+        user=settings.pg_user,
+        password=settings.pg_password,
+        database="postgres",
+    )
+    try:
+        name = settings.database_name(service)
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another process created it between our check and our create
+    finally:
+        await admin.close()
+
+
+async def migrate(engine: AsyncEngine, *directories: Path) -> list[str]:
+    """Apply every *.sql file not applied yet, in name order, core migrations first.
+
+    A transaction-scoped advisory lock lets several replicas start at once safely.
+    """
+    files = [CORE_MIGRATIONS / name for name in sorted(p.name for p in CORE_MIGRATIONS.glob("*.sql"))]
+    for directory in directories:
+        files += sorted(directory.glob("*.sql"))
+    applied: list[str] = []
+    async with engine.begin() as conn:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(7463003)"))
+        await conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+        done = {
+            row.name: row.checksum
+            for row in await conn.execute(text("SELECT name, checksum FROM schema_migrations"))
+        }
+        for path in files:
+            name = str(path.resolve().relative_to(REPO_ROOT))
+            sql = path.read_text()
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if name in done:
+                if done[name] != checksum:
+                    raise RuntimeError(f"migration {name} changed after it was applied")
+                continue
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.execute(sql)  # type: ignore[union-attr]
+            await conn.execute(
+                text("INSERT INTO schema_migrations (name, checksum) VALUES (:n, :c)"),
+                {"n": name, "c": checksum},
+            )
+            applied.append(name)
+    if applied:
+        log.info("applied migrations %s", applied)
+    return applied
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the same stream first; reload and try again."""
+
+
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures that go away by themselves (lost connection, conflict, restart).
+
+    Those are retried without limit; anything else is a property of the message and is
+    retried a bounded number of times before the message is dead-lettered.
+    """
+    if isinstance(error, ConcurrencyConflict | ConnectionError | OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return True
+        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return code in _TRANSIENT_SQLSTATES
+    if isinstance(error, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True
+    if isinstance(error, asyncpg.PostgresConnectionStatusError | asyncpg.InterfaceError):
+        return True
+    if isinstance(error, asyncpg.PostgresError):
+        return getattr(error, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    return False

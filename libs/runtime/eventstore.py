@@ -1,0 +1,135 @@
+"""Event store on PostgreSQL: append with expected version, read a stream, read all in commit order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.events import Envelope
+from libs.runtime.db import ConcurrencyConflict
+
+_COLUMNS = (
+    "event_id, event_type, event_version, stream_type, stream_id, version, occurred_at,"
+    " correlation_id, causation_id, actor, payload"
+)
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where a catch-up reader is in the store's commit order."""
+
+    transaction_id: int = 0
+    global_position: int = 0
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    position: Position
+    envelope: Envelope
+
+
+def _to_envelope(row: Any) -> Envelope:
+    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+    return Envelope(
+        event_id=row.event_id,
+        event_type=row.event_type,
+        event_version=row.event_version,
+        aggregate_type=row.stream_type,
+        aggregate_id=row.stream_id,
+        aggregate_version=row.version,
+        occurred_at=row.occurred_at,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        actor=row.actor,
+        payload=payload,
+    )
+
+
+_INSERT = text(
+    f"INSERT INTO events ({_COLUMNS}) VALUES (:event_id, :event_type, :event_version,"
+    " :stream_type, :stream_id, :version, :occurred_at, :correlation_id, :causation_id,"
+    " :actor, CAST(:payload AS jsonb))"
+)
+
+
+async def append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+    """Append events; each envelope's aggregate_version is the version it creates.
+
+    Versions of one stream must follow on from what the writer loaded. If another writer got
+    there first the primary key (stream_id, version) rejects the row and we raise
+    ConcurrencyConflict; the caller's transaction is then unusable and must be retried.
+    """
+    if not envelopes:
+        return
+    rows = [
+        {
+            "event_id": e.event_id,
+            "event_type": e.event_type,
+            "event_version": e.event_version,
+            "stream_type": e.aggregate_type,
+            "stream_id": e.aggregate_id,
+            "version": e.aggregate_version,
+            "occurred_at": e.occurred_at,
+            "correlation_id": e.correlation_id,
+            "causation_id": e.causation_id,
+            "actor": e.actor,
+            "payload": json.dumps(e.payload),
+        }
+        for e in envelopes
+    ]
+    try:
+        await conn.execute(_INSERT, rows)
+    except sa_exc.IntegrityError as error:
+        if "events_pkey" in str(error.orig):
+            streams = sorted({e.aggregate_id for e in envelopes})
+            raise ConcurrencyConflict(f"stream(s) {streams} were changed concurrently") from error
+        raise
+
+
+async def read_stream(
+    conn: AsyncConnection, stream_id: str, after_version: int = 0
+) -> list[Envelope]:
+    result = await conn.execute(
+        text(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = :s AND version > :v ORDER BY version"
+        ),
+        {"s": stream_id, "v": after_version},
+    )
+    return [_to_envelope(row) for row in result]
+
+
+async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
+    result = await conn.execute(
+        text("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = :s"), {"s": stream_id}
+    )
+    return int(result.scalar_one())
+
+
+async def read_all(
+    conn: AsyncConnection, after: Position = Position(), limit: int = 1000
+) -> list[StoredEvent]:
+    """Events in commit order after `after`, stopping short of any transaction still open.
+
+    Rows of a transaction that is still running (or any younger one) are not returned yet:
+    pg_snapshot_xmin is the oldest transaction still in progress, and everything below it has
+    either committed or rolled back, so nothing can appear behind the reader later.
+    """
+    result = await conn.execute(
+        text(
+            f"SELECT transaction_id::text::bigint AS tx, global_position, {_COLUMNS} FROM events"
+            " WHERE (transaction_id, global_position) > (CAST(:tx AS text)::xid8, :gp)"
+            " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+            " ORDER BY transaction_id, global_position LIMIT :limit"
+        ),
+        {"tx": str(after.transaction_id), "gp": after.global_position, "limit": limit},
+    )
+    return [
+        StoredEvent(Position(int(row.tx), int(row.global_position)), _to_envelope(row))
+        for row in result
+    ]

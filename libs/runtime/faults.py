@@ -1,0 +1,24 @@
+"""Fault injection for the chaos suite: named points where a process can be made to die.
+
+Off unless OM_FAULTS names the point, so production never crashes here. A point fires once per
+process (the chaos runner restarts the process and expects normal operation afterwards).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+AFTER_DB_COMMIT_BEFORE_OFFSET_COMMIT = "after_db_commit_before_offset_commit"
+AFTER_PUBLISH_BEFORE_OUTBOX_MARK = "after_publish_before_outbox_mark"
+
+_armed: set[str] = {p.strip() for p in os.environ.get("OM_FAULTS", "").split(",") if p.strip()}
+
+
+def crash_point(name: str) -> None:
+    if name in _armed:
+        _armed.discard(name)
+        log.critical("fault injection: crashing at %s", name)
+        os._exit(137)

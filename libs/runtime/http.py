@@ -1,0 +1,94 @@
+"""FastAPI app factory: problem+json errors, /health, /ready, /metrics, tracing of requests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from libs.domain import DomainError
+from libs.runtime.service import ServiceRuntime
+from libs.runtime.telemetry import correlation_id_var, tracer
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], title: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.runtime = runtime
+    for router in routers:
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def trace_requests(request: Request, call_next: Any) -> Response:
+        # Continue a caller's trace if it sent traceparent; every Kafka hop that follows
+        # carries the same trace id through the outbox headers.
+        parent = extract(dict(request.headers))
+        route = request.url.path
+        with tracer.start_as_current_span(
+            f"{request.method} {route}", context=parent, kind=trace.SpanKind.SERVER
+        ) as span:
+            token = correlation_id_var.set(request.headers.get("x-correlation-id"))
+            try:
+                response: Response = await call_next(request)
+            finally:
+                correlation_id_var.reset(token)
+            span.set_attribute("http.status_code", response.status_code)
+            return response
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, error: DomainError) -> JSONResponse:
+        return problem(error.status, error.code, error.message, code=error.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        fields = [
+            {
+                "field": ".".join(str(p) for p in item["loc"] if p != "body"),
+                "message": item["msg"],
+            }
+            for item in error.errors()
+        ]
+        detail = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
+        return problem(422, "invalid request", detail, errors=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return problem(error.status_code, "request failed", str(error.detail))
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.name}
+
+    @app.get("/ready", tags=["ops"])
+    async def ready() -> JSONResponse:
+        checks = await runtime.ready()
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,23 @@
+"""Inbox: a consumer records each message it handled in the same transaction as its effects."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def claim(conn: AsyncConnection, consumer: str, event_id: UUID) -> bool:
+    """Mark the message handled by `consumer`; False if it was handled before (a duplicate).
+
+    The row only persists if the caller's transaction commits, so a crash before commit leaves
+    the message unclaimed and its redelivery is handled normally.
+    """
+    result = await conn.execute(
+        text(
+            "INSERT INTO inbox (consumer, event_id) VALUES (:c, :e) ON CONFLICT DO NOTHING"
+        ),
+        {"c": consumer, "e": event_id},
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,36 @@
+"""Prometheus metrics shared by every service (labels say which consumer or topic)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_HANDLED = Counter(
+    "ordermesh_messages_handled_total", "Messages handled", ["consumer", "event_type", "outcome"]
+)
+HANDLER_SECONDS = Histogram(
+    "ordermesh_handler_seconds",
+    "Time to handle one consumed batch, database commit included",
+    ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+HANDLER_ERRORS = Counter(
+    "ordermesh_handler_errors_total", "Failed handling attempts", ["consumer", "kind"]
+)
+DEAD_LETTERS = Counter("ordermesh_dead_letters_total", "Messages dead-lettered", ["consumer"])
+OUTBOX_BACKLOG = Gauge("ordermesh_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_PUBLISHED = Counter(
+    "ordermesh_outbox_published_total", "Outbox rows published to Kafka", ["service"]
+)
+CONSUMER_LAG = Gauge(
+    "ordermesh_consumer_lag", "Messages behind the partition end", ["consumer", "topic"]
+)
+SAGA_OUTCOMES = Counter("ordermesh_saga_outcomes_total", "Sagas finished", ["outcome"])
+SAGA_SECONDS = Histogram(
+    "ordermesh_saga_seconds",
+    "Time from order placed to its outcome",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
+NEEDS_ATTENTION = Counter(
+    "ordermesh_needs_attention_total", "Sagas parked because a compensation kept failing"
+)

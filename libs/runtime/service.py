@@ -1,0 +1,118 @@
+"""The process around a service: database, migrations, topics, relay, consumers, background
+loops. Each service's bootstrap module builds one of these; the HTTP app factory runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.runtime.consumer import EventConsumer
+from libs.runtime.db import create_engine, ensure_database, migrate
+from libs.runtime.kafka import create_topics, durable_producer
+from libs.runtime.relay import OutboxRelay
+from libs.runtime.settings import RuntimeSettings
+from libs.runtime.telemetry import configure_logging, configure_tracing
+
+log = logging.getLogger(__name__)
+
+BackgroundLoop = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceRuntime:
+    name: str
+    settings: RuntimeSettings
+    migrations: Path | None = None
+    engine: AsyncEngine = field(init=False)
+    consumers: list[EventConsumer] = field(default_factory=list)
+    background: list[BackgroundLoop] = field(default_factory=list)
+    run_relay: bool = True
+    run_consumers: bool = True
+
+    def __post_init__(self) -> None:
+        self.engine = create_engine(self.settings, self.name)
+        self.relay = OutboxRelay(
+            self.settings.dsn(self.name),
+            lambda: durable_producer(self.settings, f"{self.name}-relay"),
+            self.name,
+            self.settings.relay_batch_size,
+        )
+        self.broker = KafkaBroker(
+            self.settings.kafka_bootstrap,
+            client_id=f"ordermesh-{self.name}",
+            acks="all",
+            enable_idempotence=True,
+            logger=None,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    def add_consumer(self, consumer: EventConsumer) -> None:
+        self.consumers.append(consumer)
+
+    async def start(self) -> None:
+        configure_logging(self.name, self.settings.log_level, self.settings.log_json)
+        configure_tracing(self.name, self.settings.otel_exporter)
+        await ensure_database(self.settings, self.name)
+        await migrate(self.engine, *([self.migrations] if self.migrations else []))
+        await create_topics(
+            self.settings,
+            [t for c in self.consumers for t in c.topics] + _dead_letter_topics(self.consumers),
+        )
+        if self.run_relay:
+            self._spawn(self.relay.run(), "relay")
+        for loop in self.background:
+            self._spawn(loop(), loop.__qualname__)
+        if self.run_consumers and self.consumers:
+            for consumer in self.consumers:
+                consumer.attach(self.broker)
+            await self.broker.start()
+        self.started = True
+        log.info("%s started", self.name)
+
+    async def stop(self) -> None:
+        self.relay.stop()
+        if self.run_consumers and self.consumers:
+            await self.broker.stop()
+        for consumer in self.consumers:
+            await consumer.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.engine.dispose()
+        self.started = False
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"started": self.started, "database": False}
+        with contextlib.suppress(Exception):
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                checks["database"] = True
+        return checks
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(f"{self.name}:{name}")
+        task.add_done_callback(_log_crash)
+        self._tasks.append(task)
+
+
+def _dead_letter_topics(consumers: list[EventConsumer]) -> list[str]:
+    from libs.events.topics import dead_letter_topic
+
+    return [dead_letter_topic(c.name) for c in consumers]
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s died", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,46 @@
+"""Configuration from environment variables (12-factor). Every variable is listed in README.md."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RuntimeSettings(BaseSettings):
+    """Settings shared by every service process, read from OM_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix="OM_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    topic_partitions: int = 8
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 15432
+    pg_user: str = "ordermesh"
+    pg_password: str = "ordermesh"
+    # Each service's database is "<db_prefix>_<service>", so two checkouts can share a server.
+    db_prefix: str = "ordermesh"
+    db_pool_size: int = 10
+    # Poison handling: a message whose handler keeps failing is retried this many times
+    # with exponential backoff, then dead-lettered so its partition moves on.
+    consumer_max_attempts: int = 4
+    consumer_retry_backoff_ms: int = 50
+    consumer_batch_size: int = 200
+    relay_batch_size: int = 500
+    # Names of fault-injection points that crash the process (chaos tests only; empty in
+    # production). See libs/runtime/faults.py.
+    faults: str = ""
+    log_level: str = "INFO"
+    log_json: bool = True
+    otel_exporter: str = "none"  # none | console | otlp
+
+    def database_name(self, service: str) -> str:
+        return f"{self.db_prefix}_{service}"
+
+    def database_url(self, service: str, driver: str = "postgresql+asyncpg") -> str:
+        return (
+            f"{driver}://{self.pg_user}:{self.pg_password}@{self.pg_host}:{self.pg_port}/"
+            f"{self.database_name(service)}"
+        )
+
+    def dsn(self, service: str) -> str:
+        """Plain asyncpg DSN (LISTEN/NOTIFY needs a raw connection)."""
+        return self.database_url(service, driver="postgresql")
