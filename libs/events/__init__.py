@@ -22,3 +22,6 @@ __all__ = [
     "make_envelope",
     "registry",
 ]
+
+# Load every context's contracts so decode() knows all public message types.
+from libs.events import catalog as _catalog  # noqa: E402,F401

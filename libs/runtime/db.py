@@ -116,7 +116,10 @@ def is_transient(error: BaseException) -> bool:
         return code in _TRANSIENT_SQLSTATES
     if isinstance(error, sa_exc.TimeoutError | sa_exc.DisconnectionError):
         return True
-    if isinstance(error, asyncpg.PostgresConnectionStatusError | asyncpg.InterfaceError):
+    if isinstance(
+        error,
+        asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.CannotConnectNowError,
+    ):
         return True
     if isinstance(error, asyncpg.PostgresError):
         return getattr(error, "sqlstate", None) in _TRANSIENT_SQLSTATES

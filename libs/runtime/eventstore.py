@@ -41,7 +41,8 @@ def _to_envelope(row: Any) -> Envelope:
         event_type=row.event_type,
         event_version=row.event_version,
         aggregate_type=row.stream_type,
-        aggregate_id=row.stream_id,
+        # Stream ids are "<aggregate type>-<aggregate id>"; the envelope carries the plain id.
+        aggregate_id=row.stream_id[len(row.stream_type) + 1 :],
         aggregate_version=row.version,
         occurred_at=row.occurred_at,
         correlation_id=row.correlation_id,
@@ -73,7 +74,7 @@ async def append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
             "event_type": e.event_type,
             "event_version": e.event_version,
             "stream_type": e.aggregate_type,
-            "stream_id": e.aggregate_id,
+            "stream_id": f"{e.aggregate_type}-{e.aggregate_id}",
             "version": e.aggregate_version,
             "occurred_at": e.occurred_at,
             "correlation_id": e.correlation_id,
@@ -87,7 +88,7 @@ async def append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
         await conn.execute(_INSERT, rows)
     except sa_exc.IntegrityError as error:
         if "events_pkey" in str(error.orig):
-            streams = sorted({e.aggregate_id for e in envelopes})
+            streams = sorted({f"{e.aggregate_type}-{e.aggregate_id}" for e in envelopes})
             raise ConcurrencyConflict(f"stream(s) {streams} were changed concurrently") from error
         raise
 

@@ -62,12 +62,11 @@ class UnitOfWork:
 
         Raises ConcurrencyConflict if the stream moved on since it was loaded.
         """
-        stream_id = kind.stream_id(aggregate_id)
         envelopes = [
             make_envelope(
                 event,
                 event_id=uuid4(),
-                aggregate_id=stream_id,
+                aggregate_id=aggregate_id,
                 aggregate_version=expected_version + offset,
                 occurred_at=self.now,
                 correlation_id=self.context.correlation_id,

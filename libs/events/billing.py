@@ -1,0 +1,137 @@
+"""Billing context (billing service): invoices, payments, refunds, customer credit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import Field
+
+from libs.events.base import Command, DomainEvent
+from libs.events.registry import registry
+from libs.events.topics import BILLING_COMMANDS, BILLING_EVENTS
+from libs.events.values import Currency, Money, OrderLine, PaymentTerms, ShippingMethod
+
+
+class InvoiceEvent(DomainEvent):
+    """One invoice per order; the stream is keyed by order id."""
+
+    aggregate_type: ClassVar[str] = "invoice"
+    topic: ClassVar[str] = BILLING_EVENTS
+    order_id: str
+
+
+@registry.register
+class InvoiceIssued(InvoiceEvent):
+    message_type: ClassVar[str] = "InvoiceIssued"
+    invoice_id: str
+    customer_id: str
+    currency: Currency
+    lines: tuple[OrderLine, ...]
+    subtotal: Money
+    tax: Money
+    shipping_fee: Money
+    total: Money
+    payment_terms: PaymentTerms
+    due_at: datetime
+
+
+@registry.register
+class CreditCheckFailed(InvoiceEvent):
+    message_type: ClassVar[str] = "CreditCheckFailed"
+    customer_id: str
+    amount: Money
+    open_balance: Money
+    credit_limit: Money
+
+
+@registry.register
+class PaymentReceived(InvoiceEvent):
+    message_type: ClassVar[str] = "PaymentReceived"
+    invoice_id: str
+    reference: str
+    method: str
+    amount: Money
+    amount_paid: Money
+
+
+@registry.register
+class PaymentFailed(InvoiceEvent):
+    message_type: ClassVar[str] = "PaymentFailed"
+    invoice_id: str
+    reference: str
+    method: str
+    amount: Money
+
+
+@registry.register
+class InvoicePaid(InvoiceEvent):
+    message_type: ClassVar[str] = "InvoicePaid"
+    invoice_id: str
+    amount_paid: Money
+
+
+@registry.register
+class InvoiceVoided(InvoiceEvent):
+    message_type: ClassVar[str] = "InvoiceVoided"
+    invoice_id: str | None = Field(description="None when no invoice had been issued yet")
+    reason: str
+
+
+@registry.register
+class RefundIssued(InvoiceEvent):
+    message_type: ClassVar[str] = "RefundIssued"
+    refund_id: str
+    invoice_id: str
+    amount: Money
+    reason: str
+
+
+class CustomerAccountEvent(DomainEvent):
+    aggregate_type: ClassVar[str] = "customer_account"
+    topic: ClassVar[str] = BILLING_EVENTS
+    customer_id: str
+
+
+@registry.register
+class CreditLimitSet(CustomerAccountEvent):
+    message_type: ClassVar[str] = "CreditLimitSet"
+    credit_limit: Money
+
+
+@registry.register
+class CreditCharged(CustomerAccountEvent):
+    message_type: ClassVar[str] = "CreditCharged"
+    order_id: str
+    amount: Money
+
+
+@registry.register
+class CreditReleased(CustomerAccountEvent):
+    message_type: ClassVar[str] = "CreditReleased"
+    order_id: str
+    amount: Money
+
+
+class BillingCommand(Command):
+    aggregate_type: ClassVar[str] = "invoice"
+    topic: ClassVar[str] = BILLING_COMMANDS
+    order_id: str
+
+
+@registry.register
+class IssueInvoice(BillingCommand):
+    message_type: ClassVar[str] = "IssueInvoice"
+    customer_id: str
+    currency: Currency
+    lines: tuple[OrderLine, ...] = Field(min_length=1)
+    payment_terms: PaymentTerms
+    shipping_method: ShippingMethod
+
+
+@registry.register
+class VoidInvoice(BillingCommand):
+    """Compensation: void the order's invoice (if any) and refund whatever was paid."""
+
+    message_type: ClassVar[str] = "VoidInvoice"
+    reason: str

@@ -1,0 +1,3 @@
+"""Imports every context module so the registry knows all public messages."""
+
+from libs.events import billing, inventory, order, production  # noqa: F401

@@ -1,0 +1,171 @@
+"""Order context (order service): the order and the steps of its fulfilment saga."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import Field
+
+from libs.events.base import Command, DomainEvent
+from libs.events.registry import registry
+from libs.events.topics import ORDER_EVENTS, ORDER_INTAKE
+from libs.events.values import (
+    Allocation,
+    Currency,
+    CustomerSnapshot,
+    Money,
+    OrderLine,
+    PaymentTerms,
+    Shipping,
+    SkuQuantity,
+)
+
+
+class OrderEvent(DomainEvent):
+    aggregate_type: ClassVar[str] = "order"
+    topic: ClassVar[str] = ORDER_EVENTS
+
+    order_id: str
+
+
+@registry.register
+class OrderPlaced(OrderEvent):
+    message_type: ClassVar[str] = "OrderPlaced"
+    channel: str
+    external_id: str | None = None
+    customer: CustomerSnapshot
+    lines: tuple[OrderLine, ...] = Field(min_length=1)
+    currency: Currency
+    payment_terms: PaymentTerms
+    shipping: Shipping
+    subtotal: Money
+
+
+@registry.register
+class OrderHeld(OrderEvent):
+    message_type: ClassVar[str] = "OrderHeld"
+    reasons: tuple[str, ...]
+
+
+@registry.register
+class OrderApproved(OrderEvent):
+    message_type: ClassVar[str] = "OrderApproved"
+    approved_by: str
+
+
+@registry.register
+class OrderRejected(OrderEvent):
+    message_type: ClassVar[str] = "OrderRejected"
+    reason: str
+    rejected_by: str
+
+
+@registry.register
+class StockReservationRequested(OrderEvent):
+    message_type: ClassVar[str] = "StockReservationRequested"
+    lines: tuple[SkuQuantity, ...]
+
+
+@registry.register
+class OrderAwaitingStock(OrderEvent):
+    message_type: ClassVar[str] = "OrderAwaitingStock"
+    missing: tuple[SkuQuantity, ...]
+
+
+@registry.register
+class OrderStockAllocated(OrderEvent):
+    message_type: ClassVar[str] = "OrderStockAllocated"
+    allocations: tuple[Allocation, ...]
+
+
+@registry.register
+class InvoiceRequested(OrderEvent):
+    message_type: ClassVar[str] = "InvoiceRequested"
+
+
+@registry.register
+class OrderAwaitingPayment(OrderEvent):
+    message_type: ClassVar[str] = "OrderAwaitingPayment"
+    invoice_id: str
+    amount_due: Money
+    payment_deadline: datetime
+
+
+@registry.register
+class OrderPaymentRecorded(OrderEvent):
+    message_type: ClassVar[str] = "OrderPaymentRecorded"
+    amount: Money
+    amount_paid: Money
+
+
+@registry.register
+class OrderConfirmed(OrderEvent):
+    message_type: ClassVar[str] = "OrderConfirmed"
+    invoice_id: str
+    total: Money
+
+
+@registry.register
+class OrderCompensationStarted(OrderEvent):
+    message_type: ClassVar[str] = "OrderCompensationStarted"
+    reason: str
+    steps: tuple[str, ...]
+    final_status: str = Field(description="cancelled or rejected once compensation completes")
+
+
+@registry.register
+class CompensationStepRequested(OrderEvent):
+    message_type: ClassVar[str] = "CompensationStepRequested"
+    step: str
+    attempt: int = Field(ge=1)
+
+
+@registry.register
+class CompensationStepCompleted(OrderEvent):
+    message_type: ClassVar[str] = "CompensationStepCompleted"
+    step: str
+    detail: str = ""
+
+
+@registry.register
+class OrderRefunded(OrderEvent):
+    message_type: ClassVar[str] = "OrderRefunded"
+    amount: Money
+    refund_id: str
+
+
+@registry.register
+class OrderCancelled(OrderEvent):
+    message_type: ClassVar[str] = "OrderCancelled"
+    reason: str
+    cancelled_by: str
+
+
+@registry.register
+class OrderNeedsAttention(OrderEvent):
+    message_type: ClassVar[str] = "OrderNeedsAttention"
+    step: str
+    reason: str
+
+
+@registry.register
+class SubmitOrder(Command):
+    """A sales channel's order submission, published to the intake topic.
+
+    Same fields and the same idempotency as POST /orders: `idempotency_key`, or else the
+    channel's `external_id`, identifies the submission.
+    """
+
+    message_type: ClassVar[str] = "SubmitOrder"
+    aggregate_type: ClassVar[str] = "order_submission"
+    topic: ClassVar[str] = ORDER_INTAKE
+
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    channel: str = Field(min_length=1, max_length=40)
+    external_id: str | None = Field(default=None, max_length=200)
+    customer: CustomerSnapshot
+    lines: tuple[OrderLine, ...] = Field(min_length=1, max_length=500)
+    currency: Currency
+    payment_terms: PaymentTerms
+    shipping: Shipping

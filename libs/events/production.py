@@ -1,0 +1,1 @@
+"""Production context (production service). Contracts arrive with the production issue."""

@@ -1,0 +1,85 @@
+"""Fixtures for tests that need the real Kafka broker and PostgreSQL.
+
+`make test` (python -m tools.infra test) starts both when they are not reachable. Each test
+session uses its own database prefix and topic names, so it never meets another run's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.runtime.db import create_engine, ensure_database, migrate
+from libs.runtime.settings import RuntimeSettings
+
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def settings() -> RuntimeSettings:
+    return RuntimeSettings(
+        db_prefix=f"omtest_{RUN_ID}",
+        topic_partitions=4,
+        consumer_max_attempts=3,
+        consumer_retry_backoff_ms=10,
+        log_json=False,
+    )
+
+
+@pytest.fixture(scope="session")
+async def store_engine(settings: RuntimeSettings) -> AsyncIterator[AsyncEngine]:
+    """A database with the shared event store, outbox and inbox tables."""
+    await ensure_database(settings, "store")
+    engine = create_engine(settings, "store")
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+    await drop_test_databases(settings)
+
+
+@pytest.fixture
+async def engine(store_engine: AsyncEngine) -> AsyncEngine:
+    async with store_engine.begin() as conn:
+        await conn.execute(text("TRUNCATE events, outbox, inbox"))
+    return store_engine
+
+
+async def drop_test_databases(settings: RuntimeSettings) -> None:
+    admin = await asyncpg.connect(
+        host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
+        password=settings.pg_password, database="postgres",
+    )
+    try:
+        names = await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{settings.db_prefix}_%"
+        )
+        for row in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def unique_topic(name: str) -> str:
+    return f"test.{RUN_ID}.{name}.{uuid.uuid4().hex[:6]}"
+
+
+async def eventually(check, timeout: float = 20.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Await until check() returns a truthy value (no fixed sleeps in tests)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)
+
+
+os.environ.setdefault("OM_LOG_JSON", "false")

@@ -1,0 +1,333 @@
+"""Contract tests of the shared runtime on the real PostgreSQL and Kafka broker: event store,
+outbox, inbox, relay and consumer, including the faults they exist to survive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import ClassVar
+from uuid import uuid4
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream.kafka import KafkaBroker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.domain import AggregateKind
+from libs.events import decode, encode, make_envelope, registry
+from libs.events.base import DomainEvent
+from libs.events.topics import dead_letter_topic
+from libs.runtime import eventstore, faults, inbox, outbox
+from libs.runtime.consumer import EventConsumer
+from libs.runtime.db import ConcurrencyConflict
+from libs.runtime.eventstore import Position
+from libs.runtime.kafka import create_topics, durable_producer
+from libs.runtime.relay import OutboxRelay
+from libs.runtime.settings import RuntimeSettings
+from libs.runtime.uow import MessageContext, UnitOfWork, unit_of_work
+from tests.conftest import RUN_ID, eventually
+
+pytestmark = pytest.mark.integration
+
+COUNTER_TOPIC = f"test.{RUN_ID}.counter.events"
+
+
+@registry.register
+class CounterIncremented(DomainEvent):
+    message_type: ClassVar[str] = f"TestCounterIncremented{RUN_ID}"
+    aggregate_type: ClassVar[str] = "counter"
+    topic: ClassVar[str] = COUNTER_TOPIC
+    counter_id: str
+    by: int
+
+
+@dataclass(frozen=True)
+class Counter:
+    total: int = 0
+
+
+COUNTER = AggregateKind[Counter](
+    "counter", Counter, lambda state, e: Counter(state.total + e.by)  # type: ignore[attr-defined]
+)
+CONTEXT = MessageContext(correlation_id="test", actor="test")
+
+
+async def increment(engine: AsyncEngine, counter_id: str, by: int = 1) -> int:
+    async with unit_of_work(engine, CONTEXT) as uow:
+        _, version = await uow.load(COUNTER, counter_id)
+        return await uow.record(COUNTER, counter_id, version, [CounterIncremented(counter_id=counter_id, by=by)])
+
+
+# --- event store ------------------------------------------------------------------------
+
+
+async def test_appended_events_read_back_in_version_order(engine: AsyncEngine) -> None:
+    for by in (1, 2, 3):
+        await increment(engine, "c1", by)
+    async with unit_of_work(engine, CONTEXT) as uow:
+        state, version = await uow.load(COUNTER, "c1")
+        history = await uow.history(COUNTER, "c1")
+    assert (state.total, version) == (6, 3)
+    assert [e.aggregate_version for e in history] == [1, 2, 3]
+    assert {e.aggregate_id for e in history} == {"c1"}
+
+
+async def test_concurrent_appends_to_one_stream_exactly_one_wins(engine: AsyncEngine) -> None:
+    await increment(engine, "contended")
+    start = asyncio.Event()
+
+    async def writer(n: int) -> str:
+        async with unit_of_work(engine, CONTEXT) as uow:
+            _, version = await uow.load(COUNTER, "contended")
+            await start.wait()
+            try:
+                await uow.record(COUNTER, "contended", version, [CounterIncremented(counter_id="contended", by=n)])
+            except ConcurrencyConflict:
+                return "conflict"
+        return "won"
+
+    tasks = [asyncio.create_task(writer(n)) for n in range(1, 11)]
+    await asyncio.sleep(0.2)  # let every writer load version 1 before any appends
+    start.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert results.count("won") == 1, results
+    assert results.count("conflict") == 9, results
+    async with engine.connect() as conn:
+        assert await eventstore.stream_version(conn, "counter-contended") == 2
+
+
+async def test_catch_up_reader_never_skips_a_row_committed_late(engine: AsyncEngine) -> None:
+    slow = await engine.connect()
+    slow_tx = await slow.begin()
+    try:
+        # The slow transaction takes the smaller global position but commits last.
+        await slow.execute(text("SELECT pg_current_xact_id()"))
+        uow = UnitOfWork(slow, CONTEXT)
+        await uow.record(COUNTER, "slow", 0, [CounterIncremented(counter_id="slow", by=1)])
+        await increment(engine, "fast")
+        async with engine.connect() as reader:
+            seen_while_open = await eventstore.read_all(reader, Position())
+        assert seen_while_open == []  # the fast row waits behind the open transaction
+        await slow_tx.commit()
+    finally:
+        await slow.close()
+    async with engine.connect() as reader:
+        seen = await eventstore.read_all(reader, Position())
+        after = await eventstore.read_all(reader, seen[-1].position)
+    assert [s.envelope.aggregate_id for s in seen] == ["slow", "fast"]
+    assert after == []
+
+
+async def test_rolled_back_work_leaves_no_event_and_no_outbox_row(engine: AsyncEngine) -> None:
+    with pytest.raises(RuntimeError):
+        async with unit_of_work(engine, CONTEXT) as uow:
+            await uow.record(COUNTER, "ghost", 0, [CounterIncremented(counter_id="ghost", by=1)])
+            raise RuntimeError("handler failed after recording")
+    async with engine.connect() as conn:
+        assert await eventstore.stream_version(conn, "counter-ghost") == 0
+        assert await outbox.backlog(conn) == 0
+
+
+async def test_events_and_their_outbox_rows_commit_together(engine: AsyncEngine) -> None:
+    await increment(engine, "c2")
+    await increment(engine, "c2")
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT topic, key, value FROM outbox ORDER BY id"))).all()
+    assert [(r.topic, r.key) for r in rows] == [(COUNTER_TOPIC, "c2")] * 2
+    assert [decode(r.value).envelope.aggregate_version for r in rows] == [1, 2]
+
+
+async def test_inbox_accepts_a_message_once_per_consumer(engine: AsyncEngine) -> None:
+    event_id = uuid4()
+    async with engine.begin() as conn:
+        assert await inbox.claim(conn, "billing", event_id) is True
+        assert await inbox.claim(conn, "billing", event_id) is False
+        assert await inbox.claim(conn, "reporting", event_id) is True
+
+
+# --- relay and consumer on the real broker ------------------------------------------------
+
+
+@pytest.fixture
+async def counter_topic(settings: RuntimeSettings) -> str:
+    await create_topics(settings, [COUNTER_TOPIC])
+    return COUNTER_TOPIC
+
+
+@pytest.fixture
+async def projection(engine: AsyncEngine) -> AsyncEngine:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("CREATE TABLE IF NOT EXISTS test_counter_totals (counter_id text PRIMARY KEY, total int NOT NULL)")
+        )
+        await conn.execute(text("TRUNCATE test_counter_totals"))
+    return engine
+
+
+async def add_to_projection(uow: UnitOfWork, decoded) -> None:  # type: ignore[no-untyped-def]
+    event = decoded.message
+    if event.by < 0:
+        raise ValueError(f"cannot add {event.by}: counters only grow")
+    await uow.conn.execute(
+        text(
+            "INSERT INTO test_counter_totals VALUES (:c, :b) ON CONFLICT (counter_id)"
+            " DO UPDATE SET total = test_counter_totals.total + :b"
+        ),
+        {"c": event.counter_id, "b": event.by},
+    )
+
+
+async def totals(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT counter_id, total FROM test_counter_totals"))
+        return {r.counter_id: r.total for r in rows}
+
+
+@pytest.fixture
+async def running_consumer(
+    settings: RuntimeSettings, projection: AsyncEngine, counter_topic: str
+) -> AsyncIterator[EventConsumer]:
+    group = f"test-{RUN_ID}-{uuid4().hex[:6]}"
+    consumer = EventConsumer(
+        group, [counter_topic], {CounterIncremented: add_to_projection}, projection, settings, "service:test"
+    )
+    await create_topics(settings, [dead_letter_topic(group)])
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
+    consumer.attach(broker)
+    await broker.start()
+    try:
+        yield consumer
+    finally:
+        await broker.stop()
+        await consumer.close()
+
+
+def relay_for(settings: RuntimeSettings) -> OutboxRelay:
+    return OutboxRelay(settings.dsn("store"), lambda: durable_producer(settings, "test-relay"), "test")
+
+
+async def read_topic(settings: RuntimeSettings, topic: str, expected: int) -> list:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None,
+    )
+    await consumer.start()
+    records: list = []  # type: ignore[type-arg]
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(records) < expected and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_relay_publishes_every_row_keyed_and_in_order_per_aggregate(
+    engine: AsyncEngine, settings: RuntimeSettings, counter_topic: str
+) -> None:
+    for round_ in range(10):
+        for counter in ("a", "b", "c", "d", "e"):
+            await increment(engine, f"order-{counter}", round_ + 1)
+    relay = relay_for(settings)
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: _backlog_empty(engine))
+    finally:
+        relay.stop()
+        await task
+    records = [r for r in await read_topic(settings, counter_topic, 50) if r.key.startswith(b"order-")]
+    assert len(records) == 50
+    by_key: dict[bytes, list[int]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_key.setdefault(record.key, []).append(decode(record.value).envelope.aggregate_version)
+    assert by_key == {f"order-{c}".encode(): list(range(1, 11)) for c in "abcde"}
+
+
+async def _backlog_empty(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return await outbox.backlog(conn) == 0
+
+
+async def test_relay_crash_after_publish_gives_a_duplicate_that_is_applied_once(
+    engine: AsyncEngine,
+    settings: RuntimeSettings,
+    running_consumer: EventConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await increment(engine, "dup", 5)
+
+    def crash(point: str) -> None:
+        if point == faults.AFTER_PUBLISH_BEFORE_OUTBOX_MARK:
+            raise SystemExit("relay killed between publish and outbox mark")
+
+    monkeypatch.setattr(faults, "crash_point", crash)
+    relay = relay_for(settings)
+    producer = durable_producer(settings, "crashing-relay")
+    await producer.start()
+    conn = await __import__("asyncpg").connect(settings.dsn("store"))
+    try:
+        with pytest.raises(SystemExit):
+            await relay.publish_pending(conn, producer)
+    finally:
+        await conn.close()
+        await producer.stop()
+    async with engine.connect() as c:
+        assert await outbox.backlog(c) == 1  # published but not marked: it will go again
+    monkeypatch.undo()
+
+    restarted = relay_for(settings)
+    task = asyncio.create_task(restarted.run())
+    try:
+        await eventually(lambda: _backlog_empty(engine))
+        await eventually(lambda: _duplicates_seen(engine, running_consumer.name))
+    finally:
+        restarted.stop()
+        await task
+    assert (await totals(engine)).get("dup") == 5
+
+
+async def _duplicates_seen(engine: AsyncEngine, group: str) -> bool:
+    from libs.runtime.metrics import MESSAGES_HANDLED
+
+    # The topic is shared with other tests, so count only this group's duplicates.
+    duplicate = MESSAGES_HANDLED.labels(group, CounterIncremented.message_type, "duplicate")._value.get()
+    return duplicate == 1 and (await totals(engine)).get("dup") == 5
+
+
+async def test_poison_messages_are_dead_lettered_and_the_partition_moves_on(
+    engine: AsyncEngine, settings: RuntimeSettings, running_consumer: EventConsumer
+) -> None:
+    def message(counter_id: str, by: int) -> bytes:
+        return encode(
+            make_envelope(
+                CounterIncremented(counter_id=counter_id, by=by), event_id=uuid4(),
+                aggregate_id=counter_id, aggregate_version=1,
+                occurred_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
+                correlation_id=counter_id, causation_id=None, actor="test",
+            )
+        )
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        # Same key, so all four land on one partition, in this order.
+        for value in (message("p", 1), message("p", -1), b"{not json", message("p", 2)):
+            await producer.send_and_wait(COUNTER_TOPIC, value, key=b"p")
+    finally:
+        await producer.stop()
+
+    await eventually(lambda: _total_is(engine, "p", 3))
+    dead = await read_topic(settings, dead_letter_topic(running_consumer.name), 2)
+    reasons = {dict(r.headers)["dlq.reason"].decode(): dict(r.headers) for r in dead}
+    assert len(dead) == 2
+    handler_failure = next(h for reason, h in reasons.items() if "counters only grow" in reason)
+    assert handler_failure["dlq.attempts"] == str(settings.consumer_max_attempts).encode()
+    assert any(reason.startswith("undecodable: not JSON") for reason in reasons)
+
+
+async def _total_is(engine: AsyncEngine, counter_id: str, expected: int) -> bool:
+    return (await totals(engine)).get(counter_id) == expected
