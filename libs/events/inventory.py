@@ -86,6 +86,8 @@ class StockReserved(ReservationEvent):
 @registry.register
 class StockShortage(ReservationEvent):
     message_type: ClassVar[str] = "StockShortage"
+    lines: tuple[SkuQuantity, ...] = Field(description="What the order asked for")
+    region: str | None = None
     missing: tuple[SkuQuantity, ...]
     backordered: bool = Field(description="True: waits for stock (FIFO). False: refused.")
 

@@ -43,7 +43,7 @@ from libs.runtime.metrics import (
 )
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.telemetry import consuming_span
-from libs.runtime.uow import MessageContext, UnitOfWork, unit_of_work
+from libs.runtime.uow import MessageContext, Projector, UnitOfWork, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ class EventConsumer:
         engine: AsyncEngine,
         settings: RuntimeSettings,
         actor: str,
+        projector: Projector | None = None,
     ) -> None:
+        self.projector = projector
         self.name = name
         self.topics = tuple(dict.fromkeys(topics))
         self.handlers = dict(handlers)
@@ -131,7 +133,8 @@ class EventConsumer:
 
     async def _apply(self, items: Sequence[Received]) -> None:
         first = items[0].decoded.envelope
-        async with unit_of_work(self.engine, MessageContext.caused_by(first, self.actor)) as uow:
+        context = MessageContext.caused_by(first, self.actor)
+        async with unit_of_work(self.engine, context, projector=self.projector) as uow:
             outcomes = []
             for item in items:
                 envelope = item.decoded.envelope

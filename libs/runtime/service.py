@@ -14,11 +14,13 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.events.topics import ALL_TOPICS, dead_letter_topic
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.db import create_engine, ensure_database, migrate
 from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
+from libs.runtime.uow import Projector
 from libs.runtime.telemetry import configure_logging, configure_tracing
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class ServiceRuntime:
     name: str
     settings: RuntimeSettings
     migrations: Path | None = None
+    projector: Projector | None = None
     engine: AsyncEngine = field(init=False)
     consumers: list[EventConsumer] = field(default_factory=list)
     background: list[BackgroundLoop] = field(default_factory=list)
@@ -65,7 +68,8 @@ class ServiceRuntime:
         await migrate(self.engine, *([self.migrations] if self.migrations else []))
         await create_topics(
             self.settings,
-            [t for c in self.consumers for t in c.topics] + _dead_letter_topics(self.consumers),
+            [*ALL_TOPICS, *(t for c in self.consumers for t in c.topics)]
+            + [dead_letter_topic(c.name) for c in self.consumers],
         )
         if self.run_relay:
             self._spawn(self.relay.run(), "relay")
@@ -105,12 +109,6 @@ class ServiceRuntime:
         task.set_name(f"{self.name}:{name}")
         task.add_done_callback(_log_crash)
         self._tasks.append(task)
-
-
-def _dead_letter_topics(consumers: list[EventConsumer]) -> list[str]:
-    from libs.events.topics import dead_letter_topic
-
-    return [dead_letter_topic(c.name) for c in consumers]
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

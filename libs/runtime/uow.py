@@ -3,7 +3,9 @@ new events, queues outgoing messages and (for consumers) records the inbox row."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,9 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from libs.domain import AggregateKind
 from libs.events import Command, DomainEvent, Envelope, make_envelope, registry
 from libs.runtime import eventstore, outbox
+from libs.runtime.db import ConcurrencyConflict
 from libs.runtime.telemetry import trace_headers
 
 State = TypeVar("State")
+
+# Updates the service's query tables from one just-appended event, inside the same
+# transaction, so read models never lag their events (and can be rebuilt by replaying).
+Projector = Callable[[AsyncConnection, Envelope, DomainEvent], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class UnitOfWork:
     context: MessageContext
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     appended: list[Envelope] = field(default_factory=list)
+    projector: Projector | None = None
 
     async def load(self, kind: AggregateKind[State], aggregate_id: str) -> tuple[State, int]:
         """Rebuild an aggregate; returns its state and version (0 if it does not exist)."""
@@ -76,6 +84,9 @@ class UnitOfWork:
             for offset, event in enumerate(events, start=1)
         ]
         await eventstore.append(self.conn, envelopes)
+        if self.projector is not None:
+            for event, envelope in zip(events, envelopes):
+                await self.projector(self.conn, envelope, event)
         headers = trace_headers()
         await outbox.put(
             self.conn,
@@ -103,7 +114,24 @@ class UnitOfWork:
 
 @asynccontextmanager
 async def unit_of_work(
-    engine: AsyncEngine, context: MessageContext, now: datetime | None = None
+    engine: AsyncEngine,
+    context: MessageContext,
+    now: datetime | None = None,
+    projector: Projector | None = None,
 ) -> AsyncIterator[UnitOfWork]:
     async with engine.begin() as conn:
-        yield UnitOfWork(conn, context, now or datetime.now(UTC))
+        yield UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector)
+
+
+async def retry_on_conflict(
+    work: Callable[[], Awaitable[State]], attempts: int = 20
+) -> State:
+    """Run a unit of work again when another writer changed the same aggregate first."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except ConcurrencyConflict:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.005 * attempt))
+    raise AssertionError("unreachable")

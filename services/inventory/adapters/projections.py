@@ -1,0 +1,84 @@
+"""Inline projector: keeps the inventory query tables in step with the events."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.events import Envelope
+from libs.events.base import DomainEvent
+from libs.events.inventory import (
+    BackorderDequeued,
+    BackorderQueued,
+    StockAllocated,
+    StockDeallocated,
+    StockReceived,
+    StockReleased,
+    StockReserved,
+    StockShortage,
+    WarehouseRegistered,
+)
+
+_UPSERT_LEVEL = text(
+    "INSERT INTO stock_levels (sku, warehouse, on_hand, reserved) VALUES (:sku, :wh, :on_hand, :reserved)"
+    " ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = stock_levels.on_hand + :on_hand,"
+    " reserved = stock_levels.reserved + :reserved"
+)
+_UPSERT_RESERVATION = text(
+    "INSERT INTO reservations (order_id, status, allocations, missing, updated_at)"
+    " VALUES (:order_id, :status, CAST(:allocations AS jsonb), CAST(:missing AS jsonb), :at)"
+    " ON CONFLICT (order_id) DO UPDATE SET status = :status,"
+    " allocations = CAST(:allocations AS jsonb), missing = CAST(:missing AS jsonb), updated_at = :at"
+)
+
+
+async def project(conn: AsyncConnection, envelope: Envelope, event: DomainEvent) -> None:
+    if isinstance(event, WarehouseRegistered):
+        await conn.execute(
+            text("INSERT INTO warehouses VALUES (:c, :n, :r) ON CONFLICT DO NOTHING"),
+            {"c": event.code, "n": event.name, "r": event.region},
+        )
+    elif isinstance(event, StockReceived):
+        await conn.execute(
+            _UPSERT_LEVEL, {"sku": event.sku, "wh": event.warehouse, "on_hand": event.quantity, "reserved": 0}
+        )
+    elif isinstance(event, StockAllocated | StockDeallocated):
+        sign = 1 if isinstance(event, StockAllocated) else -1
+        await conn.execute(
+            _UPSERT_LEVEL,
+            [
+                {"sku": event.sku, "wh": wh, "on_hand": 0, "reserved": sign * qty}
+                for wh, qty in event.warehouses.items()
+            ],
+        )
+    elif isinstance(event, BackorderQueued):
+        await conn.execute(
+            text("INSERT INTO backorders VALUES (:s, :o, :q, :at) ON CONFLICT DO NOTHING"),
+            {"s": event.sku, "o": event.order_id, "q": event.quantity, "at": envelope.occurred_at},
+        )
+    elif isinstance(event, BackorderDequeued):
+        await conn.execute(
+            text("DELETE FROM backorders WHERE sku = :s AND order_id = :o"),
+            {"s": event.sku, "o": event.order_id},
+        )
+    elif isinstance(event, StockReserved | StockShortage | StockReleased):
+        status = {
+            StockReserved: "reserved",
+            StockReleased: "released",
+        }.get(type(event), "backordered" if getattr(event, "backordered", False) else "refused")
+        await conn.execute(
+            _UPSERT_RESERVATION,
+            {
+                "order_id": event.order_id,
+                "status": status,
+                "allocations": json.dumps(
+                    [a.model_dump() for a in getattr(event, "allocations", ())]
+                    if isinstance(event, StockReserved)
+                    else []
+                ),
+                "missing": json.dumps([m.model_dump() for m in getattr(event, "missing", ())]),
+                "at": envelope.occurred_at,
+            },
+        )

@@ -1,0 +1,129 @@
+"""Inventory use cases: each loads aggregates, asks the domain, and records the events in
+the caller's unit of work (one transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from uuid import NAMESPACE_URL, uuid5
+
+from libs.domain import InvalidRequest
+from libs.events import Decoded
+from libs.events.base import DomainEvent
+from libs.events.inventory import BackorderDequeued, ReleaseStock, ReserveStock
+from libs.runtime import inbox
+from libs.runtime.uow import UnitOfWork
+from services.inventory.adapters import queries
+from services.inventory.domain import reservation as reservation_domain
+from services.inventory.domain import warehouse as warehouse_domain
+from services.inventory.domain.reservation import RESERVATION, Decision, Reservation
+from services.inventory.domain.stock import SKU, SkuStock, decide_receipt
+from services.inventory.domain.stock import evolve as evolve_stock
+
+
+@dataclass
+class LoadedSkus:
+    """SKU aggregates loaded in this unit of work, with the versions they were loaded at."""
+
+    states: dict[str, SkuStock] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    async def ensure(self, uow: UnitOfWork, skus: Iterable[str]) -> dict[str, SkuStock]:
+        for sku in skus:
+            if sku not in self.states:
+                self.states[sku], self.versions[sku] = await uow.load(SKU, sku)
+        return self.states
+
+    async def record(self, uow: UnitOfWork, sku: str, events: list[DomainEvent]) -> None:
+        if not events:
+            return
+        self.versions[sku] = await uow.record(SKU, sku, self.versions[sku], events)
+        state = self.states[sku]
+        for event in events:
+            state = evolve_stock(state, event)
+        self.states[sku] = state
+
+
+async def _apply(uow: UnitOfWork, order_id: str, version: int, decision: Decision, skus: LoadedSkus) -> None:
+    for sku, events in decision.skus.items():
+        await skus.record(uow, sku, events)
+    if decision.reservation:
+        await uow.record(RESERVATION, order_id, version, decision.reservation)
+
+
+async def reserve_stock(uow: UnitOfWork, decoded: Decoded) -> None:
+    command = decoded.message
+    assert isinstance(command, ReserveStock)
+    reservation, version = await uow.load(RESERVATION, command.order_id)
+    skus = LoadedSkus()
+    stocks = await skus.ensure(uow, {line.sku for line in command.lines})
+    preferred = await queries.warehouses_in_region(uow.conn, command.region)
+    decision = reservation_domain.decide_reserve(
+        reservation, command.order_id, command.lines, command.region, command.backorder, stocks, preferred
+    )
+    await _apply(uow, command.order_id, version, decision, skus)
+
+
+async def release_stock(uow: UnitOfWork, decoded: Decoded) -> None:
+    command = decoded.message
+    assert isinstance(command, ReleaseStock)
+    reservation, version = await uow.load(RESERVATION, command.order_id)
+    skus = LoadedSkus()
+    stocks = await skus.ensure(uow, reservation_domain.skus_held(reservation))
+    decision = reservation_domain.decide_release(reservation, command.order_id, command.reason, stocks)
+    await _apply(uow, command.order_id, version, decision, skus)
+    if reservation.status == "reserved":
+        # Freed stock may be exactly what a backordered order is waiting for.
+        for sku in decision.skus:
+            await serve_backorders(uow, sku, skus)
+
+
+async def register_warehouse(uow: UnitOfWork, code: str, name: str, region: str) -> bool:
+    state, version = await uow.load(warehouse_domain.WAREHOUSE, code)
+    events = warehouse_domain.decide_register(state, code, name, region)
+    await uow.record(warehouse_domain.WAREHOUSE, code, version, events)
+    return bool(events)
+
+
+async def receive_stock(
+    uow: UnitOfWork, sku: str, warehouse: str, quantity: int, receipt_id: str
+) -> bool:
+    """Book a receipt (once per receipt id) and serve the SKU's backorders, oldest first."""
+    if not await queries.warehouse_exists(uow.conn, warehouse):
+        raise InvalidRequest("unknown_warehouse", f"warehouse {warehouse!r} is not registered")
+    if not await inbox.claim(uow.conn, "stock-receipts", uuid5(NAMESPACE_URL, f"receipt:{receipt_id}")):
+        return False
+    skus = LoadedSkus()
+    stocks = await skus.ensure(uow, [sku])
+    await skus.record(uow, sku, decide_receipt(stocks[sku], sku, warehouse, quantity, receipt_id))
+    await serve_backorders(uow, sku, skus)
+    return True
+
+
+async def serve_backorders(uow: UnitOfWork, sku: str, skus: LoadedSkus) -> None:
+    """Reserve for waiting orders in arrival order; stop at the first that still cannot be
+    served, so a later, smaller order never jumps the queue."""
+    while True:
+        stocks = await skus.ensure(uow, [sku])
+        if not stocks[sku].backorders:
+            return
+        order_id, _ = stocks[sku].backorders[0]
+        reservation, version = await uow.load(RESERVATION, order_id)
+        if reservation.status != "backordered":
+            # A stale queue entry (released meanwhile): drop it and look at the next.
+            await skus.record(uow, sku, [BackorderDequeued(sku=sku, order_id=order_id)])
+            continue
+        if not await _try_serve(uow, reservation, version, skus):
+            return
+
+
+async def _try_serve(uow: UnitOfWork, reservation: Reservation, version: int, skus: LoadedSkus) -> bool:
+    wanted = reservation_domain.merge_lines(reservation.lines)
+    stocks = await skus.ensure(uow, wanted)
+    preferred = await queries.warehouses_in_region(uow.conn, reservation.region)
+    plans = reservation_domain.try_allocate(reservation.order_id, wanted, stocks, preferred)
+    if plans is None:
+        return False
+    decision = reservation_domain.allocation_events(reservation.order_id, plans, stocks)
+    await _apply(uow, reservation.order_id, version, decision, skus)
+    return True

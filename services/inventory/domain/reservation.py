@@ -1,0 +1,154 @@
+"""An order's reservation: what it asked for, and whether it is reserved, waiting or released.
+
+The decisions here span several SKUs; each returns the events per aggregate so the handler
+appends them all in one transaction (one service, one database, one commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from libs.domain import AggregateKind
+from libs.events.base import DomainEvent
+from libs.events.inventory import (
+    BackorderDequeued,
+    BackorderQueued,
+    StockAllocated,
+    StockDeallocated,
+    StockReleased,
+    StockReserved,
+    StockShortage,
+)
+from libs.events.values import Allocation, SkuQuantity
+from services.inventory.domain.stock import SkuStock, plan_allocation
+
+Status = Literal["new", "reserved", "backordered", "refused", "released"]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    order_id: str = ""
+    status: Status = "new"
+    lines: tuple[SkuQuantity, ...] = ()
+    region: str | None = None
+    allocations: tuple[Allocation, ...] = ()
+
+
+def evolve(state: Reservation, event: DomainEvent) -> Reservation:
+    if isinstance(event, StockReserved):
+        return replace(
+            state, order_id=event.order_id, status="reserved", allocations=event.allocations
+        )
+    if isinstance(event, StockShortage):
+        return replace(
+            state,
+            order_id=event.order_id,
+            status="backordered" if event.backordered else "refused",
+            lines=event.lines,
+            region=event.region,
+        )
+    if isinstance(event, StockReleased):
+        return replace(state, status="released", allocations=())
+    return state
+
+
+def skus_held(reservation: Reservation) -> set[str]:
+    return {a.sku for a in reservation.allocations} | {line.sku for line in reservation.lines}
+
+
+RESERVATION = AggregateKind[Reservation]("reservation", Reservation, evolve)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Events to append, per aggregate: the reservation's and each touched SKU's."""
+
+    reservation: list[DomainEvent]
+    skus: dict[str, list[DomainEvent]]
+
+
+def merge_lines(lines: Sequence[SkuQuantity]) -> dict[str, int]:
+    wanted: dict[str, int] = {}
+    for line in lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    return wanted
+
+
+def try_allocate(
+    order_id: str,
+    wanted: Mapping[str, int],
+    stocks: Mapping[str, SkuStock],
+    preferred: Sequence[str],
+) -> dict[str, dict[str, int]] | None:
+    """A plan for every SKU, or None. Stock promised to orders queued earlier is off limits:
+    a SKU with someone else at the head of its queue cannot be taken from."""
+    plans: dict[str, dict[str, int]] = {}
+    for sku, quantity in wanted.items():
+        stock = stocks[sku]
+        if stock.queue_ahead_of(order_id):
+            return None
+        plan = plan_allocation(stock, quantity, preferred)
+        if plan is None:
+            return None
+        plans[sku] = plan
+    return plans
+
+
+def allocation_events(order_id: str, plans: Mapping[str, Mapping[str, int]], stocks: Mapping[str, SkuStock]) -> Decision:
+    skus: dict[str, list[DomainEvent]] = {}
+    allocations: list[Allocation] = []
+    for sku, plan in plans.items():
+        events: list[DomainEvent] = [StockAllocated(sku=sku, order_id=order_id, warehouses=dict(plan))]
+        if stocks[sku].is_queued(order_id):
+            events.append(BackorderDequeued(sku=sku, order_id=order_id))
+        skus[sku] = events
+        allocations += [Allocation(sku=sku, warehouse=w, quantity=q) for w, q in sorted(plan.items())]
+    return Decision([StockReserved(order_id=order_id, allocations=tuple(allocations))], skus)
+
+
+def decide_reserve(
+    reservation: Reservation,
+    order_id: str,
+    lines: Sequence[SkuQuantity],
+    region: str | None,
+    backorder: bool,
+    stocks: Mapping[str, SkuStock],
+    preferred: Sequence[str],
+) -> Decision:
+    if reservation.status != "new":
+        return Decision([], {})  # already answered: a redelivered or repeated request
+    wanted = merge_lines(lines)
+    plans = try_allocate(order_id, wanted, stocks, preferred)
+    if plans is not None:
+        return allocation_events(order_id, plans, stocks)
+    missing = tuple(
+        SkuQuantity(sku=sku, quantity=max(quantity - stocks[sku].total_available(), 0) or quantity)
+        for sku, quantity in wanted.items()
+        if stocks[sku].total_available() < quantity or stocks[sku].queue_ahead_of(order_id)
+    )
+    shortage = StockShortage(
+        order_id=order_id, lines=tuple(lines), region=region, missing=missing, backordered=backorder
+    )
+    skus: dict[str, list[DomainEvent]] = {}
+    if backorder:
+        for item in missing:
+            skus[item.sku] = [BackorderQueued(sku=item.sku, order_id=order_id, quantity=wanted[item.sku])]
+    return Decision([shortage], skus)
+
+
+def decide_release(reservation: Reservation, order_id: str, reason: str, stocks: Mapping[str, SkuStock]) -> Decision:
+    """Release whatever the order holds: its allocations, or its places in backorder queues.
+    Answered every time (even when nothing is held) so the saga always gets its reply."""
+    skus: dict[str, list[DomainEvent]] = {}
+    for sku, stock in stocks.items():
+        events: list[DomainEvent] = []
+        if order_id in stock.allocations:
+            events.append(StockDeallocated(sku=sku, order_id=order_id, warehouses=dict(stock.allocations[order_id])))
+        if stock.is_queued(order_id):
+            events.append(BackorderDequeued(sku=sku, order_id=order_id))
+        if events:
+            skus[sku] = events
+    released = StockReleased(order_id=order_id, allocations=reservation.allocations, reason=reason)
+    return Decision([released], skus)

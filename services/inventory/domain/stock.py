@@ -1,0 +1,115 @@
+"""Stock of one SKU across warehouses, its allocations to orders and its backorder queue.
+
+Pure: no I/O, no clock. `decide_*` functions return the events a command produces; `evolve`
+folds an event into the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from libs.domain import AggregateKind, InvalidRequest
+from libs.events.base import DomainEvent
+from libs.events.inventory import (
+    BackorderDequeued,
+    BackorderQueued,
+    StockAllocated,
+    StockDeallocated,
+    StockReceived,
+)
+
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class SkuStock:
+    sku: str = ""
+    on_hand: Mapping[str, int] = field(default_factory=dict)
+    # order id -> {warehouse: quantity}; reserved stock stays on hand until it ships
+    allocations: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # orders waiting for this SKU, first come first served: (order id, quantity)
+    backorders: tuple[tuple[str, int], ...] = ()
+
+    def reserved(self, warehouse: str) -> int:
+        return sum(by_wh.get(warehouse, 0) for by_wh in self.allocations.values())
+
+    def available(self, warehouse: str) -> int:
+        return self.on_hand.get(warehouse, 0) - self.reserved(warehouse)
+
+    def total_available(self) -> int:
+        return sum(self.available(w) for w in self.on_hand)
+
+    def is_queued(self, order_id: str) -> bool:
+        return any(queued == order_id for queued, _ in self.backorders)
+
+    def queue_ahead_of(self, order_id: str | None) -> bool:
+        """True if some other order is waiting for this SKU before `order_id`."""
+        for queued, _ in self.backorders:
+            return queued != order_id
+        return False
+
+
+def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
+    if isinstance(event, StockReceived):
+        on_hand = dict(state.on_hand)
+        on_hand[event.warehouse] = on_hand.get(event.warehouse, 0) + event.quantity
+        return replace(state, sku=event.sku, on_hand=on_hand)
+    if isinstance(event, StockAllocated):
+        return replace(
+            state, sku=event.sku, allocations={**state.allocations, event.order_id: event.warehouses}
+        )
+    if isinstance(event, StockDeallocated):
+        allocations = dict(state.allocations)
+        allocations.pop(event.order_id, None)
+        return replace(state, allocations=allocations)
+    if isinstance(event, BackorderQueued):
+        return replace(
+            state, sku=event.sku, backorders=(*state.backorders, (event.order_id, event.quantity))
+        )
+    if isinstance(event, BackorderDequeued):
+        return replace(
+            state, backorders=tuple(b for b in state.backorders if b[0] != event.order_id)
+        )
+    return state
+
+
+SKU = AggregateKind[SkuStock]("sku", SkuStock, evolve)
+
+
+def plan_allocation(
+    stock: SkuStock, quantity: int, preferred_warehouses: Sequence[str]
+) -> dict[str, int] | None:
+    """Where to take `quantity` from, or None if all warehouses together cannot cover it.
+
+    Preferred warehouses (the customer's region) come first; then the fullest ones, so an
+    order is split across as few warehouses as possible.
+    """
+    if stock.total_available() < quantity:
+        return None
+    preferred = [w for w in preferred_warehouses if stock.available(w) > 0]
+    others = sorted(
+        (w for w in stock.on_hand if w not in preferred and stock.available(w) > 0),
+        key=lambda w: (-stock.available(w), w),
+    )
+    # A single preferred warehouse that covers everything beats splitting.
+    for warehouse in preferred + others:
+        if stock.available(warehouse) >= quantity:
+            return {warehouse: quantity}
+    plan: dict[str, int] = {}
+    remaining = quantity
+    for warehouse in preferred + others:
+        take = min(stock.available(warehouse), remaining)
+        if take:
+            plan[warehouse] = take
+            remaining -= take
+        if not remaining:
+            return plan
+    return None  # pragma: no cover - total_available said it fits
+
+
+def decide_receipt(stock: SkuStock, sku: str, warehouse: str, quantity: int, receipt_id: str) -> list[DomainEvent]:
+    if quantity <= 0:
+        raise InvalidRequest("invalid_quantity", "a receipt's quantity must be a positive integer")
+    return [StockReceived(sku=sku, warehouse=warehouse, quantity=quantity, receipt_id=receipt_id)]

@@ -1,0 +1,106 @@
+"""Inventory HTTP API: warehouses, receipts, stock levels, reservations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import uuid4
+
+from fastapi import APIRouter, Header, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.domain import NotFound
+from libs.runtime.service import ServiceRuntime
+from libs.runtime.uow import MessageContext, retry_on_conflict, unit_of_work
+from services.inventory.adapters import queries
+from services.inventory.app import handlers
+
+router = APIRouter(tags=["inventory"])
+
+
+class WarehouseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    region: str = Field(min_length=1, max_length=40)
+
+
+class ReceiptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=64)
+    warehouse: str = Field(min_length=1, max_length=32)
+    quantity: int = Field(gt=0, le=1_000_000)
+    receipt_id: str | None = Field(
+        default=None, max_length=200, description="Your reference; a repeated one is booked once"
+    )
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def _context(actor: str | None, correlation: str) -> MessageContext:
+    return MessageContext(correlation_id=correlation, actor=f"user:{actor}" if actor else "api:inventory")
+
+
+@router.post("/warehouses", status_code=201)
+async def register_warehouse(
+    body: WarehouseIn,
+    request: Request,
+    response: Response,
+    x_actor: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    runtime = _runtime(request)
+
+    async def work() -> bool:
+        async with unit_of_work(runtime.engine, _context(x_actor, f"warehouse:{body.code}"), projector=runtime.projector) as uow:
+            return await handlers.register_warehouse(uow, body.code, body.name, body.region)
+
+    if not await retry_on_conflict(work):
+        response.status_code = 200
+    return body.model_dump()
+
+
+@router.get("/warehouses")
+async def list_warehouses(request: Request) -> list[dict[str, Any]]:
+    async with _runtime(request).engine.connect() as conn:
+        return await queries.list_warehouses(conn)
+
+
+@router.post("/stock/receipts", status_code=201)
+async def receive_stock(
+    body: ReceiptIn,
+    request: Request,
+    response: Response,
+    x_actor: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    runtime = _runtime(request)
+    receipt_id = body.receipt_id or str(uuid4())
+
+    async def work() -> bool:
+        async with unit_of_work(runtime.engine, _context(x_actor, f"receipt:{receipt_id}"), projector=runtime.projector) as uow:
+            return await handlers.receive_stock(uow, body.sku, body.warehouse, body.quantity, receipt_id)
+
+    if not await retry_on_conflict(work):
+        response.status_code = 200  # this receipt was booked before
+    async with runtime.engine.connect() as conn:
+        stock = await queries.stock_of(conn, body.sku)
+    return {"receipt_id": receipt_id, **stock}
+
+
+@router.get("/stock/{sku}")
+async def stock_of(sku: str, request: Request) -> dict[str, Any]:
+    async with _runtime(request).engine.connect() as conn:
+        stock = await queries.stock_of(conn, sku)
+    if not stock["warehouses"] and not stock["backorders"]:
+        raise NotFound("unknown_sku", f"no stock has ever been received for SKU {sku!r}")
+    return stock
+
+
+@router.get("/reservations/{order_id}")
+async def reservation_of(order_id: str, request: Request) -> dict[str, Any]:
+    async with _runtime(request).engine.connect() as conn:
+        reservation = await queries.reservation_of(conn, order_id)
+    if reservation is None:
+        raise NotFound("unknown_reservation", f"no reservation for order {order_id!r}")
+    return reservation
