@@ -127,6 +127,7 @@ class IssueInvoice(BillingCommand):
     lines: tuple[OrderLine, ...] = Field(min_length=1)
     payment_terms: PaymentTerms
     shipping_method: ShippingMethod
+    due_at: datetime = Field(description="Prepaid: the payment deadline. On account: net terms.")
 
 
 @registry.register
