@@ -268,6 +268,64 @@ def kafka_wait_ready() -> None:
     wait_for(answers, "kafka metadata", timeout=120)
 
 
+SERVICES = {
+    "order": int(os.environ.get("OM_ORDER_HTTP_PORT", "8001")),
+    "inventory": int(os.environ.get("OM_INVENTORY_HTTP_PORT", "8002")),
+    "production": int(os.environ.get("OM_PRODUCTION_HTTP_PORT", "8003")),
+    "billing": int(os.environ.get("OM_BILLING_HTTP_PORT", "8004")),
+    "reporting": int(os.environ.get("OM_REPORTING_HTTP_PORT", "8005")),
+}
+
+
+def http_ready(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def services_start() -> None:
+    env = {
+        **os.environ,
+        "OM_KAFKA_BOOTSTRAP": f"{KAFKA_HOST}:{KAFKA_PORT}",
+        "OM_PG_PORT": str(PG_PORT),
+    }
+    launched = []
+    for name, port in SERVICES.items():
+        if read_pid(name) is not None:
+            log(f"{name} already running")
+            continue
+        if port_open(port):
+            raise SystemExit(f"[infra] port {port} for {name} is taken by another process")
+        out = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            cwd=ROOT, env={**env, f"OM_{name.upper()}_HTTP_PORT": str(port)},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        (RUN / f"{name}.pid").write_text(str(process.pid))
+        launched.append((name, port, process))
+    for name, port, process in launched:
+        wait_for(lambda: http_ready(port) or process.poll() is not None, f"{name} /ready", 120)
+        if process.poll() is not None:
+            raise SystemExit(f"[infra] {name} exited; see {LOGS / (name + '.log')}")
+    print("\nOrderMesh is up:")
+    print(f"  {'service':<11} {'API docs':<32} {'metrics':<34} health")
+    for name, port in SERVICES.items():
+        base = f"http://127.0.0.1:{port}"
+        print(f"  {name:<11} {base + '/docs':<32} {base + '/metrics':<34} {base}/health")
+    print(f"  kafka       {KAFKA_HOST}:{KAFKA_PORT}    postgresql 127.0.0.1:{PG_PORT}")
+    print(f"  logs        {LOGS}")
+
+
+def services_stop() -> None:
+    for name in reversed(list(SERVICES)):
+        stop_pid(name)
+
+
 def up() -> list[str]:
     started = []
     if pg_start():
@@ -279,12 +337,13 @@ def up() -> list[str]:
 
 
 def down() -> None:
+    services_stop()
     stop_pid("kafka")
     pg_stop()
 
 
 def status() -> None:
-    for name, port in (("kafka", KAFKA_PORT), ("postgresql", PG_PORT)):
+    for name, port in (("kafka", KAFKA_PORT), ("postgresql", PG_PORT), *SERVICES.items()):
         pid = read_pid(name)
         state = "listening" if port_open(port) else "down"
         log(f"{name:<11} port {port} {state}" + (f" (pid {pid}, ours)" if pid else ""))
@@ -313,10 +372,13 @@ def run_tests(pytest_args: list[str]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "clean", "test"])
+    parser.add_argument("--services", action="store_true", help="with up: start the services too")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.command == "up":
         up()
+        if args.services:
+            services_start()
     elif args.command == "down":
         down()
     elif args.command == "status":

@@ -33,6 +33,7 @@ class OrderEvent(DomainEvent):
 class OrderPlaced(OrderEvent):
     message_type: ClassVar[str] = "OrderPlaced"
     channel: str
+    customer_id: str = Field(description="Known customer's id, or a key derived from the contact")
     external_id: str | None = None
     customer: CustomerSnapshot
     lines: tuple[OrderLine, ...] = Field(min_length=1)
@@ -112,6 +113,7 @@ class OrderCompensationStarted(OrderEvent):
     reason: str
     steps: tuple[str, ...]
     final_status: str = Field(description="cancelled or rejected once compensation completes")
+    requested_by: str
 
 
 @registry.register
@@ -119,6 +121,7 @@ class CompensationStepRequested(OrderEvent):
     message_type: ClassVar[str] = "CompensationStepRequested"
     step: str
     attempt: int = Field(ge=1)
+    retry_at: datetime = Field(description="When the step is sent again if still unanswered")
 
 
 @registry.register
@@ -169,3 +172,31 @@ class SubmitOrder(Command):
     currency: Currency
     payment_terms: PaymentTerms
     shipping: Shipping
+
+
+class CustomerEvent(DomainEvent):
+    """Customers known to the order desk: recognised by id, email or phone at review."""
+
+    aggregate_type: ClassVar[str] = "customer"
+    topic: ClassVar[str] = ORDER_EVENTS
+    customer_id: str
+
+
+@registry.register
+class CustomerRegistered(CustomerEvent):
+    message_type: ClassVar[str] = "CustomerRegistered"
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    region: str | None = None
+
+
+@registry.register
+class CustomerBlocked(CustomerEvent):
+    message_type: ClassVar[str] = "CustomerBlocked"
+    reason: str
+
+
+@registry.register
+class CustomerUnblocked(CustomerEvent):
+    message_type: ClassVar[str] = "CustomerUnblocked"

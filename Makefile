@@ -1,0 +1,57 @@
+# OrderMesh: `make up` brings the whole platform up, `make test` runs every test.
+# Ports, paths and credentials come from OM_* environment variables (see README.md).
+
+SHELL := /bin/bash
+PYTHON_VERSION ?= 3.11
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+
+.PHONY: help install up down status clean test test-unit schemas schemas-check lint typecheck bench chaos
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --quiet --user uv
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON_VERSION)
+	touch $@
+
+install: .venv/.installed ## create the Python environment from the lock file
+
+up: install ## start Kafka, PostgreSQL and every service; print their URLs
+	$(PY) -m tools.infra up --services
+
+down: ## stop exactly what `make up` started (pid files)
+	@[ -x $(PY) ] && $(PY) -m tools.infra down || true
+
+status: install ## what is running
+	$(PY) -m tools.infra status
+
+clean: down ## stop everything and wipe local data (.local/)
+	rm -rf .local
+
+test: install ## unit + integration tests on a real Kafka and PostgreSQL (started if needed)
+	$(PY) -m tools.infra test -- -q $(PYTEST_ARGS)
+
+test-unit: install ## fast tests only (no broker, no database)
+	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+schemas: install ## regenerate schemas/ from libs/events
+	$(PY) -m tools.schemas
+
+schemas-check: install ## fail if schemas/ differs from the code
+	$(PY) -m tools.schemas --check
+
+lint: install ## ruff
+	.venv/bin/ruff check libs services tools tests
+
+typecheck: install ## mypy
+	.venv/bin/mypy libs services tools
+
+bench: install ## load the running platform and print the benchmark table
+	$(PY) -m tools.bench $(BENCH_ARGS)
+
+chaos: install ## fault injection under load; writes bench/results/chaos-latest.json
+	$(PY) -m tools.chaos $(CHAOS_ARGS)

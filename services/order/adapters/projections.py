@@ -1,0 +1,163 @@
+"""Inline projector: the orders and customers tables and the saga's deadlines."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.events import Envelope
+from libs.events.base import DomainEvent
+from libs.events.order import (
+    CompensationStepCompleted,
+    CompensationStepRequested,
+    CustomerBlocked,
+    CustomerRegistered,
+    CustomerUnblocked,
+    InvoiceRequested,
+    OrderApproved,
+    OrderAwaitingPayment,
+    OrderAwaitingStock,
+    OrderCancelled,
+    OrderCompensationStarted,
+    OrderConfirmed,
+    OrderHeld,
+    OrderNeedsAttention,
+    OrderPaymentRecorded,
+    OrderPlaced,
+    OrderRefunded,
+    OrderRejected,
+    OrderStockAllocated,
+    StockReservationRequested,
+)
+
+_STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
+    # event -> (status, stage); None leaves the column as it is
+    OrderHeld: ("on_hold", None),
+    OrderApproved: ("approved", None),
+    StockReservationRequested: (None, "reserving"),
+    OrderAwaitingStock: ("awaiting_stock", None),
+    OrderStockAllocated: ("approved", None),
+    InvoiceRequested: (None, "invoicing"),
+    OrderAwaitingPayment: ("awaiting_payment", "awaiting_payment"),
+    OrderConfirmed: ("confirmed", "done"),
+    OrderCompensationStarted: (None, "compensating"),
+    OrderCancelled: ("cancelled", "ended"),
+    OrderRejected: ("rejected", "ended"),
+    OrderNeedsAttention: ("needs_attention", None),
+}
+
+
+def fingerprint(event: OrderPlaced) -> str:
+    """Same customer, same lines, same delivery: what a duplicate submission looks like."""
+    lines = sorted(f"{line.sku}:{line.quantity}:{line.unit_price}" for line in event.lines)
+    basis = json.dumps([event.customer_id, lines, event.shipping.method, event.currency])
+    return hashlib.sha256(basis.encode()).hexdigest()
+
+
+async def project(conn: AsyncConnection, envelope: Envelope, event: DomainEvent) -> None:
+    at = envelope.occurred_at
+    if isinstance(event, OrderPlaced):
+        await _insert_order(conn, event, at)
+        return
+    if isinstance(event, CustomerRegistered | CustomerBlocked | CustomerUnblocked):
+        await _project_customer(conn, event)
+        return
+    order_id: str = getattr(event, "order_id", "")
+    changes: dict[str, Any] = {}
+    status, stage = _STATUS_AFTER.get(type(event), (None, None))
+    if status:
+        changes["status"] = status
+    if stage:
+        changes["stage"] = stage
+    if isinstance(event, OrderAwaitingPayment):
+        changes |= {"invoice_id": event.invoice_id, "total": event.amount_due}
+    elif isinstance(event, OrderConfirmed):
+        changes |= {"invoice_id": event.invoice_id, "total": event.total}
+    elif isinstance(event, OrderPaymentRecorded):
+        changes["amount_paid"] = event.amount_paid
+    elif isinstance(event, OrderHeld):
+        changes["reason"] = "; ".join(event.reasons)
+    elif isinstance(event, OrderCancelled | OrderRejected | OrderNeedsAttention):
+        changes["reason"] = event.reason
+    if changes:
+        assignments = ", ".join(f"{column} = :{column}" for column in changes)
+        await conn.execute(
+            text(f"UPDATE orders SET {assignments}, updated_at = :at WHERE order_id = :order_id"),
+            {**changes, "at": at, "order_id": order_id},
+        )
+    if isinstance(event, OrderRefunded):
+        await conn.execute(
+            text(
+                "UPDATE orders SET amount_refunded = amount_refunded + :amount, updated_at = :at"
+                " WHERE order_id = :order_id"
+            ),
+            {"amount": event.amount, "at": at, "order_id": order_id},
+        )
+    await _project_deadlines(conn, event, order_id)
+
+
+async def _insert_order(conn: AsyncConnection, event: OrderPlaced, at: Any) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO orders (order_id, status, stage, channel, external_id, customer_id,"
+            " customer_name, currency, payment_terms, shipping_method, lines, fingerprint,"
+            " subtotal, placed_at, updated_at) VALUES (:order_id, 'placed', 'review', :channel,"
+            " :external_id, :customer_id, :customer_name, :currency, :payment_terms,"
+            " :shipping_method, CAST(:lines AS jsonb), :fingerprint, :subtotal, :at, :at)"
+        ),
+        {
+            "order_id": event.order_id,
+            "channel": event.channel,
+            "external_id": event.external_id,
+            "customer_id": event.customer_id,
+            "customer_name": event.customer.name,
+            "currency": event.currency,
+            "payment_terms": event.payment_terms,
+            "shipping_method": event.shipping.method,
+            "lines": json.dumps([line.model_dump(mode="json") for line in event.lines]),
+            "fingerprint": fingerprint(event),
+            "subtotal": event.subtotal,
+            "at": at,
+        },
+    )
+
+
+async def _project_customer(conn: AsyncConnection, event: DomainEvent) -> None:
+    if isinstance(event, CustomerRegistered):
+        await conn.execute(
+            text(
+                "INSERT INTO customers (customer_id, name, email, phone, region)"
+                " VALUES (:id, :name, :email, :phone, :region) ON CONFLICT DO NOTHING"
+            ),
+            {"id": event.customer_id, "name": event.name, "email": event.email,
+             "phone": event.phone, "region": event.region},
+        )
+    else:
+        await conn.execute(
+            text("UPDATE customers SET blocked = :blocked WHERE customer_id = :id"),
+            {"blocked": isinstance(event, CustomerBlocked), "id": event.customer_id},  # type: ignore[attr-defined]
+        )
+
+
+async def _project_deadlines(conn: AsyncConnection, event: DomainEvent, order_id: str) -> None:
+    upsert = text(
+        "INSERT INTO saga_deadlines (order_id, kind, due_at) VALUES (:o, :k, :due)"
+        " ON CONFLICT (order_id, kind) DO UPDATE SET due_at = :due"
+    )
+    delete = text("DELETE FROM saga_deadlines WHERE order_id = :o AND kind = :k")
+    if isinstance(event, OrderAwaitingPayment):
+        await conn.execute(upsert, {"o": order_id, "k": "payment", "due": event.payment_deadline})
+    elif isinstance(event, CompensationStepRequested):
+        await conn.execute(upsert, {"o": order_id, "k": f"compensation:{event.step}", "due": event.retry_at})
+    elif isinstance(event, CompensationStepCompleted):
+        await conn.execute(delete, {"o": order_id, "k": f"compensation:{event.step}"})
+    elif isinstance(event, OrderConfirmed | OrderCompensationStarted):
+        await conn.execute(delete, {"o": order_id, "k": "payment"})
+    elif isinstance(event, OrderCancelled | OrderRejected):
+        await conn.execute(text("DELETE FROM saga_deadlines WHERE order_id = :o"), {"o": order_id})
+    elif isinstance(event, OrderNeedsAttention):
+        await conn.execute(delete, {"o": order_id, "k": f"compensation:{event.step}"})

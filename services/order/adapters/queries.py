@@ -1,0 +1,178 @@
+"""Read-side queries of the order service."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.domain import InvalidRequest
+from libs.runtime import eventstore
+
+
+async def find_known_customer(
+    conn: AsyncConnection, customer_id: str | None, email: str | None, phone: str | None
+) -> dict[str, Any] | None:
+    """A registered customer matching the submitted id, email or phone (in that order)."""
+    for column, value in (("customer_id", customer_id), ("email", email), ("phone", phone)):
+        if value:
+            row = (
+                await conn.execute(
+                    text(f"SELECT customer_id, blocked FROM customers WHERE {column} = :v LIMIT 1"),
+                    {"v": value},
+                )
+            ).first()
+            if row:
+                return dict(row._mapping)
+    return None
+
+
+async def recent_duplicate(
+    conn: AsyncConnection, fingerprint: str, order_id: str, since: datetime
+) -> str | None:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT order_id FROM orders WHERE fingerprint = :f AND order_id <> :o"
+                " AND placed_at >= :since AND status NOT IN ('cancelled', 'rejected')"
+                " ORDER BY placed_at DESC LIMIT 1"
+            ),
+            {"f": fingerprint, "o": order_id, "since": since},
+        )
+    ).first()
+    return row.order_id if row else None
+
+
+async def claim_submission(
+    conn: AsyncConnection, key: str, order_id: str, body_hash: str
+) -> str | None:
+    """Record a submission key. Returns None if this is its first use, else the body hash the
+    key was first used with. ON CONFLICT waits for a concurrent insert of the same key to
+    commit, so two racing submissions agree on one order."""
+    row = (
+        await conn.execute(
+            text(
+                "INSERT INTO order_submissions (submission_key, order_id, body_hash)"
+                " VALUES (:k, :o, :h) ON CONFLICT DO NOTHING RETURNING order_id, body_hash"
+            ),
+            {"k": key, "o": order_id, "h": body_hash},
+        )
+    ).first()
+    if row is not None:
+        return None
+    earlier = await conn.execute(
+        text("SELECT body_hash FROM order_submissions WHERE submission_key = :k"), {"k": key}
+    )
+    return str(earlier.scalar_one())
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def payment_status(row: Any) -> str:
+    if row.amount_refunded and row.amount_refunded > 0:
+        return "refunded" if row.amount_refunded >= row.amount_paid else "partially_refunded"
+    if row.payment_terms == "on_account" and row.status == "confirmed" and not row.amount_paid:
+        return "on_account"
+    if row.total is not None and row.amount_paid >= row.total and row.amount_paid > 0:
+        return "paid"
+    return "partially_paid" if row.amount_paid > 0 else "unpaid"
+
+
+def order_summary(row: Any) -> dict[str, Any]:
+    return {
+        "order_id": row.order_id,
+        "status": row.status,
+        "channel": row.channel,
+        "external_id": row.external_id,
+        "customer_id": row.customer_id,
+        "customer_name": row.customer_name,
+        "currency": row.currency,
+        "payment_terms": row.payment_terms,
+        "shipping_method": row.shipping_method,
+        "subtotal": _money(row.subtotal),
+        "total": _money(row.total),
+        "amount_paid": _money(row.amount_paid),
+        "amount_refunded": _money(row.amount_refunded),
+        "payment_status": payment_status(row),
+        "invoice_id": row.invoice_id,
+        "reason": row.reason,
+        "placed_at": row.placed_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM orders WHERE order_id = :o"), {"o": order_id})).first()
+    if row is None:
+        return None
+    history = await eventstore.read_stream(conn, f"order-{order_id}")
+    timeline = [
+        {
+            "at": e.occurred_at.isoformat(),
+            "type": e.event_type,
+            "actor": e.actor,
+            "version": e.aggregate_version,
+            "details": {k: v for k, v in e.payload.items() if k != "order_id"},
+        }
+        for e in history
+    ]
+    return {**order_summary(row), "lines": row.lines, "stage": row.stage, "timeline": timeline}
+
+
+def encode_cursor(placed_at: datetime, order_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([placed_at.isoformat(), order_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        placed_at, order_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(placed_at), str(order_id)
+    except (ValueError, TypeError) as error:
+        raise InvalidRequest("invalid_cursor", "the cursor is not one this API returned") from error
+
+
+async def list_orders(
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    customer_id: str | None,
+    channel: str | None,
+    placed_after: datetime | None,
+    placed_before: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    where, params = [], {"limit": limit + 1}
+    for column, value in (("status", status), ("customer_id", customer_id), ("channel", channel)):
+        if value:
+            where.append(f"{column} = :{column}")
+            params[column] = value
+    if placed_after:
+        where.append("placed_at >= :after")
+        params["after"] = placed_after
+    if placed_before:
+        where.append("placed_at < :before")
+        params["before"] = placed_before
+    if cursor:
+        at, last_id = decode_cursor(cursor)
+        where.append("(placed_at, order_id) < (:cursor_at, :cursor_id)")
+        params |= {"cursor_at": at, "cursor_id": last_id}
+    sql = "SELECT * FROM orders"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY placed_at DESC, order_id DESC LIMIT :limit"
+    rows = (await conn.execute(text(sql), params)).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].placed_at, page[-1].order_id) if len(rows) > limit else None
+    return {"items": [order_summary(r) for r in page], "next_cursor": next_cursor}
+
+
+def duplicate_window_start(now: datetime, window: timedelta) -> datetime:
+    return now - window

@@ -1,0 +1,241 @@
+"""Order use cases: place (HTTP or intake topic), person decisions, participant replies and
+deadlines. Each runs in one unit of work: load the order, ask the saga, record its events and
+queue its commands."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from uuid import NAMESPACE_URL, uuid4, uuid5
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.domain import DomainError, NotFound
+from libs.events import Decoded
+from libs.events.order import OrderPlaced, SubmitOrder
+from libs.runtime.db import is_transient
+from libs.runtime.metrics import NEEDS_ATTENTION, SAGA_OUTCOMES
+from libs.runtime.uow import MessageContext, Projector, UnitOfWork, unit_of_work
+from services.order.adapters import projections, queries
+from services.order.domain import customer as customer_domain
+from services.order.domain import saga
+from services.order.domain.order import ORDER, Order, evolve
+from services.order.domain.review import ReviewFacts
+from services.order.domain.saga import Reaction, SagaPolicy
+
+log = logging.getLogger(__name__)
+
+OUTCOME_EVENTS = {"OrderConfirmed": "confirmed", "OrderCancelled": "cancelled", "OrderRejected": "rejected"}
+
+
+@dataclass(frozen=True)
+class Placement:
+    order_id: str
+    status: str
+    created: bool
+
+
+def submission_key(submission: SubmitOrder) -> str | None:
+    if submission.idempotency_key:
+        return f"idem:{submission.idempotency_key}"
+    if submission.external_id:
+        return f"ext:{submission.channel}:{submission.external_id}"
+    return None
+
+
+def body_hash(submission: SubmitOrder) -> str:
+    body = submission.model_dump(mode="json", exclude={"idempotency_key"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class OrderHandlers:
+    policy: SagaPolicy
+    duplicate_window: timedelta
+
+    async def apply(self, uow: UnitOfWork, order: Order, version: int, reaction: Reaction) -> None:
+        if reaction.events:
+            await uow.record(ORDER, order.order_id, version, reaction.events)
+        for outgoing in reaction.commands:
+            await uow.send(outgoing.command, outgoing.command.order_id, uuid5(NAMESPACE_URL, outgoing.dedupe_key))  # type: ignore[attr-defined]
+        for event in reaction.events:
+            if (outcome := OUTCOME_EVENTS.get(event.message_type)) is not None:
+                SAGA_OUTCOMES.labels(outcome).inc()
+            elif event.message_type == "OrderNeedsAttention":
+                NEEDS_ATTENTION.inc()
+                log.error("order %s needs attention: %s", order.order_id, event.reason,  # type: ignore[attr-defined]
+                          extra={"order_id": order.order_id})
+
+    # -- placing -------------------------------------------------------------------------
+
+    async def place(self, uow: UnitOfWork, submission: SubmitOrder) -> Placement:
+        key = submission_key(submission)
+        order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:{key}")) if key else str(uuid4())
+        if key is not None:
+            digest = body_hash(submission)
+            earlier_digest = await queries.claim_submission(uow.conn, key, order_id, digest)
+            if earlier_digest is not None:
+                if earlier_digest != digest:
+                    raise DomainError(
+                        "idempotency_conflict",
+                        "this idempotency key (or channel + external_id) was used for a different"
+                        " order; send a new key for a new order",
+                    )
+                existing, _ = await uow.load(ORDER, order_id)
+                return Placement(order_id, existing.status, created=False)
+        customer = submission.customer
+        known = await queries.find_known_customer(
+            uow.conn, customer.id, customer_domain.normalise_email(customer.email),
+            customer_domain.normalise_phone(customer.phone),
+        )
+        customer_id = known["customer_id"] if known else customer_domain.contact_key(customer, order_id)
+        placed = OrderPlaced(
+            order_id=order_id,
+            channel=submission.channel,
+            customer_id=customer_id,
+            external_id=submission.external_id,
+            customer=customer,
+            lines=submission.lines,
+            currency=submission.currency,
+            payment_terms=submission.payment_terms,
+            shipping=submission.shipping,
+            subtotal=sum((line.unit_price * line.quantity for line in submission.lines), Decimal("0")),
+        )
+        facts = ReviewFacts(
+            customer_blocked=bool(known and known["blocked"]),
+            possible_duplicate_of=await queries.recent_duplicate(
+                uow.conn, projections.fingerprint(placed), order_id, uow.now - self.duplicate_window
+            ),
+        )
+        reaction = saga.start(placed, facts, self.policy)
+        await self.apply(uow, Order(order_id=order_id), 0, reaction)
+        final = ORDER.replay(reaction.events)  # type: ignore[arg-type]
+        return Placement(order_id, final.status, created=True)
+
+    async def on_intake(self, uow: UnitOfWork, decoded: Decoded) -> None:
+        assert isinstance(decoded.message, SubmitOrder)
+        await self.place(uow, decoded.message)
+
+    # -- people --------------------------------------------------------------------------
+
+    async def _load_existing(self, uow: UnitOfWork, order_id: str) -> tuple[Order, int]:
+        order, version = await uow.load(ORDER, order_id)
+        if not order.exists:
+            raise NotFound("unknown_order", f"order {order_id} does not exist")
+        return order, version
+
+    async def approve(self, uow: UnitOfWork, order_id: str, actor: str) -> Order:
+        order, version = await self._load_existing(uow, order_id)
+        reaction = saga.approve(order, actor, self.policy)
+        await self.apply(uow, order, version, reaction)
+        return _after(order, reaction)
+
+    async def reject(self, uow: UnitOfWork, order_id: str, reason: str, actor: str) -> Order:
+        order, version = await self._load_existing(uow, order_id)
+        reaction = saga.reject(order, reason, actor)
+        await self.apply(uow, order, version, reaction)
+        return _after(order, reaction)
+
+    async def cancel(self, uow: UnitOfWork, order_id: str, reason: str, actor: str) -> Order:
+        order, version = await self._load_existing(uow, order_id)
+        reaction = saga.cancel(order, reason, actor, uow.now, self.policy)
+        await self.apply(uow, order, version, reaction)
+        return _after(order, reaction)
+
+    # -- participants and deadlines ------------------------------------------------------
+
+    async def on_participant_event(self, uow: UnitOfWork, decoded: Decoded) -> None:
+        order_id: str = decoded.message.order_id  # type: ignore[attr-defined]
+        order, version = await uow.load(ORDER, order_id)
+        await self.apply(uow, order, version, saga.react(order, decoded.message, uow.now, self.policy))
+
+    async def on_deadline(self, uow: UnitOfWork, order_id: str, kind: str) -> None:
+        order, version = await uow.load(ORDER, order_id)
+        await self.apply(uow, order, version, saga.deadline_reached(order, kind, uow.now, self.policy))
+
+    # -- customers -----------------------------------------------------------------------
+
+    async def register_customer(
+        self, uow: UnitOfWork, customer_id: str, name: str, email: str | None, phone: str | None,
+        region: str | None, blocked: bool,
+    ) -> None:
+        state, version = await uow.load(customer_domain.CUSTOMER, customer_id)
+        events = customer_domain.decide_register(state, customer_id, name, email, phone, region)
+        state = customer_domain.CUSTOMER.replay(events)
+        if blocked:
+            events += customer_domain.decide_block(state, customer_id, True, "blocked at registration")
+        await uow.record(customer_domain.CUSTOMER, customer_id, version, events)
+
+    async def set_blocked(self, uow: UnitOfWork, customer_id: str, blocked: bool, reason: str) -> None:
+        state, version = await uow.load(customer_domain.CUSTOMER, customer_id)
+        events = customer_domain.decide_block(state, customer_id, blocked, reason)
+        await uow.record(customer_domain.CUSTOMER, customer_id, version, events)
+
+
+def _after(order: Order, reaction: Reaction) -> Order:
+    for event in reaction.events:
+        order = evolve(order, event)
+    return order
+
+
+async def run_deadlines(
+    engine: AsyncEngine, handlers: OrderHandlers, projector: Projector, poll_seconds: float
+) -> None:
+    """Fire persisted saga deadlines that are due, one per transaction, oldest first.
+
+    SKIP LOCKED lets several replicas share the work; a restarted service simply finds the
+    rows again. A deadline whose handling fails for a reason of its own is pushed back a
+    minute (and logged) so it cannot block the others.
+    """
+    pause = poll_seconds
+    while True:
+        try:
+            fired = await _fire_next_deadline(engine, handlers, projector)
+            pause = poll_seconds
+        except Exception as error:
+            fired = False
+            if is_transient(error):
+                pause = min(pause * 2, 5.0)
+            log.warning("deadline handling failed: %s", error, exc_info=not is_transient(error))
+        if not fired:
+            await asyncio.sleep(pause)
+
+
+async def _fire_next_deadline(engine: AsyncEngine, handlers: OrderHandlers, projector: Projector) -> bool:
+    context = MessageContext(correlation_id="deadline", actor="service:order-deadlines")
+    async with unit_of_work(engine, context, projector=projector) as uow:
+        row = (
+            await uow.conn.execute(
+                text(
+                    "SELECT order_id, kind FROM saga_deadlines WHERE due_at <= :now"
+                    " ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                ),
+                {"now": uow.now},
+            )
+        ).first()
+        if row is None:
+            return False
+        uow.context = MessageContext(correlation_id=row.order_id, actor="service:order-deadlines")
+        await uow.conn.execute(
+            text("DELETE FROM saga_deadlines WHERE order_id = :o AND kind = :k"),
+            {"o": row.order_id, "k": row.kind},
+        )
+        try:
+            async with uow.conn.begin_nested():
+                await handlers.on_deadline(uow, row.order_id, row.kind)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.error("deadline %s of order %s failed; retrying in a minute", row.kind, row.order_id,
+                      exc_info=True, extra={"order_id": row.order_id})
+            await uow.conn.execute(
+                text("INSERT INTO saga_deadlines VALUES (:o, :k, :due) ON CONFLICT DO NOTHING"),
+                {"o": row.order_id, "k": row.kind, "due": uow.now + timedelta(minutes=1)},
+            )
+        return True

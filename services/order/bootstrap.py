@@ -1,0 +1,76 @@
+"""Wires the order service: runtime, saga handlers, consumers, deadline loop, HTTP routes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from libs.events.billing import (
+    CreditCheckFailed,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceVoided,
+    PaymentFailed,
+    PaymentReceived,
+    RefundIssued,
+)
+from libs.events.inventory import StockReleased, StockReserved, StockShortage
+from libs.events.order import SubmitOrder
+from libs.events.topics import BILLING_EVENTS, INVENTORY_EVENTS, ORDER_INTAKE
+from libs.runtime.consumer import EventConsumer
+from libs.runtime.http import create_app
+from libs.runtime.service import ServiceRuntime
+from libs.runtime.settings import RuntimeSettings
+from services.order.adapters.projections import project
+from services.order.app.handlers import OrderHandlers, run_deadlines
+from services.order.entrypoints import api
+from services.order.settings import OrderSettings
+
+NAME = "order"
+MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
+PARTICIPANT_REPLIES = (
+    StockReserved, StockShortage, StockReleased,
+    InvoiceIssued, CreditCheckFailed, PaymentReceived, PaymentFailed, InvoicePaid, InvoiceVoided,
+    RefundIssued,
+)
+
+
+def build_runtime(
+    settings: RuntimeSettings | None = None, order_settings: OrderSettings | None = None
+) -> tuple[ServiceRuntime, OrderHandlers]:
+    settings = settings or RuntimeSettings()
+    order_settings = order_settings or OrderSettings()
+    runtime = ServiceRuntime(NAME, settings, MIGRATIONS, projector=project)
+    handlers = OrderHandlers(
+        order_settings.saga_policy(), timedelta(seconds=order_settings.duplicate_window_seconds)
+    )
+    runtime.add_consumer(
+        EventConsumer(
+            "order-intake", [ORDER_INTAKE], {SubmitOrder: handlers.on_intake},
+            runtime.engine, settings, actor="service:order", projector=project,
+        )
+    )
+    runtime.add_consumer(
+        EventConsumer(
+            "order-saga", [INVENTORY_EVENTS, BILLING_EVENTS],
+            {reply: handlers.on_participant_event for reply in PARTICIPANT_REPLIES},
+            runtime.engine, settings, actor="service:order-saga", projector=project,
+        )
+    )
+
+    async def deadlines() -> None:
+        await run_deadlines(runtime.engine, handlers, project, order_settings.deadline_poll_seconds)
+
+    runtime.background.append(deadlines)
+    return runtime, handlers
+
+
+def build_app(
+    settings: RuntimeSettings | None = None, order_settings: OrderSettings | None = None
+) -> FastAPI:
+    runtime, handlers = build_runtime(settings, order_settings)
+    app = create_app(runtime, [api.router], "OrderMesh order")
+    app.state.handlers = handlers
+    return app

@@ -1,0 +1,371 @@
+"""The order fulfilment saga, orchestrated by the order service.
+
+Read FULFILMENT_SAGA first: it is the saga as a table. Every function below is pure: it takes
+the order (rebuilt from its events), what just happened and the time, and returns a Reaction:
+the events to append to the order's stream and the commands to send to participants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from libs.domain import DomainError
+from libs.events.base import Command, DomainEvent, Message
+from libs.events.billing import (
+    CreditCheckFailed,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceVoided,
+    IssueInvoice,
+    PaymentFailed,
+    PaymentReceived,
+    RefundIssued,
+    VoidInvoice,
+)
+from libs.events.inventory import (
+    ReleaseStock,
+    ReserveStock,
+    StockReleased,
+    StockReserved,
+    StockShortage,
+)
+from libs.events.order import (
+    CompensationStepCompleted,
+    CompensationStepRequested,
+    InvoiceRequested,
+    OrderApproved,
+    OrderAwaitingPayment,
+    OrderAwaitingStock,
+    OrderCancelled,
+    OrderCompensationStarted,
+    OrderConfirmed,
+    OrderHeld,
+    OrderNeedsAttention,
+    OrderPaymentRecorded,
+    OrderPlaced,
+    OrderRefunded,
+    OrderRejected,
+    OrderStockAllocated,
+    StockReservationRequested,
+)
+from libs.events.values import SkuQuantity
+from services.order.domain.order import Order, evolve
+from services.order.domain.review import ReviewFacts, ReviewPolicy, review
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    participant: str
+    request: str
+    succeeds_on: tuple[str, ...]
+    fails_on: tuple[str, ...]
+    compensation: str | None
+
+
+# The saga as a table: forward steps in order, with the compensation that undoes each one.
+# When a step fails, the compensations of every step already started run, in reverse order.
+FULFILMENT_SAGA: tuple[Step, ...] = (
+    Step("review", "order", "automatic review rules",
+         ("OrderApproved",), ("OrderHeld -> a person approves or rejects", "OrderRejected"), None),
+    Step("reserve_stock", "inventory", "ReserveStock",
+         ("StockReserved",), ("StockShortage -> backorder, or reject by policy",), "release_stock"),
+    Step("invoice", "billing", "IssueInvoice",
+         ("InvoiceIssued",), ("CreditCheckFailed",), "void_invoice"),
+    Step("payment", "billing", "wait for payment until the deadline (prepaid only)",
+         ("InvoicePaid",), ("PaymentFailed", "payment deadline passed"), None),
+)
+
+
+@dataclass(frozen=True)
+class CompensationStep:
+    participant: str
+    command: type[Command]
+    completed_by: type[DomainEvent]
+
+
+COMPENSATIONS: dict[str, CompensationStep] = {
+    "release_stock": CompensationStep("inventory", ReleaseStock, StockReleased),
+    "void_invoice": CompensationStep("billing", VoidInvoice, InvoiceVoided),  # refunds payments
+}
+
+
+@dataclass(frozen=True)
+class SagaPolicy:
+    review: ReviewPolicy = field(default_factory=ReviewPolicy)
+    payment_deadline: timedelta = timedelta(minutes=15)
+    on_account_terms: timedelta = timedelta(days=30)
+    backorder_on_shortage: bool = True
+    compensation_retry_after: timedelta = timedelta(seconds=30)
+    compensation_max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A command for a participant. `dedupe_key` becomes its message id, so the same
+    decision taken twice sends a message the participant's inbox recognises."""
+
+    command: Command
+    dedupe_key: str
+
+
+@dataclass
+class Reaction:
+    events: list[DomainEvent] = field(default_factory=list)
+    commands: list[Outgoing] = field(default_factory=list)
+
+    def then(self, other: Reaction) -> Reaction:
+        return Reaction(self.events + other.events, self.commands + other.commands)
+
+
+class _Folding:
+    """Appends events while keeping the order's state current, so later decisions in the same
+    reaction see the effect of earlier ones."""
+
+    def __init__(self, order: Order) -> None:
+        self.order = order
+        self.reaction = Reaction()
+
+    def emit(self, *events: DomainEvent) -> None:
+        for event in events:
+            self.reaction.events.append(event)
+            self.order = evolve(self.order, event)
+
+    def send(self, command: Command, dedupe_key: str) -> None:
+        self.reaction.commands.append(Outgoing(command, dedupe_key))
+
+
+# --- forward steps --------------------------------------------------------------------
+
+
+def start(placed: OrderPlaced, facts: ReviewFacts, policy: SagaPolicy) -> Reaction:
+    """Place the order and run the automatic review at once (no extra hop through Kafka)."""
+    saga = _Folding(Order())
+    saga.emit(placed)
+    verdict = review(placed, facts, policy.review)
+    if verdict.outcome == "reject":
+        saga.emit(OrderRejected(order_id=placed.order_id, reason="; ".join(verdict.reasons), rejected_by="rules"))
+    elif verdict.outcome == "hold":
+        saga.emit(OrderHeld(order_id=placed.order_id, reasons=verdict.reasons))
+    else:
+        saga.emit(OrderApproved(order_id=placed.order_id, approved_by="rules"))
+        _request_stock(saga, policy)
+    return saga.reaction
+
+
+def approve(order: Order, actor: str, policy: SagaPolicy) -> Reaction:
+    if order.status != "on_hold":
+        raise DomainError("not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be approved")
+    saga = _Folding(order)
+    saga.emit(OrderApproved(order_id=order.order_id, approved_by=actor))
+    _request_stock(saga, policy)
+    return saga.reaction
+
+
+def reject(order: Order, reason: str, actor: str) -> Reaction:
+    if order.status != "on_hold":
+        raise DomainError("not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be rejected")
+    return Reaction([OrderRejected(order_id=order.order_id, reason=reason, rejected_by=actor)])
+
+
+def cancel(order: Order, reason: str, actor: str, now: datetime, policy: SagaPolicy) -> Reaction:
+    if order.is_closed or order.stage == "compensating":
+        raise DomainError("not_cancellable", f"order {order.order_id} is already {order.status}")
+    if order.status == "needs_attention":
+        raise DomainError("needs_attention", f"order {order.order_id} needs attention before it can change")
+    return _compensate(order, f"cancelled: {reason}", "cancelled", actor, now, policy)
+
+
+def _request_stock(saga: _Folding, policy: SagaPolicy) -> None:
+    placed = saga.order.placed
+    assert placed is not None
+    wanted: dict[str, int] = {}
+    for line in placed.lines:
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+    lines = tuple(SkuQuantity(sku=sku, quantity=q) for sku, q in wanted.items())
+    saga.emit(StockReservationRequested(order_id=placed.order_id, lines=lines))
+    saga.send(
+        ReserveStock(
+            order_id=placed.order_id,
+            lines=lines,
+            region=placed.customer.region,
+            backorder=policy.backorder_on_shortage,
+        ),
+        f"{placed.order_id}:reserve",
+    )
+
+
+def _request_invoice(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
+    placed = saga.order.placed
+    assert placed is not None
+    due = policy.payment_deadline if placed.payment_terms == "prepaid" else policy.on_account_terms
+    saga.emit(InvoiceRequested(order_id=placed.order_id))
+    saga.send(
+        IssueInvoice(
+            order_id=placed.order_id,
+            customer_id=placed.customer_id,
+            currency=placed.currency,
+            lines=placed.lines,
+            payment_terms=placed.payment_terms,
+            shipping_method=placed.shipping.method,
+            due_at=now + due,
+        ),
+        f"{placed.order_id}:invoice",
+    )
+
+
+# --- replies from participants ----------------------------------------------------------
+
+
+def react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> Reaction:  # noqa: C901
+    """Move the saga on after a participant's event. Anything not expected in the current
+    stage (a late or repeated reply) changes nothing."""
+    if not order.exists:
+        return Reaction()
+    saga = _Folding(order)
+    order_id = order.order_id
+    match message:
+        case StockReserved() if order.stage == "reserving":
+            saga.emit(OrderStockAllocated(order_id=order_id, allocations=message.allocations))
+            _request_invoice(saga, now, policy)
+        case StockShortage() if order.stage == "reserving" and order.status != "awaiting_stock":
+            if message.backordered:
+                saga.emit(OrderAwaitingStock(order_id=order_id, missing=message.missing))
+            else:
+                missing = ", ".join(f"{m.sku} (short {m.quantity})" for m in message.missing)
+                saga.emit(OrderRejected(order_id=order_id, reason=f"out of stock: {missing}", rejected_by="rules"))
+        case InvoiceIssued() if order.stage == "invoicing":
+            if message.payment_terms == "prepaid":
+                saga.emit(
+                    OrderAwaitingPayment(
+                        order_id=order_id,
+                        invoice_id=message.invoice_id,
+                        amount_due=message.total,
+                        payment_deadline=message.due_at,
+                    )
+                )
+            else:
+                saga.emit(OrderConfirmed(order_id=order_id, invoice_id=message.invoice_id, total=message.total))
+        case CreditCheckFailed() if order.stage == "invoicing":
+            reason = (
+                f"credit limit exceeded: {message.amount:.2f} on top of an open balance of"
+                f" {message.open_balance:.2f} is over the limit of {message.credit_limit:.2f}"
+            )
+            return _compensate(order, reason, "rejected", "rules", now, policy)
+        case PaymentReceived():
+            saga.emit(OrderPaymentRecorded(order_id=order_id, amount=message.amount, amount_paid=message.amount_paid))
+        case InvoicePaid() if order.stage == "awaiting_payment":
+            assert order.invoice_id is not None
+            saga.emit(OrderConfirmed(order_id=order_id, invoice_id=order.invoice_id, total=order.amount_due))
+        case PaymentFailed() if order.stage == "awaiting_payment":
+            return _compensate(order, f"payment {message.reference} failed", "cancelled", "rules", now, policy)
+        case RefundIssued():
+            saga.emit(OrderRefunded(order_id=order_id, amount=message.amount, refund_id=message.refund_id))
+        case StockReleased() | InvoiceVoided():
+            _complete_step(saga, message)
+    return saga.reaction
+
+
+# --- deadlines ------------------------------------------------------------------------
+
+DeadlineKind = Literal["payment", "compensation"]
+
+
+def deadline_reached(order: Order, kind: str, now: datetime, policy: SagaPolicy) -> Reaction:
+    if kind == "payment":
+        if order.stage == "awaiting_payment" and order.payment_deadline and now >= order.payment_deadline:
+            return _compensate(order, "payment deadline passed", "cancelled", "rules", now, policy)
+        return Reaction()
+    if kind.startswith("compensation:"):
+        return _retry_compensation(order, kind.removeprefix("compensation:"), now, policy)
+    return Reaction()
+
+
+# --- compensation ---------------------------------------------------------------------
+
+
+def steps_to_undo(order: Order) -> list[str]:
+    """Compensations of the steps already started, last step first."""
+    started = {"reserve_stock": order.stock_requested, "invoice": order.invoice_requested}
+    return [
+        step.compensation
+        for step in reversed(FULFILMENT_SAGA)
+        if step.compensation and started.get(step.name)
+    ]
+
+
+def _compensate(
+    order: Order, reason: str, final_status: Literal["cancelled", "rejected"], actor: str,
+    now: datetime, policy: SagaPolicy,
+) -> Reaction:
+    saga = _Folding(order)
+    steps = steps_to_undo(order)
+    saga.emit(
+        OrderCompensationStarted(
+            order_id=order.order_id, reason=reason, steps=tuple(steps), final_status=final_status,
+            requested_by=actor,
+        )
+    )
+    if not steps:
+        _finish(saga)
+        return saga.reaction
+    for step in steps:
+        _request_compensation(saga, step, attempt=1, now=now, policy=policy, reason=reason)
+    return saga.reaction
+
+
+def _request_compensation(
+    saga: _Folding, step: str, attempt: int, now: datetime, policy: SagaPolicy, reason: str
+) -> None:
+    order_id = saga.order.order_id
+    saga.emit(
+        CompensationStepRequested(
+            order_id=order_id, step=step, attempt=attempt, retry_at=now + policy.compensation_retry_after
+        )
+    )
+    command = COMPENSATIONS[step].command(order_id=order_id, reason=reason)  # type: ignore[call-arg]
+    saga.send(command, f"{order_id}:{step}:{attempt}")
+
+
+def _retry_compensation(order: Order, step: str, now: datetime, policy: SagaPolicy) -> Reaction:
+    compensation = order.compensation
+    if order.stage != "compensating" or compensation is None or step not in compensation.pending:
+        return Reaction()
+    attempts = compensation.attempts.get(step, 1)
+    saga = _Folding(order)
+    if attempts >= policy.compensation_max_attempts:
+        if order.status != "needs_attention":
+            saga.emit(
+                OrderNeedsAttention(
+                    order_id=order.order_id,
+                    step=step,
+                    reason=f"{step} got no answer from {COMPENSATIONS[step].participant} after {attempts} attempts",
+                )
+            )
+        return saga.reaction
+    _request_compensation(saga, step, attempts + 1, now, policy, compensation.reason)
+    return saga.reaction
+
+
+def _complete_step(saga: _Folding, reply: Message) -> None:
+    compensation = saga.order.compensation
+    if saga.order.stage != "compensating" or compensation is None:
+        return
+    step = next((name for name, s in COMPENSATIONS.items() if isinstance(reply, s.completed_by)), None)
+    if step is None or step not in compensation.pending:
+        return
+    saga.emit(CompensationStepCompleted(order_id=saga.order.order_id, step=step))
+    if saga.order.compensation and not saga.order.compensation.pending:
+        _finish(saga)
+
+
+def _finish(saga: _Folding) -> None:
+    compensation = saga.order.compensation
+    assert compensation is not None
+    order_id = saga.order.order_id
+    if compensation.final_status == "rejected":
+        saga.emit(OrderRejected(order_id=order_id, reason=compensation.reason, rejected_by=compensation.actor))
+    else:
+        saga.emit(OrderCancelled(order_id=order_id, reason=compensation.reason, cancelled_by=compensation.actor))

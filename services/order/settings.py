@@ -1,0 +1,35 @@
+"""Order service settings (OM_ORDER_* variables)."""
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.order.domain.review import ReviewPolicy
+from services.order.domain.saga import SagaPolicy
+
+
+class OrderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OM_ORDER_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8001
+    review_amount_limit: Decimal = Decimal("5000.00")
+    duplicate_window_seconds: int = 600
+    payment_deadline_seconds: float = 900
+    on_account_terms_days: int = 30
+    shortage_policy: Literal["backorder", "reject"] = "backorder"
+    compensation_retry_seconds: float = 30
+    compensation_max_attempts: int = 5
+    deadline_poll_seconds: float = 0.2
+
+    def saga_policy(self) -> SagaPolicy:
+        return SagaPolicy(
+            review=ReviewPolicy(amount_limit=self.review_amount_limit),
+            payment_deadline=timedelta(seconds=self.payment_deadline_seconds),
+            on_account_terms=timedelta(days=self.on_account_terms_days),
+            backorder_on_shortage=self.shortage_policy == "backorder",
+            compensation_retry_after=timedelta(seconds=self.compensation_retry_seconds),
+            compensation_max_attempts=self.compensation_max_attempts,
+        )

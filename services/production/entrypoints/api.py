@@ -1,0 +1,6 @@
+"""Production HTTP API. Its business endpoints arrive with the production issue; until then the
+service runs the shared runtime (database, migrations, outbox relay, /health, /ready, /metrics)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["production"])
