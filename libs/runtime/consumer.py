@@ -73,8 +73,9 @@ class EventConsumer:
         projector: Projector | None = None,
     ) -> None:
         self.projector = projector
-        self.name = name
-        self.topics = tuple(dict.fromkeys(topics))
+        self.name = settings.topic(name)  # the consumer group, namespaced like the topics
+        self.topics = tuple(dict.fromkeys(settings.topic(t) for t in topics))
+        self.dead_letter_topic = dead_letter_topic(self.name)
         self.handlers = dict(handlers)
         self.engine = engine
         self.settings = settings
@@ -218,8 +219,7 @@ class EventConsumer:
                     await producer.start()
                     self._dlq_producer = producer
                 await self._dlq_producer.send_and_wait(
-                    dead_letter_topic(self.name), value=record.value, key=record.key,
-                    headers=headers,
+                    self.dead_letter_topic, value=record.value, key=record.key, headers=headers
                 )
                 DEAD_LETTERS.labels(self.name).inc()
                 return

@@ -39,7 +39,9 @@ class OutboxRelay:
         producer_factory: Callable[[], AIOKafkaProducer],
         service: str,
         batch_size: int = 500,
+        topic_for: Callable[[str], str] = str,
     ) -> None:
+        self._topic_for = topic_for
         self._dsn = dsn
         self._producer_factory = producer_factory
         self._service = service
@@ -106,7 +108,7 @@ class OutboxRelay:
             headers = json.loads(row["headers"]) if isinstance(row["headers"], str) else row["headers"]
             deliveries.append(
                 await producer.send(
-                    row["topic"],
+                    self._topic_for(row["topic"]),
                     value=bytes(row["value"]),
                     key=row["key"].encode(),
                     headers=[(k, str(v).encode()) for k, v in headers.items()],

@@ -14,7 +14,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.events.topics import ALL_TOPICS, dead_letter_topic
+from libs.events.topics import ALL_TOPICS
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.db import create_engine, ensure_database, migrate
 from libs.runtime.kafka import create_topics, durable_producer
@@ -47,6 +47,7 @@ class ServiceRuntime:
             lambda: durable_producer(self.settings, f"{self.name}-relay"),
             self.name,
             self.settings.relay_batch_size,
+            topic_for=self.settings.topic,
         )
         self.broker = KafkaBroker(
             self.settings.kafka_bootstrap,
@@ -68,8 +69,9 @@ class ServiceRuntime:
         await migrate(self.engine, *([self.migrations] if self.migrations else []))
         await create_topics(
             self.settings,
-            [*ALL_TOPICS, *(t for c in self.consumers for t in c.topics)]
-            + [dead_letter_topic(c.name) for c in self.consumers],
+            [self.settings.topic(t) for t in ALL_TOPICS]
+            + [t for c in self.consumers for t in c.topics]
+            + [c.dead_letter_topic for c in self.consumers],
         )
         if self.run_relay:
             self._spawn(self.relay.run(), "relay")

@@ -11,6 +11,9 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OM_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:19092"
+    # Prefixed to every topic and consumer group, so several environments (a developer's
+    # platform and a test run, say) can share one broker without meeting each other.
+    topic_namespace: str = ""
     topic_partitions: int = 8
     pg_host: str = "127.0.0.1"
     pg_port: int = 15432
@@ -31,6 +34,9 @@ class RuntimeSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     otel_exporter: str = "none"  # none | console | otlp
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_namespace}{name}"
 
     def database_name(self, service: str) -> str:
         return f"{self.db_prefix}_{service}"

@@ -19,6 +19,7 @@ def placed() -> OrderPlaced:
     return OrderPlaced(
         order_id="o-1",
         channel="web",
+        customer_id="c-1",
         customer=CustomerSnapshot(name="Ada"),
         lines=(OrderLine(sku="SKU-1", quantity=2, unit_price=Decimal("9.95")),),
         currency="EUR",
