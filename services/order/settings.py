@@ -20,6 +20,8 @@ class OrderSettings(BaseSettings):
     payment_deadline_seconds: float = 900
     on_account_terms_days: int = 30
     shortage_policy: Literal["backorder", "reject"] = "backorder"
+    # JSON, e.g. {"marketplace": "reject"}
+    shortage_policy_by_channel: dict[str, Literal["backorder", "reject"]] = {}
     compensation_retry_seconds: float = 30
     compensation_max_attempts: int = 5
     deadline_poll_seconds: float = 0.2
@@ -30,6 +32,10 @@ class OrderSettings(BaseSettings):
             payment_deadline=timedelta(seconds=self.payment_deadline_seconds),
             on_account_terms=timedelta(days=self.on_account_terms_days),
             backorder_on_shortage=self.shortage_policy == "backorder",
+            shortage_policy_by_channel=tuple(
+                (channel, policy == "backorder")
+                for channel, policy in sorted(self.shortage_policy_by_channel.items())
+            ),
             compensation_retry_after=timedelta(seconds=self.compensation_retry_seconds),
             compensation_max_attempts=self.compensation_max_attempts,
         )

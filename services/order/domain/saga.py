@@ -98,8 +98,14 @@ class SagaPolicy:
     payment_deadline: timedelta = timedelta(minutes=15)
     on_account_terms: timedelta = timedelta(days=30)
     backorder_on_shortage: bool = True
+    # Channels whose orders are rejected instead of backordered (a marketplace, say, that
+    # must confirm or refuse at once), or backordered where the default is to reject.
+    shortage_policy_by_channel: tuple[tuple[str, bool], ...] = ()
     compensation_retry_after: timedelta = timedelta(seconds=30)
     compensation_max_attempts: int = 5
+
+    def backorders(self, channel: str) -> bool:
+        return dict(self.shortage_policy_by_channel).get(channel, self.backorder_on_shortage)
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,7 @@ def _request_stock(saga: _Folding, policy: SagaPolicy) -> None:
             order_id=placed.order_id,
             lines=lines,
             region=placed.customer.region,
-            backorder=policy.backorder_on_shortage,
+            backorder=policy.backorders(placed.channel),
         ),
         f"{placed.order_id}:reserve",
     )

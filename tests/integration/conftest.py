@@ -1,0 +1,159 @@
+"""End-to-end fixtures: the services as real processes, plus a client for their APIs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from libs.runtime.settings import RuntimeSettings
+from tests.conftest import RUN_ID, drop_test_databases
+from tests.integration.platform import Platform, eventually_value
+
+E2E_PREFIX = f"ome2e_{RUN_ID}"
+NAMESPACE = f"t{RUN_ID}."
+PAYMENT_DEADLINE_SECONDS = 6
+
+
+@pytest.fixture(scope="session")
+def e2e_settings() -> RuntimeSettings:
+    return RuntimeSettings(db_prefix=E2E_PREFIX, topic_namespace=NAMESPACE, topic_partitions=4)
+
+
+@pytest.fixture(scope="session")
+async def platform(e2e_settings: RuntimeSettings) -> AsyncIterator[Platform]:
+    running = Platform(
+        RUN_ID,
+        {
+            "OM_DB_PREFIX": E2E_PREFIX,
+            "OM_TOPIC_NAMESPACE": NAMESPACE,
+            "OM_TOPIC_PARTITIONS": "4",
+            "OM_LOG_JSON": "false",
+            "OM_ORDER_PAYMENT_DEADLINE_SECONDS": str(PAYMENT_DEADLINE_SECONDS),
+            "OM_ORDER_COMPENSATION_RETRY_SECONDS": "5",
+            "OM_ORDER_SHORTAGE_POLICY_BY_CHANNEL": json.dumps({"marketplace": "reject"}),
+        },
+    )
+    running.start()
+    try:
+        async with httpx.AsyncClient(base_url=running.url("inventory")) as inventory:
+            for code, region in (("NORTH", "north"), ("SOUTH", "south")):
+                response = await inventory.post(
+                    "/warehouses", json={"code": code, "name": f"{code} DC", "region": region}
+                )
+                assert response.status_code in (200, 201), response.text
+        yield running
+    finally:
+        running.stop()
+        await drop_test_databases(e2e_settings)
+
+
+class Oms:
+    """The three APIs as a channel, a warehouse clerk and a payment gateway use them."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.order = httpx.AsyncClient(base_url=platform.url("order"), timeout=30)
+        self.inventory = httpx.AsyncClient(base_url=platform.url("inventory"), timeout=30)
+        self.billing = httpx.AsyncClient(base_url=platform.url("billing"), timeout=30)
+
+    async def close(self) -> None:
+        for client in (self.order, self.inventory, self.billing):
+            await client.aclose()
+
+    async def receive(self, sku: str, quantity: int, warehouse: str = "NORTH") -> None:
+        response = await self.inventory.post(
+            "/stock/receipts", json={"sku": sku, "warehouse": warehouse, "quantity": quantity}
+        )
+        assert response.status_code == 201, response.text
+
+    async def submit(self, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        return await self.order.post("/orders", json=body, headers=headers)
+
+    async def place(self, body: dict[str, Any]) -> str:
+        response = await self.submit(body, key=str(uuid4()))
+        assert response.status_code == 202, response.text
+        return str(response.json()["order_id"])
+
+    async def get_order(self, order_id: str) -> dict[str, Any]:
+        response = await self.order.get(f"/orders/{order_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def wait_status(self, order_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+        return dict(
+            await eventually_value(
+                lambda: self.get_order(order_id), lambda o: o["status"] in statuses, timeout
+            )
+        )
+
+    async def invoice(self, order_id: str) -> dict[str, Any]:
+        async def fetch() -> list[dict[str, Any]]:
+            response = await self.billing.get("/invoices", params={"order_id": order_id})
+            return list(response.json()) if response.status_code == 200 else []
+
+        invoices = await eventually_value(fetch, lambda found: len(found) == 1)
+        return dict(invoices[0])
+
+    async def pay(self, order_id: str, amount: str, outcome: str = "succeeded", reference: str | None = None) -> httpx.Response:
+        return await self.billing.post(
+            "/payments",
+            json={"order_id": order_id, "amount": amount, "method": "card",
+                  "reference": reference or f"pay-{uuid4()}", "outcome": outcome},
+        )
+
+    async def stock(self, sku: str) -> dict[str, Any]:
+        response = await self.inventory.get(f"/stock/{sku}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def refunds(self, order_id: str) -> list[dict[str, Any]]:
+        response = await self.billing.get("/refunds", params={"order_id": order_id})
+        assert response.status_code == 200, response.text
+        return list(response.json())
+
+
+@pytest.fixture
+async def oms(platform: Platform) -> AsyncIterator[Oms]:
+    client = Oms(platform)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def sku() -> Iterator[str]:
+    yield f"SKU-{uuid4().hex[:10]}"
+
+
+def order_body(
+    sku: str,
+    quantity: int = 1,
+    unit_price: str = "25.00",
+    *,
+    terms: str = "prepaid",
+    channel: str = "web",
+    customer: dict[str, Any] | None = None,
+    shipping: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "channel": channel,
+        "customer": customer or {"name": "Ada Lovelace", "email": f"{uuid4().hex[:8]}@example.com", "region": "north"},
+        "lines": [{"sku": sku, "quantity": quantity, "unit_price": unit_price}],
+        "currency": "EUR",
+        "payment_terms": terms,
+        "shipping": shipping or {"method": "pickup"},
+        **extra,
+    }
+
+
+def money(value: str | None) -> Decimal:
+    return Decimal(value or "0")

@@ -1,0 +1,268 @@
+"""Order to cash end to end: the order, inventory and billing services as real processes on
+the real broker and database. One test per path through the saga."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+
+from tests.integration.conftest import PAYMENT_DEADLINE_SECONDS, Oms, money, order_body
+
+pytestmark = pytest.mark.integration
+
+
+def timeline_types(order: dict) -> list[str]:  # type: ignore[type-arg]
+    return [entry["type"] for entry in order["timeline"]]
+
+
+async def test_prepaid_order_paid_at_once_is_confirmed(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 10)
+    order_id = await oms.place(order_body(sku, quantity=2, unit_price="25.00"))
+
+    await oms.wait_status(order_id, "awaiting_payment")
+    invoice = await oms.invoice(order_id)
+    assert money(invoice["amount"]) == Decimal("60.00")  # 50.00 + 20% tax, pickup is free
+    paid = await oms.pay(order_id, invoice["amount"])
+    assert paid.status_code == 201, paid.text
+
+    order = await oms.wait_status(order_id, "confirmed")
+    assert order["payment_status"] == "paid"
+    assert money(order["amount_paid"]) == Decimal("60.00")
+    assert timeline_types(order)[:4] == ["OrderPlaced", "OrderApproved", "StockReservationRequested", "OrderStockAllocated"]
+    assert timeline_types(order)[-1] == "OrderConfirmed"
+    stock = await oms.stock(sku)
+    assert (stock["on_hand"], stock["reserved"], stock["available"]) == (10, 2, 8)
+
+
+async def test_on_account_order_within_credit_limit_is_confirmed_without_payment(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 5)
+    order_id = await oms.place(order_body(sku, terms="on_account"))
+    order = await oms.wait_status(order_id, "confirmed")
+    assert order["payment_status"] == "on_account"
+    invoice = await oms.invoice(order_id)
+    assert invoice["status"] == "open"
+    assert (await oms.stock(sku))["reserved"] == 1
+
+
+async def test_on_account_order_over_the_credit_limit_is_rejected_and_its_stock_released(oms: Oms, sku: str) -> None:
+    customer_id = f"cust-{uuid4().hex[:8]}"
+    limit = await oms.billing.put(f"/customers/{customer_id}/credit-limit", json={"credit_limit": "100.00"})
+    assert limit.status_code in (200, 201), limit.text
+    await oms.receive(sku, 5)
+    body = order_body(sku, quantity=4, unit_price="25.00", terms="on_account",
+                      customer={"id": customer_id, "name": "Big Spender"})
+
+    order_id = await oms.place(body)
+
+    order = await oms.wait_status(order_id, "rejected")
+    assert "credit limit exceeded" in order["reason"]
+    assert "CompensationStepCompleted" in timeline_types(order)
+    stock = await oms.stock(sku)
+    assert (stock["reserved"], stock["available"]) == (0, 5)
+
+
+async def test_held_order_is_approved_by_a_person_and_completes(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 3)
+    body = order_body(sku, shipping={"method": "standard", "address": {"line1": "1 Main St"}})
+    order_id = await oms.place(body)
+    held = await oms.wait_status(order_id, "on_hold")
+    assert "delivery address is incomplete" in held["reason"]
+    assert (await oms.stock(sku))["reserved"] == 0  # nothing is reserved while held
+
+    approved = await oms.order.post(f"/orders/{order_id}/approve", headers={"X-Actor": "olga"})
+    assert approved.status_code == 200, approved.text
+
+    await oms.wait_status(order_id, "awaiting_payment")
+    invoice = await oms.invoice(order_id)
+    await oms.pay(order_id, invoice["amount"])
+    order = await oms.wait_status(order_id, "confirmed")
+    approval = next(e for e in order["timeline"] if e["type"] == "OrderApproved")
+    assert approval["actor"] == "user:olga"
+
+
+async def test_order_of_a_blocked_customer_is_rejected_by_the_rules(oms: Oms, sku: str) -> None:
+    email = f"{uuid4().hex[:8]}@fraud.example"
+    registered = await oms.order.post(
+        "/customers", json={"customer_id": f"c-{uuid4().hex[:6]}", "name": "Mallory", "email": email, "blocked": True}
+    )
+    assert registered.status_code == 201, registered.text
+    await oms.receive(sku, 3)
+
+    order_id = await oms.place(order_body(sku, customer={"name": "M.", "email": email.upper()}))
+
+    order = await oms.wait_status(order_id, "rejected")
+    assert order["reason"] == "customer is blocked"
+    assert (await oms.stock(sku))["reserved"] == 0
+
+
+async def test_shortage_is_backordered_and_completes_when_stock_arrives(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 1)
+    order_id = await oms.place(order_body(sku, quantity=3))
+    waiting = await oms.wait_status(order_id, "awaiting_stock")
+    assert waiting["timeline"][-1]["type"] == "OrderAwaitingStock"
+
+    await oms.receive(sku, 5, warehouse="SOUTH")
+
+    await oms.wait_status(order_id, "awaiting_payment")
+    invoice = await oms.invoice(order_id)
+    await oms.pay(order_id, invoice["amount"])
+    await oms.wait_status(order_id, "confirmed")
+    stock = await oms.stock(sku)
+    assert (stock["on_hand"], stock["reserved"], stock["backorders"]) == (6, 3, [])
+
+
+async def test_shortage_on_a_reject_policy_channel_rejects_the_order(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 1)
+    order_id = await oms.place(order_body(sku, quantity=2, channel="marketplace"))
+    order = await oms.wait_status(order_id, "rejected")
+    assert "out of stock" in order["reason"]
+    assert (await oms.stock(sku))["backorders"] == []
+
+
+async def test_two_backorders_are_served_in_arrival_order(oms: Oms, sku: str) -> None:
+    first = await oms.place(order_body(sku, quantity=2, terms="on_account"))
+    await oms.wait_status(first, "awaiting_stock")
+    second = await oms.place(order_body(sku, quantity=1, terms="on_account"))
+    await oms.wait_status(second, "awaiting_stock")
+
+    await oms.receive(sku, 1)  # enough for the second, not the first: nobody jumps the queue
+    assert (await oms.get_order(second))["status"] == "awaiting_stock"
+    stock = await oms.stock(sku)
+    assert [b["order_id"] for b in stock["backorders"]] == [first, second]
+
+    await oms.receive(sku, 2)
+    await oms.wait_status(first, "confirmed")
+    await oms.wait_status(second, "confirmed")
+    stock = await oms.stock(sku)
+    assert (stock["reserved"], stock["available"], stock["backorders"]) == (3, 0, [])
+
+
+async def test_failed_payment_releases_stock_voids_invoice_and_cancels(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 4)
+    order_id = await oms.place(order_body(sku, quantity=2))
+    await oms.wait_status(order_id, "awaiting_payment")
+    invoice = await oms.invoice(order_id)
+
+    failed = await oms.pay(order_id, invoice["amount"], outcome="failed")
+    assert failed.status_code == 201, failed.text
+
+    order = await oms.wait_status(order_id, "cancelled")
+    assert "failed" in order["reason"]
+    steps = [e["details"]["step"] for e in order["timeline"] if e["type"] == "CompensationStepCompleted"]
+    assert sorted(steps) == ["release_stock", "void_invoice"]
+    assert (await oms.invoice(order_id))["status"] == "void"
+    assert (await oms.stock(sku))["reserved"] == 0
+
+
+async def test_payment_deadline_passed_cancels_the_order_and_releases_stock(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 2)
+    order_id = await oms.place(order_body(sku, quantity=2))
+    await oms.wait_status(order_id, "awaiting_payment")
+
+    order = await oms.wait_status(order_id, "cancelled", timeout=PAYMENT_DEADLINE_SECONDS + 30)
+
+    assert order["reason"] == "payment deadline passed"
+    assert (await oms.invoice(order_id))["status"] == "void"
+    assert (await oms.stock(sku))["available"] == 2
+
+
+async def test_cancel_before_payment_releases_stock_and_voids_invoice(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 2)
+    order_id = await oms.place(order_body(sku))
+    await oms.wait_status(order_id, "awaiting_payment")
+
+    cancelled = await oms.order.post(f"/orders/{order_id}/cancel", json={"reason": "customer changed mind"})
+    assert cancelled.status_code == 200, cancelled.text
+
+    order = await oms.wait_status(order_id, "cancelled")
+    assert (await oms.invoice(order_id))["status"] == "void"
+    assert await oms.refunds(order_id) == []
+    assert (await oms.stock(sku))["reserved"] == 0
+    again = await oms.order.post(f"/orders/{order_id}/cancel", json={"reason": "twice"})
+    assert again.status_code == 409
+    assert again.headers["content-type"].startswith("application/problem+json")
+    assert order["payment_status"] == "unpaid"
+
+
+async def test_cancel_after_payment_refunds_exactly_what_was_paid(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 2)
+    order_id = await oms.place(order_body(sku, quantity=1, unit_price="50.00"))
+    await oms.wait_status(order_id, "awaiting_payment")
+    invoice = await oms.invoice(order_id)
+    await oms.pay(order_id, "20.00")  # a partial payment...
+    await oms.pay(order_id, str(money(invoice["amount"]) - Decimal("20.00")))  # ...and the rest
+    await oms.wait_status(order_id, "confirmed")
+
+    await oms.order.post(f"/orders/{order_id}/cancel", json={"reason": "damaged in store"})
+
+    order = await oms.wait_status(order_id, "cancelled")
+    refunds = await oms.refunds(order_id)
+    assert len(refunds) == 1
+    assert money(refunds[0]["amount"]) == money(invoice["amount"]) == Decimal("60.00")
+    assert "OrderRefunded" in timeline_types(await oms.wait_status(order_id, "cancelled"))
+    assert money(order["amount_paid"]) == Decimal("60.00")
+    assert (await oms.stock(sku))["reserved"] == 0
+
+
+async def test_duplicate_submission_creates_one_order(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 5)
+    body = order_body(sku, external_id=f"shop-{uuid4().hex[:6]}")
+    key = str(uuid4())
+
+    responses = await asyncio.gather(*(oms.submit(body, key=key) for _ in range(5)))
+    by_channel_reference = await oms.submit(body)  # no key: channel + external_id identify it
+
+    ids = {r.json()["order_id"] for r in [*responses, by_channel_reference]}
+    assert [r.status_code for r in responses] == [202] * 5
+    assert len(ids) == 1
+    changed = await oms.submit({**body, "currency": "USD"}, key=key)
+    assert changed.status_code == 409
+    assert "different" in changed.json()["detail"]
+    listing = await oms.order.get("/orders", params={"customer_id": f"email:{body['customer']['email']}"})
+    assert len(listing.json()["items"]) == 1
+    await oms.wait_status(ids.pop(), "awaiting_payment")
+    assert (await oms.stock(sku))["reserved"] == 1
+
+
+async def test_invalid_submission_gets_a_problem_naming_each_bad_field(oms: Oms) -> None:
+    response = await oms.order.post(
+        "/orders",
+        json={"channel": "web", "customer": {"name": ""}, "lines": [{"sku": "A", "quantity": 0, "unit_price": "-1"}],
+              "currency": "euro", "payment_terms": "prepaid", "shipping": {"method": "drone"}},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    fields = {error["field"] for error in response.json()["errors"]}
+    assert {"customer.name", "lines.0.quantity", "lines.0.unit_price", "currency", "shipping.method"} <= fields
+
+
+async def test_200_concurrent_orders_on_a_scarce_sku_never_oversell(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 30)
+    await oms.receive(sku, 20, warehouse="SOUTH")
+    semaphore = asyncio.Semaphore(40)
+
+    async def place() -> str:
+        async with semaphore:
+            return await oms.place(order_body(sku, terms="on_account"))
+
+    order_ids = await asyncio.gather(*(place() for _ in range(200)))
+
+    async def settled() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for order_id in order_ids:
+            status = (await oms.get_order(order_id))["status"]
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    from tests.integration.platform import eventually_value
+
+    counts = await eventually_value(
+        settled, lambda c: c.get("confirmed", 0) + c.get("awaiting_stock", 0) == 200, timeout=120
+    )
+    assert counts == {"confirmed": 50, "awaiting_stock": 150}
+    stock = await oms.stock(sku)
+    assert (stock["on_hand"], stock["reserved"], stock["available"]) == (50, 50, 0)
+    assert len(stock["backorders"]) == 150
