@@ -98,6 +98,7 @@ class OrderPaymentRecorded(OrderEvent):
     message_type: ClassVar[str] = "OrderPaymentRecorded"
     amount: Money
     amount_paid: Money
+    reference: str
 
 
 @registry.register

@@ -21,10 +21,14 @@ from libs.events.inventory import (
     WarehouseRegistered,
 )
 
-_UPSERT_LEVEL = text(
-    "INSERT INTO stock_levels (sku, warehouse, on_hand, reserved) VALUES (:sku, :wh, :on_hand, :reserved)"
-    " ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = stock_levels.on_hand + :on_hand,"
-    " reserved = stock_levels.reserved + :reserved"
+_RECEIVE = text(
+    "INSERT INTO stock_levels (sku, warehouse, on_hand, reserved) VALUES (:sku, :wh, :qty, 0)"
+    " ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = stock_levels.on_hand + :qty"
+)
+# A plain UPDATE: stock is only ever allocated where it was received, and an upsert would
+# check its (negative) insert values against the reserved >= 0 constraint.
+_CHANGE_RESERVED = text(
+    "UPDATE stock_levels SET reserved = reserved + :delta WHERE sku = :sku AND warehouse = :wh"
 )
 _UPSERT_RESERVATION = text(
     "INSERT INTO reservations (order_id, status, allocations, missing, updated_at)"
@@ -41,17 +45,12 @@ async def project(conn: AsyncConnection, envelope: Envelope, event: DomainEvent)
             {"c": event.code, "n": event.name, "r": event.region},
         )
     elif isinstance(event, StockReceived):
-        await conn.execute(
-            _UPSERT_LEVEL, {"sku": event.sku, "wh": event.warehouse, "on_hand": event.quantity, "reserved": 0}
-        )
+        await conn.execute(_RECEIVE, {"sku": event.sku, "wh": event.warehouse, "qty": event.quantity})
     elif isinstance(event, StockAllocated | StockDeallocated):
         sign = 1 if isinstance(event, StockAllocated) else -1
         await conn.execute(
-            _UPSERT_LEVEL,
-            [
-                {"sku": event.sku, "wh": wh, "on_hand": 0, "reserved": sign * qty}
-                for wh, qty in event.warehouses.items()
-            ],
+            _CHANGE_RESERVED,
+            [{"sku": event.sku, "wh": wh, "delta": sign * qty} for wh, qty in event.warehouses.items()],
         )
     elif isinstance(event, BackorderQueued):
         await conn.execute(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.domain import InvalidRequest
 from libs.runtime import eventstore
+from libs.runtime.db import ConcurrencyConflict
 
 
 async def find_known_customer(
@@ -48,27 +49,37 @@ async def recent_duplicate(
     return row.order_id if row else None
 
 
-async def claim_submission(
-    conn: AsyncConnection, key: str, order_id: str, body_hash: str
-) -> str | None:
-    """Record a submission key. Returns None if this is its first use, else the body hash the
-    key was first used with. ON CONFLICT waits for a concurrent insert of the same key to
-    commit, so two racing submissions agree on one order."""
+async def earlier_submission(conn: AsyncConnection, keys: list[str]) -> tuple[str, str] | None:
+    """(order id, body hash) of the order any of these submission keys created before."""
     row = (
         await conn.execute(
             text(
-                "INSERT INTO order_submissions (submission_key, order_id, body_hash)"
-                " VALUES (:k, :o, :h) ON CONFLICT DO NOTHING RETURNING order_id, body_hash"
+                "SELECT order_id, body_hash FROM order_submissions WHERE submission_key = ANY(:keys)"
+                " ORDER BY created_at LIMIT 1"
             ),
-            {"k": key, "o": order_id, "h": body_hash},
+            {"keys": keys},
         )
     ).first()
-    if row is not None:
-        return None
-    earlier = await conn.execute(
-        text("SELECT body_hash FROM order_submissions WHERE submission_key = :k"), {"k": key}
-    )
-    return str(earlier.scalar_one())
+    return (row.order_id, row.body_hash) if row else None
+
+
+async def claim_submission_keys(
+    conn: AsyncConnection, keys: list[str], order_id: str, body_hash: str
+) -> None:
+    """Record the keys of a new submission. A concurrent submission with one of the same keys
+    makes ON CONFLICT wait for it; if it committed first we raise ConcurrencyConflict, and the
+    retried unit of work then finds its order through earlier_submission()."""
+    inserted = (
+        await conn.execute(
+            text(
+                "INSERT INTO order_submissions (submission_key, order_id, body_hash)"
+                " SELECT unnest(CAST(:keys AS text[])), :o, :h ON CONFLICT DO NOTHING"
+            ),
+            {"keys": keys, "o": order_id, "h": body_hash},
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    if inserted != len(keys):
+        raise ConcurrencyConflict("the same submission is being placed concurrently")
 
 
 def _money(value: Decimal | None) -> str | None:

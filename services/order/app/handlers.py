@@ -41,12 +41,14 @@ class Placement:
     created: bool
 
 
-def submission_key(submission: SubmitOrder) -> str | None:
+def submission_keys(submission: SubmitOrder) -> list[str]:
+    """What identifies a submission: its Idempotency-Key and the channel's own reference."""
+    keys = []
     if submission.idempotency_key:
-        return f"idem:{submission.idempotency_key}"
+        keys.append(f"idem:{submission.idempotency_key}")
     if submission.external_id:
-        return f"ext:{submission.channel}:{submission.external_id}"
-    return None
+        keys.append(f"ext:{submission.channel}:{submission.external_id}")
+    return keys
 
 
 def body_hash(submission: SubmitOrder) -> str:
@@ -75,20 +77,22 @@ class OrderHandlers:
     # -- placing -------------------------------------------------------------------------
 
     async def place(self, uow: UnitOfWork, submission: SubmitOrder) -> Placement:
-        key = submission_key(submission)
-        order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:{key}")) if key else str(uuid4())
-        if key is not None:
+        keys = submission_keys(submission)
+        order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:{keys[0]}")) if keys else str(uuid4())
+        if keys:
             digest = body_hash(submission)
-            earlier_digest = await queries.claim_submission(uow.conn, key, order_id, digest)
-            if earlier_digest is not None:
+            earlier = await queries.earlier_submission(uow.conn, keys)
+            if earlier is not None:
+                earlier_order_id, earlier_digest = earlier
                 if earlier_digest != digest:
                     raise DomainError(
                         "idempotency_conflict",
                         "this idempotency key (or channel + external_id) was used for a different"
                         " order; send a new key for a new order",
                     )
-                existing, _ = await uow.load(ORDER, order_id)
-                return Placement(order_id, existing.status, created=False)
+                existing, _ = await uow.load(ORDER, earlier_order_id)
+                return Placement(earlier_order_id, existing.status, created=False)
+            await queries.claim_submission_keys(uow.conn, keys, order_id, digest)
         customer = submission.customer
         known = await queries.find_known_customer(
             uow.conn, customer.id, customer_domain.normalise_email(customer.email),

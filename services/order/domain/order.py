@@ -72,6 +72,9 @@ class Order:
     amount_due: Decimal = Decimal("0")
     amount_paid: Decimal = Decimal("0")
     amount_refunded: Decimal = Decimal("0")
+    # Replies identify themselves by refund id / payment reference; seen ones change nothing.
+    refund_ids: frozenset[str] = frozenset()
+    payment_references: frozenset[str] = frozenset()
     payment_deadline: datetime | None = None
     compensation: Compensation | None = None
     last_reason: str | None = None
@@ -111,7 +114,11 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
                 payment_deadline=event.payment_deadline,
             )
         case OrderPaymentRecorded():
-            return replace(state, amount_paid=event.amount_paid)
+            return replace(
+                state,
+                amount_paid=event.amount_paid,
+                payment_references=state.payment_references | {event.reference},
+            )
         case OrderConfirmed():
             return replace(
                 state, status="confirmed", stage="done", invoice_id=event.invoice_id, amount_due=event.total
@@ -135,7 +142,11 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
             pending = state.compensation.pending - {event.step}
             return replace(state, compensation=replace(state.compensation, pending=pending))
         case OrderRefunded():
-            return replace(state, amount_refunded=state.amount_refunded + event.amount)
+            return replace(
+                state,
+                amount_refunded=state.amount_refunded + event.amount,
+                refund_ids=state.refund_ids | {event.refund_id},
+            )
         case OrderCancelled():
             return replace(state, status="cancelled", stage="ended", last_reason=event.reason)
         case OrderRejected():

@@ -178,9 +178,8 @@ def reject(order: Order, reason: str, actor: str) -> Reaction:
 
 def cancel(order: Order, reason: str, actor: str, now: datetime, policy: SagaPolicy) -> Reaction:
     if order.is_closed or order.stage == "compensating":
-        raise DomainError("not_cancellable", f"order {order.order_id} is already {order.status}")
-    if order.status == "needs_attention":
-        raise DomainError("needs_attention", f"order {order.order_id} needs attention before it can change")
+        state = "being cancelled" if order.stage == "compensating" else order.status
+        raise DomainError("not_cancellable", f"order {order.order_id} is already {state}")
     return _compensate(order, f"cancelled: {reason}", "cancelled", actor, now, policy)
 
 
@@ -259,15 +258,20 @@ def react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> 
                 f"credit limit exceeded: {message.amount:.2f} on top of an open balance of"
                 f" {message.open_balance:.2f} is over the limit of {message.credit_limit:.2f}"
             )
-            return _compensate(order, reason, "rejected", "rules", now, policy)
-        case PaymentReceived():
-            saga.emit(OrderPaymentRecorded(order_id=order_id, amount=message.amount, amount_paid=message.amount_paid))
+            return _compensate(order, reason, "rejected", "rules", now, policy, failed_step="invoice")
+        case PaymentReceived() if message.reference not in order.payment_references:
+            saga.emit(
+                OrderPaymentRecorded(
+                    order_id=order_id, amount=message.amount, amount_paid=message.amount_paid,
+                    reference=message.reference,
+                )
+            )
         case InvoicePaid() if order.stage == "awaiting_payment":
             assert order.invoice_id is not None
             saga.emit(OrderConfirmed(order_id=order_id, invoice_id=order.invoice_id, total=order.amount_due))
         case PaymentFailed() if order.stage == "awaiting_payment":
             return _compensate(order, f"payment {message.reference} failed", "cancelled", "rules", now, policy)
-        case RefundIssued():
+        case RefundIssued() if message.refund_id not in order.refund_ids:
             saga.emit(OrderRefunded(order_id=order_id, amount=message.amount, refund_id=message.refund_id))
         case StockReleased() | InvoiceVoided():
             _complete_step(saga, message)
@@ -292,22 +296,23 @@ def deadline_reached(order: Order, kind: str, now: datetime, policy: SagaPolicy)
 # --- compensation ---------------------------------------------------------------------
 
 
-def steps_to_undo(order: Order) -> list[str]:
-    """Compensations of the steps already started, last step first."""
+def steps_to_undo(order: Order, failed_step: str | None = None) -> list[str]:
+    """Compensations of the steps already started, last step first. A step that itself
+    failed (its participant refused) left nothing behind to undo."""
     started = {"reserve_stock": order.stock_requested, "invoice": order.invoice_requested}
     return [
         step.compensation
         for step in reversed(FULFILMENT_SAGA)
-        if step.compensation and started.get(step.name)
+        if step.compensation and started.get(step.name) and step.name != failed_step
     ]
 
 
 def _compensate(
     order: Order, reason: str, final_status: Literal["cancelled", "rejected"], actor: str,
-    now: datetime, policy: SagaPolicy,
+    now: datetime, policy: SagaPolicy, failed_step: str | None = None,
 ) -> Reaction:
     saga = _Folding(order)
-    steps = steps_to_undo(order)
+    steps = steps_to_undo(order, failed_step)
     saga.emit(
         OrderCompensationStarted(
             order_id=order.order_id, reason=reason, steps=tuple(steps), final_status=final_status,

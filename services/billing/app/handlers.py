@@ -1,0 +1,98 @@
+"""Billing use cases: each loads the order's invoice and its customer's account, asks the
+domain, and records the events in the caller's unit of work (one transaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import NAMESPACE_URL, uuid5
+
+from libs.domain import DomainError
+from libs.events import Decoded
+from libs.events.billing import IssueInvoice, VoidInvoice
+from libs.runtime import inbox
+from libs.runtime.uow import UnitOfWork
+from services.billing.adapters import queries
+from services.billing.domain.account import ACCOUNT, CustomerAccount, decide_credit_limit
+from services.billing.domain.invoice import (
+    INVOICE,
+    Decision,
+    Invoice,
+    PaymentAttempt,
+    decide_issue,
+    decide_payment,
+    decide_void,
+)
+from services.billing.domain.policy import BillingPolicy
+
+
+@dataclass(frozen=True)
+class OrderBilling:
+    """An order's invoice and its customer's account, with the versions they were loaded at."""
+
+    order_id: str
+    invoice: Invoice
+    invoice_version: int
+    customer_id: str
+    account: CustomerAccount
+    account_version: int
+
+    async def record(self, uow: UnitOfWork, decision: Decision) -> None:
+        if decision.account:
+            await uow.record(ACCOUNT, self.customer_id, self.account_version, decision.account)
+        if decision.invoice:
+            await uow.record(INVOICE, self.order_id, self.invoice_version, decision.invoice)
+
+
+async def load_billing(
+    uow: UnitOfWork, order_id: str, customer_id: str | None = None
+) -> OrderBilling:
+    """Load the invoice, then the account of `customer_id` or else of the invoice's customer."""
+    invoice, invoice_version = await uow.load(INVOICE, order_id)
+    customer_id = customer_id or invoice.customer_id
+    account, account_version = (
+        await uow.load(ACCOUNT, customer_id) if customer_id else (CustomerAccount(), 0)
+    )
+    return OrderBilling(order_id, invoice, invoice_version, customer_id, account, account_version)
+
+
+async def issue_invoice(uow: UnitOfWork, decoded: Decoded, policy: BillingPolicy) -> None:
+    command = decoded.message
+    assert isinstance(command, IssueInvoice)
+    billing = await load_billing(uow, command.order_id, command.customer_id)
+    await billing.record(uow, decide_issue(billing.invoice, command, billing.account, policy))
+
+
+async def void_invoice(uow: UnitOfWork, decoded: Decoded) -> None:
+    command = decoded.message
+    assert isinstance(command, VoidInvoice)
+    billing = await load_billing(uow, command.order_id)
+    await billing.record(
+        uow, decide_void(billing.invoice, billing.account, command.order_id, command.reason)
+    )
+
+
+async def record_payment(uow: UnitOfWork, attempt: PaymentAttempt) -> bool:
+    """Apply the gateway's report once per payment reference; False if it was applied before."""
+    claimed = await inbox.claim(
+        uow.conn, "payments", uuid5(NAMESPACE_URL, f"payment:{attempt.reference}")
+    )
+    if not claimed:
+        earlier = await queries.payment(uow.conn, attempt.reference)
+        if earlier is not None and earlier["order_id"] != attempt.order_id:
+            raise DomainError(
+                "payment_reference_reused",
+                f"payment reference {attempt.reference!r} was already used for order"
+                f" {earlier['order_id']!r}",
+            )
+        return False
+    billing = await load_billing(uow, attempt.order_id)
+    await billing.record(uow, decide_payment(billing.invoice, billing.account, attempt))
+    return True
+
+
+async def set_credit_limit(uow: UnitOfWork, customer_id: str, credit_limit: Decimal) -> bool:
+    account, version = await uow.load(ACCOUNT, customer_id)
+    events = decide_credit_limit(account, customer_id, credit_limit)
+    await uow.record(ACCOUNT, customer_id, version, events)
+    return bool(events)

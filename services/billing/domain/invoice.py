@@ -1,0 +1,222 @@
+"""An order's invoice: issued (after a credit check for on-account orders), paid in one or
+more payments, voided by the order saga's compensation, with refunds for money kept.
+
+Pure: no I/O, no clock. `decide_*` functions return a Decision (the events for the invoice
+stream and for the customer's account stream, recorded in one transaction); `evolve` folds
+an event into the invoice's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Literal
+from uuid import NAMESPACE_URL, uuid5
+
+from libs.domain import AggregateKind, InvalidRequest, NotFound
+from libs.events.base import DomainEvent
+from libs.events.billing import (
+    CreditCharged,
+    CreditCheckFailed,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceVoided,
+    IssueInvoice,
+    PaymentFailed,
+    PaymentReceived,
+    RefundIssued,
+)
+from services.billing.domain.account import CustomerAccount, decide_release
+from services.billing.domain.policy import BillingPolicy, cents, price
+
+ZERO = Decimal("0.00")
+
+# "new": nothing decided yet; "refused": the credit check failed, so no invoice exists.
+Status = Literal["new", "open", "paid", "void", "refused"]
+PaymentOutcome = Literal["succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class Invoice:
+    order_id: str = ""
+    status: Status = "new"
+    invoice_id: str | None = None
+    customer_id: str = ""
+    total: Decimal = ZERO
+    amount_paid: Decimal = ZERO
+
+    @property
+    def outstanding(self) -> Decimal:
+        return self.total - self.amount_paid
+
+
+def evolve(state: Invoice, event: DomainEvent) -> Invoice:
+    if isinstance(event, InvoiceIssued):
+        return replace(
+            state,
+            order_id=event.order_id,
+            status="open",
+            invoice_id=event.invoice_id,
+            customer_id=event.customer_id,
+            total=event.total,
+        )
+    if isinstance(event, CreditCheckFailed):
+        return replace(
+            state, order_id=event.order_id, status="refused", customer_id=event.customer_id
+        )
+    if isinstance(event, PaymentReceived):
+        return replace(state, amount_paid=event.amount_paid)
+    if isinstance(event, InvoicePaid):
+        return replace(state, status="paid")
+    if isinstance(event, InvoiceVoided):
+        return replace(state, order_id=event.order_id, status="void")
+    return state
+
+
+INVOICE = AggregateKind[Invoice]("invoice", Invoice, evolve)
+
+
+def invoice_id_for(order_id: str) -> str:
+    """Derived from the order id, so a replayed IssueInvoice names the same invoice."""
+    return "INV-" + uuid5(NAMESPACE_URL, f"invoice:{order_id}").hex[:12].upper()
+
+
+def refund_id_for(order_id: str, payment_reference: str | None = None) -> str:
+    """The void's refund is one per order; a payment arriving after the void gets its own."""
+    key = f"refund:{order_id}" + (f":{payment_reference}" if payment_reference else "")
+    return "RFD-" + uuid5(NAMESPACE_URL, key).hex[:12].upper()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Events to append: to the invoice's stream, and to its customer's account stream."""
+
+    invoice: list[DomainEvent] = field(default_factory=list)
+    account: list[DomainEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PaymentAttempt:
+    """What the payment gateway reports about one payment, identified by its reference."""
+
+    order_id: str
+    reference: str
+    method: str
+    amount: Decimal
+    outcome: PaymentOutcome
+
+
+def decide_issue(
+    invoice: Invoice, command: IssueInvoice, account: CustomerAccount, policy: BillingPolicy
+) -> Decision:
+    if invoice.status != "new":
+        return Decision()  # already answered (issued, refused or voided): a redelivery
+    charges = price(command.lines, command.shipping_method, policy)
+    charge: list[DomainEvent] = []
+    if command.payment_terms == "on_account":
+        credit_limit = account.credit_limit_or(policy.default_credit_limit)
+        if account.open_balance + charges.total > credit_limit:
+            refused = CreditCheckFailed(
+                order_id=command.order_id,
+                customer_id=command.customer_id,
+                amount=charges.total,
+                open_balance=account.open_balance,
+                credit_limit=credit_limit,
+            )
+            return Decision(invoice=[refused])
+        charge = [
+            CreditCharged(
+                customer_id=command.customer_id, order_id=command.order_id, amount=charges.total
+            )
+        ]
+    issued = InvoiceIssued(
+        order_id=command.order_id,
+        invoice_id=invoice_id_for(command.order_id),
+        customer_id=command.customer_id,
+        currency=command.currency,
+        lines=command.lines,
+        subtotal=charges.subtotal,
+        tax=charges.tax,
+        shipping_fee=charges.shipping_fee,
+        total=charges.total,
+        payment_terms=command.payment_terms,
+        due_at=command.due_at,
+    )
+    return Decision(invoice=[issued], account=charge)
+
+
+def decide_payment(invoice: Invoice, account: CustomerAccount, attempt: PaymentAttempt) -> Decision:
+    invoice_id = invoice.invoice_id
+    if invoice_id is None:
+        raise NotFound("unknown_invoice", f"order {attempt.order_id!r} has no invoice to pay")
+    if attempt.amount <= 0 or cents(attempt.amount) != attempt.amount:
+        raise InvalidRequest(
+            "invalid_amount", "a payment's amount must be positive, in whole cents"
+        )
+    if attempt.outcome == "failed":
+        failed = PaymentFailed(
+            order_id=attempt.order_id,
+            invoice_id=invoice_id,
+            reference=attempt.reference,
+            method=attempt.method,
+            amount=attempt.amount,
+        )
+        return Decision(invoice=[failed])
+    received = PaymentReceived(
+        order_id=attempt.order_id,
+        invoice_id=invoice_id,
+        reference=attempt.reference,
+        method=attempt.method,
+        amount=attempt.amount,
+        amount_paid=invoice.amount_paid + attempt.amount,
+    )
+    if invoice.status == "void":
+        # The money arrived after the order was cancelled: book it, and give it straight back.
+        refund = RefundIssued(
+            order_id=attempt.order_id,
+            refund_id=refund_id_for(attempt.order_id, attempt.reference),
+            invoice_id=invoice_id,
+            amount=attempt.amount,
+            reason="invoice void",
+        )
+        return Decision(invoice=[received, refund])
+    if invoice.status == "paid":
+        raise InvalidRequest(
+            "invoice_already_paid", f"invoice {invoice_id} is already paid in full"
+        )
+    if attempt.amount > invoice.outstanding:
+        raise InvalidRequest(
+            "overpayment",
+            f"a payment of {attempt.amount} exceeds the {invoice.outstanding} still owed"
+            f" on invoice {invoice_id}",
+        )
+    events: list[DomainEvent] = [received]
+    if received.amount_paid == invoice.total:
+        events.append(
+            InvoicePaid(
+                order_id=attempt.order_id, invoice_id=invoice_id, amount_paid=received.amount_paid
+            )
+        )
+    release = decide_release(account, invoice.customer_id, attempt.order_id, attempt.amount)
+    return Decision(invoice=events, account=release)
+
+
+def decide_void(invoice: Invoice, account: CustomerAccount, order_id: str, reason: str) -> Decision:
+    """Always answers InvoiceVoided, so the saga's compensation completes; refunds and
+    releases credit only the first time, when the invoice is still open or paid."""
+    voided = InvoiceVoided(order_id=order_id, invoice_id=invoice.invoice_id, reason=reason)
+    if invoice.invoice_id is None or invoice.status == "void":
+        return Decision(invoice=[voided])
+    events: list[DomainEvent] = [voided]
+    if invoice.amount_paid > 0:
+        events.append(
+            RefundIssued(
+                order_id=order_id,
+                refund_id=refund_id_for(order_id),
+                invoice_id=invoice.invoice_id,
+                amount=invoice.amount_paid,
+                reason=reason,
+            )
+        )
+    release = decide_release(account, invoice.customer_id, order_id, account.held_by(order_id))
+    return Decision(invoice=events, account=release)

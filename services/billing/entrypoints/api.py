@@ -1,0 +1,136 @@
+"""Billing HTTP API: the payment gateway's callback, invoices, payments, refunds, credit."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.domain import NotFound
+from libs.runtime.service import ServiceRuntime
+from libs.runtime.uow import MessageContext, retry_on_conflict, unit_of_work
+from services.billing.adapters import queries
+from services.billing.app import handlers
+from services.billing.domain.invoice import PaymentAttempt, PaymentOutcome
+from services.billing.domain.policy import BillingPolicy
+
+router = APIRouter(tags=["billing"])
+
+Amount = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_id: str = Field(min_length=1, max_length=64)
+    amount: Annotated[Amount, Field(gt=0)]
+    method: str = Field(min_length=1, max_length=40)
+    reference: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The gateway's reference; a repeated one is applied once",
+    )
+    outcome: PaymentOutcome
+
+
+class CreditLimitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    credit_limit: Annotated[Amount, Field(ge=0)]
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def _policy(request: Request) -> BillingPolicy:
+    policy: BillingPolicy = request.app.state.billing_policy
+    return policy
+
+
+def _context(actor: str | None, correlation: str) -> MessageContext:
+    return MessageContext(
+        correlation_id=correlation, actor=f"user:{actor}" if actor else "api:billing"
+    )
+
+
+@router.post("/payments", status_code=201)
+async def record_payment(
+    body: PaymentIn,
+    request: Request,
+    response: Response,
+    x_actor: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    """The payment gateway's callback. The answer shows where the invoice stands now."""
+    runtime = _runtime(request)
+    attempt = PaymentAttempt(body.order_id, body.reference, body.method, body.amount, body.outcome)
+
+    async def work() -> bool:
+        # The payment belongs to the order's story: correlate it with the order.
+        async with unit_of_work(
+            runtime.engine, _context(x_actor, body.order_id), projector=runtime.projector
+        ) as uow:
+            return await handlers.record_payment(uow, attempt)
+
+    if not await retry_on_conflict(work):
+        response.status_code = 200  # this reference was applied before
+    async with runtime.engine.connect() as conn:
+        result = await queries.payment_result(conn, body.reference)
+    assert result is not None, "a recorded payment always has its row"
+    return result
+
+
+@router.get("/payments")
+async def payments_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
+    async with _runtime(request).engine.connect() as conn:
+        return await queries.payments_of_order(conn, order_id)
+
+
+@router.get("/invoices")
+async def invoices_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
+    async with _runtime(request).engine.connect() as conn:
+        return await queries.invoices_of_order(conn, order_id)
+
+
+@router.get("/invoices/{invoice_id}")
+async def invoice(invoice_id: str, request: Request) -> dict[str, Any]:
+    async with _runtime(request).engine.connect() as conn:
+        found = await queries.invoice(conn, invoice_id)
+    if found is None:
+        raise NotFound("unknown_invoice", f"no invoice {invoice_id!r}")
+    return found
+
+
+@router.get("/refunds")
+async def refunds_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
+    async with _runtime(request).engine.connect() as conn:
+        return await queries.refunds_of_order(conn, order_id)
+
+
+@router.put("/customers/{customer_id}/credit-limit")
+async def set_credit_limit(
+    customer_id: str,
+    body: CreditLimitIn,
+    request: Request,
+    x_actor: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    runtime = _runtime(request)
+
+    async def work() -> bool:
+        async with unit_of_work(
+            runtime.engine,
+            _context(x_actor, f"customer:{customer_id}"),
+            projector=runtime.projector,
+        ) as uow:
+            return await handlers.set_credit_limit(uow, customer_id, body.credit_limit)
+
+    await retry_on_conflict(work)
+    async with runtime.engine.connect() as conn:
+        return await queries.account(conn, customer_id, _policy(request).default_credit_limit)
+
+
+@router.get("/customers/{customer_id}/account")
+async def account(customer_id: str, request: Request) -> dict[str, Any]:
+    async with _runtime(request).engine.connect() as conn:
+        return await queries.account(conn, customer_id, _policy(request).default_credit_limit)

@@ -1,0 +1,122 @@
+"""The automatic review of a placed order, in isolation: approve, hold for a person, or reject."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from libs.events.order import OrderPlaced
+from libs.events.values import Address, CustomerSnapshot, OrderLine, Shipping, ShippingMethod
+from services.order.domain.review import ReviewFacts, ReviewPolicy, Verdict, review
+
+POLICY = ReviewPolicy(amount_limit=Decimal("100.00"))
+ADDRESS = Address(line1="1 Main St", city="Springfield", postal_code="12345", country="US")
+
+
+def placed(
+    subtotal: str = "50.00",
+    method: ShippingMethod = "standard",
+    address: Address | None = ADDRESS,
+) -> OrderPlaced:
+    return OrderPlaced(
+        order_id="o-1",
+        channel="web",
+        customer_id="c-1",
+        customer=CustomerSnapshot(name="Ada"),
+        lines=(OrderLine(sku="SKU-A", quantity=1, unit_price=Decimal(subtotal)),),
+        currency="EUR",
+        payment_terms="prepaid",
+        shipping=Shipping(method=method, address=address),
+        subtotal=Decimal(subtotal),
+    )
+
+
+def test_order_under_the_limit_with_a_complete_address_is_approved() -> None:
+    verdict = review(placed(), ReviewFacts(), POLICY)
+
+    assert verdict == Verdict("approve")
+
+
+def test_order_exactly_at_the_limit_is_approved() -> None:
+    verdict = review(placed("100.00"), ReviewFacts(), POLICY)
+
+    assert verdict == Verdict("approve")
+
+
+def test_order_over_the_limit_is_held_with_its_value_and_the_limit() -> None:
+    verdict = review(placed("100.01"), ReviewFacts(), POLICY)
+
+    assert verdict == Verdict(
+        "hold", ("order value 100.01 EUR is over the review limit of 100.00",)
+    )
+
+
+def test_default_limit_is_5000() -> None:
+    under, over = placed("5000.00"), placed("5000.01")
+
+    assert review(under, ReviewFacts(), ReviewPolicy()).outcome == "approve"
+    assert review(over, ReviewFacts(), ReviewPolicy()).outcome == "hold"
+
+
+@pytest.mark.parametrize("method", ["standard", "express"])
+def test_delivery_without_an_address_is_held_naming_every_missing_field(
+    method: ShippingMethod,
+) -> None:
+    verdict = review(placed(method=method, address=None), ReviewFacts(), POLICY)
+
+    assert verdict == Verdict(
+        "hold", ("delivery address is incomplete (missing line1, city, postal_code, country)",)
+    )
+
+
+@pytest.mark.parametrize("method", ["standard", "express"])
+def test_delivery_with_an_incomplete_address_is_held_naming_only_the_missing_fields(
+    method: ShippingMethod,
+) -> None:
+    address = Address(line1="1 Main St", line2="Flat 2", city="", country="US")
+
+    verdict = review(placed(method=method, address=address), ReviewFacts(), POLICY)
+
+    assert verdict == Verdict(
+        "hold", ("delivery address is incomplete (missing city, postal_code)",)
+    )
+
+
+@pytest.mark.parametrize("address", [None, Address()], ids=["no_address", "empty_address"])
+def test_pickup_needs_no_address(address: Address | None) -> None:
+    verdict = review(placed(method="pickup", address=address), ReviewFacts(), POLICY)
+
+    assert verdict == Verdict("approve")
+
+
+def test_possible_duplicate_is_held_naming_the_other_order() -> None:
+    verdict = review(placed(), ReviewFacts(possible_duplicate_of="o-0"), POLICY)
+
+    assert verdict == Verdict("hold", ("possible duplicate of order o-0",))
+
+
+def test_every_hold_reason_that_applies_is_given() -> None:
+    order = placed("250.00", address=None)
+
+    verdict = review(order, ReviewFacts(possible_duplicate_of="o-0"), POLICY)
+
+    assert verdict.outcome == "hold"
+    assert verdict.reasons == (
+        "order value 250.00 EUR is over the review limit of 100.00",
+        "delivery address is incomplete (missing line1, city, postal_code, country)",
+        "possible duplicate of order o-0",
+    )
+
+
+@pytest.mark.parametrize(
+    "order",
+    [placed(), placed("250.00", address=None)],
+    ids=["duplicate_only", "every_hold_reason"],
+)
+def test_blocked_customer_is_rejected_even_when_hold_reasons_apply(order: OrderPlaced) -> None:
+    facts = ReviewFacts(customer_blocked=True, possible_duplicate_of="o-0")
+
+    verdict = review(order, facts, POLICY)
+
+    assert verdict == Verdict("reject", ("customer is blocked",))
