@@ -99,7 +99,7 @@ class EventConsumer:
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             max_poll_interval_ms=300_000,
-            session_timeout_ms=10_000,
+            session_timeout_ms=6_000,  # the broker's minimum: a dead member is noticed fast
             heartbeat_interval_ms=1_000,
             title=self.name,
         )(on_batch)
