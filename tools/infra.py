@@ -182,6 +182,8 @@ def pg_start() -> bool:
     RUN.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     fresh = not (data / "PG_VERSION").exists()
+    if os.geteuid() == 0:
+        _let_postgres_reach(LOCAL)
     if fresh:
         data.mkdir(parents=True, exist_ok=True)
         sockets.mkdir(parents=True, exist_ok=True)
@@ -227,6 +229,16 @@ def pg_start() -> bool:
         f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'; END IF; END $$;"
     )
     return True
+
+
+def _let_postgres_reach(path: Path) -> None:
+    """The server runs as `postgres`, which must traverse every directory above its data.
+    A checkout in a private directory (mode 700, as mktemp makes) gets the search bit (o+x)
+    on those directories only: names inside stay unlistable to other users."""
+    for directory in [*reversed(path.parents), path]:
+        if directory.exists() and not directory.stat().st_mode & 0o001:
+            log(f"granting o+x on {directory} so the postgres user can reach its data")
+            directory.chmod(directory.stat().st_mode | 0o001)
 
 
 def _psql(sql: str) -> None:
