@@ -385,8 +385,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "clean", "test"])
     parser.add_argument("--services", action="store_true", help="with up: start the services too")
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
+    args, rest = parser.parse_known_args()
     if args.command == "up":
         up()
         if args.services:
@@ -398,8 +397,7 @@ def main() -> None:
     elif args.command == "clean":
         clean()
     elif args.command == "test":
-        rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
-        raise SystemExit(run_tests(rest))
+        raise SystemExit(run_tests(rest[1:] if rest[:1] == ["--"] else rest))
 
 
 if __name__ == "__main__":

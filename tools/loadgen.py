@@ -1,0 +1,345 @@
+"""Load generator: drives the real platform the way sales channels and a payment gateway do.
+
+It submits orders over HTTP and over the intake topic with a realistic mix (many SKUs with a
+skewed popularity, a few hot ones, several warehouses, prepaid and on-account customers),
+pays each prepaid invoice as soon as it is issued (a configurable share fails or never pays),
+and records for each order the time from submission to its outcome (confirmed, cancelled,
+rejected), read from the order events topic.
+
+    python -m tools.loadgen --orders 2000 --rate 0          # as fast as it is absorbed
+    python -m tools.loadgen --orders 1000 --rate 300        # open loop at 300 orders/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import NAMESPACE_URL, uuid4, uuid5
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from libs.events import encode, make_envelope
+from libs.events.order import SubmitOrder
+from libs.events.topics import BILLING_EVENTS, ORDER_EVENTS, ORDER_INTAKE
+from libs.runtime.settings import RuntimeSettings
+
+OUTCOMES = {"OrderConfirmed": "confirmed", "OrderCancelled": "cancelled", "OrderRejected": "rejected"}
+WAREHOUSES = (("LG-NORTH", "north"), ("LG-SOUTH", "south"), ("LG-WEST", "west"))
+
+
+@dataclass
+class Mix:
+    skus: int = 300
+    hot_skus: int = 5
+    hot_share: float = 0.3
+    http_share: float = 0.5
+    on_account_share: float = 0.3
+    payment_fail_share: float = 0.0
+    never_pay_share: float = 0.0
+    seed: int = 7
+
+
+@dataclass
+class Tracked:
+    submitted: float
+    prepaid: bool
+    outcome: str | None = None
+    finished: float | None = None
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.finished is None else (self.finished - self.submitted) * 1000
+
+
+@dataclass
+class RunResult:
+    orders: dict[str, Tracked] = field(default_factory=dict)
+    started: float = 0.0
+    submitted_until: float = 0.0
+    errors: int = 0
+
+    def outcomes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for tracked in self.orders.values():
+            key = tracked.outcome or "pending"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def latencies(self, prepaid_confirmed_only: bool = False) -> list[float]:
+        return sorted(
+            t.latency_ms
+            for t in self.orders.values()
+            if t.latency_ms is not None
+            and (not prepaid_confirmed_only or (t.prepaid and t.outcome == "confirmed"))
+        )
+
+    def throughput(self) -> float:
+        done = [t.finished for t in self.orders.values() if t.finished is not None]
+        if not done:
+            return 0.0
+        return len(done) / (max(done) - self.started)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[min(int(q * 1000) - 1, 998)]
+
+
+class LoadGenerator:
+    def __init__(self, settings: RuntimeSettings, order_url: str, inventory_url: str, billing_url: str, mix: Mix) -> None:
+        self.settings = settings
+        self.mix = mix
+        self.random = random.Random(mix.seed)
+        self.run_tag = uuid4().hex[:6]
+        self.skus = [f"LG-{self.run_tag}-{n:04d}" for n in range(mix.skus)]
+        # Zipf-like popularity: a long tail of slow movers, plus a few very hot SKUs.
+        self.weights = [1 / (rank + 1) for rank in range(mix.skus)]
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        self.order_api = httpx.AsyncClient(base_url=order_url, timeout=60, limits=limits)
+        self.inventory_api = httpx.AsyncClient(base_url=inventory_url, timeout=60, limits=limits)
+        self.billing_api = httpx.AsyncClient(base_url=billing_url, timeout=60, limits=limits)
+        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
+        self.result = RunResult()
+        self._listeners: list[asyncio.Task[None]] = []
+        self._payments: set[asyncio.Task[None]] = set()
+        self._all_done = asyncio.Event()
+
+    async def __aenter__(self) -> LoadGenerator:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for task in self._listeners:
+            task.cancel()
+        await asyncio.gather(*self._listeners, return_exceptions=True)
+        await self.producer.stop()
+        for client in (self.order_api, self.inventory_api, self.billing_api):
+            await client.aclose()
+
+    async def stock_up(self, units_per_sku: int) -> None:
+        for code, region in WAREHOUSES:
+            response = await self.inventory_api.post("/warehouses", json={"code": code, "name": code, "region": region})
+            assert response.status_code in (200, 201), response.text
+        semaphore = asyncio.Semaphore(20)
+
+        async def receive(sku: str, warehouse: str, quantity: int) -> None:
+            async with semaphore:
+                response = await self.inventory_api.post(
+                    "/stock/receipts", json={"sku": sku, "warehouse": warehouse, "quantity": quantity}
+                )
+                assert response.status_code == 201, response.text
+
+        await asyncio.gather(
+            *(receive(sku, code, units_per_sku) for sku in self.skus for code, _ in WAREHOUSES)
+        )
+
+    # -- listening ----------------------------------------------------------------------
+
+    async def start_listening(self) -> None:
+        for topic, handler in ((ORDER_EVENTS, self._on_order_event), (BILLING_EVENTS, self._on_billing_event)):
+            consumer = AIOKafkaConsumer(
+                self.settings.topic(topic), bootstrap_servers=self.settings.kafka_bootstrap,
+                auto_offset_reset="latest", group_id=None, enable_auto_commit=False,
+            )
+            await consumer.start()
+            await consumer.seek_to_end()
+            # The first fetch positions the consumer at the end before any order is sent.
+            await consumer.getmany(timeout_ms=100)
+            self._listeners.append(asyncio.create_task(self._listen(consumer, handler)))
+
+    async def _listen(self, consumer: AIOKafkaConsumer, handler: Any) -> None:
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                now = time.perf_counter()
+                for records in batches.values():
+                    for record in records:
+                        await handler(json.loads(record.value), now)
+        finally:
+            await consumer.stop()
+
+    async def _on_order_event(self, envelope: dict[str, Any], now: float) -> None:
+        outcome = OUTCOMES.get(envelope["event_type"])
+        tracked = self.result.orders.get(envelope["aggregate_id"])
+        if outcome and tracked and tracked.outcome is None:
+            tracked.outcome, tracked.finished = outcome, now
+            if all(t.outcome for t in self.result.orders.values()) and self._expected_reached():
+                self._all_done.set()
+
+    def _expected_reached(self) -> bool:
+        return len(self.result.orders) >= self._expected
+
+    async def _on_billing_event(self, envelope: dict[str, Any], now: float) -> None:
+        if envelope["event_type"] != "InvoiceIssued" or envelope["payload"]["payment_terms"] != "prepaid":
+            return
+        order_id = envelope["payload"]["order_id"]
+        if order_id not in self.result.orders:
+            return
+        roll = self.random.random()
+        if roll < self.mix.never_pay_share:
+            return
+        outcome = "failed" if roll < self.mix.never_pay_share + self.mix.payment_fail_share else "succeeded"
+        task = asyncio.create_task(self._pay(order_id, envelope["payload"]["total"], outcome))
+        self._payments.add(task)
+        task.add_done_callback(self._payments.discard)
+
+    async def _pay(self, order_id: str, amount: str, outcome: str) -> None:
+        body = {"order_id": order_id, "amount": amount, "method": "card", "reference": f"lg-{order_id}", "outcome": outcome}
+        try:
+            response = await self.billing_api.post("/payments", json=body)
+            if response.status_code >= 400:
+                self.result.errors += 1
+        except httpx.HTTPError:
+            self.result.errors += 1
+
+    # -- submitting ---------------------------------------------------------------------
+
+    def _order_body(self) -> dict[str, Any]:
+        mix = self.mix
+        if self.random.random() < mix.hot_share:
+            sku = self.random.choice(self.skus[: mix.hot_skus])
+        else:
+            sku = self.random.choices(self.skus, self.weights)[0]
+        lines = [{"sku": sku, "quantity": self.random.randint(1, 3), "unit_price": "19.90"}]
+        if self.random.random() < 0.3:
+            lines.append({"sku": self.random.choices(self.skus, self.weights)[0], "quantity": 1, "unit_price": "4.50"})
+        on_account = self.random.random() < mix.on_account_share
+        customer_number = self.random.randint(1, 5000)
+        return {
+            "channel": "web" if self.random.random() < 0.7 else "marketplace",
+            "customer": {
+                "name": f"Customer {customer_number}",
+                "email": f"c{customer_number}-{uuid4().hex[:6]}@load.example",
+                "region": self.random.choice(WAREHOUSES)[1],
+            },
+            "lines": lines,
+            "currency": "EUR",
+            "payment_terms": "on_account" if on_account else "prepaid",
+            "shipping": {"method": "pickup"},
+        }
+
+    async def _submit_one(self) -> None:
+        body = self._order_body()
+        key = f"lg-{uuid4()}"
+        order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:idem:{key}"))
+        tracked = Tracked(time.perf_counter(), body["payment_terms"] == "prepaid")
+        self.result.orders[order_id] = tracked
+        try:
+            if self.random.random() < self.mix.http_share:
+                response = await self.order_api.post("/orders", json=body, headers={"Idempotency-Key": key})
+                if response.status_code != 202:
+                    raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
+            else:
+                submission = SubmitOrder.model_validate({**body, "idempotency_key": key})
+                envelope = make_envelope(
+                    submission, event_id=uuid4(), aggregate_id=key, aggregate_version=0,
+                    occurred_at=datetime.now(UTC), correlation_id=key, causation_id=None,
+                    actor=f"channel:{body['channel']}",
+                )
+                await self.producer.send(self.settings.topic(ORDER_INTAKE), encode(envelope), key=key.encode())
+        except Exception:
+            self.result.errors += 1
+            tracked.outcome, tracked.finished = "submit_failed", None
+
+    async def run(self, orders: int, rate: float, concurrency: int, drain_seconds: float) -> RunResult:
+        """rate > 0: open loop at that many orders/s; rate == 0: closed loop, `concurrency`
+        submissions in flight at once (as fast as the platform absorbs them)."""
+        self.result = RunResult(started=time.perf_counter())
+        self._expected = orders
+        self._all_done.clear()
+        if rate > 0:
+            in_flight: set[asyncio.Task[None]] = set()
+            for n in range(orders):
+                target = self.result.started + n / rate
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(self._submit_one())
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            await asyncio.gather(*in_flight)
+        else:
+            remaining = iter(range(orders))
+
+            async def worker() -> None:
+                for _ in remaining:
+                    await self._submit_one()
+                    await self._backpressure(concurrency)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        self.result.submitted_until = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._all_done.wait(), drain_seconds)
+        except TimeoutError:
+            pass
+        return self.result
+
+    async def _backpressure(self, concurrency: int) -> None:
+        # Closed loop: keep at most a few thousand orders open, so "as fast as absorbed"
+        # measures the platform, not an ever-growing queue in Kafka.
+        while sum(1 for t in self.result.orders.values() if t.outcome is None) > concurrency * 20:
+            await asyncio.sleep(0.005)
+
+
+def summarise(result: RunResult) -> dict[str, Any]:
+    latencies = result.latencies()
+    prepaid = result.latencies(prepaid_confirmed_only=True)
+    return {
+        "orders": len(result.orders),
+        "outcomes": result.outcomes(),
+        "orders_per_s": round(result.throughput(), 1),
+        "p50_ms": _round(percentile(latencies, 0.50)),
+        "p95_ms": _round(percentile(latencies, 0.95)),
+        "p99_ms": _round(percentile(latencies, 0.99)),
+        "prepaid_confirmed_p50_ms": _round(percentile(prepaid, 0.50)),
+        "prepaid_confirmed_p99_ms": _round(percentile(prepaid, 0.99)),
+        "prepaid_confirmed_count": len(prepaid),
+        "errors": result.errors,
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    settings = RuntimeSettings()
+    mix = Mix(http_share=args.http_share, payment_fail_share=args.fail_share, never_pay_share=args.never_pay_share,
+              on_account_share=args.on_account_share)
+    async with LoadGenerator(settings, args.order_url, args.inventory_url, args.billing_url, mix) as generator:
+        await generator.stock_up(args.stock)
+        await generator.start_listening()
+        result = await generator.run(args.orders, args.rate, args.concurrency, args.drain)
+    return summarise(result)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--order-url", default="http://127.0.0.1:8001")
+    parser.add_argument("--inventory-url", default="http://127.0.0.1:8002")
+    parser.add_argument("--billing-url", default="http://127.0.0.1:8004")
+    parser.add_argument("--http-share", type=float, default=0.5)
+    parser.add_argument("--on-account-share", type=float, default=0.3)
+    parser.add_argument("--fail-share", type=float, default=0.0)
+    parser.add_argument("--never-pay-share", type=float, default=0.0)
+    parser.add_argument("--stock", type=int, default=100_000, help="units per SKU per warehouse")
+    parser.add_argument("--drain", type=float, default=120, help="seconds to wait for outcomes")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=0, help="orders/s (0: as fast as absorbed)")
+    parser.add_argument("--concurrency", type=int, default=50)
+    add_arguments(parser)
+    print(json.dumps(asyncio.run(main_async(parser.parse_args())), indent=2))
