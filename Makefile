@@ -6,7 +6,7 @@ PYTHON_VERSION ?= 3.11
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: help install up down status clean test test-unit schemas schemas-check lint typecheck bench chaos
+.PHONY: help install up down status clean test test-unit schemas schemas-check lint typecheck bench bench-runtime chaos
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,8 +50,12 @@ lint: install ## ruff
 typecheck: install ## mypy
 	.venv/bin/mypy libs services tools
 
-bench: install ## load the running platform and print the benchmark table
+bench: install ## load the running platform (make up) and print the benchmark table
 	$(PY) -m tools.bench $(BENCH_ARGS)
+
+bench-runtime: install ## event store append and outbox relay throughput (needs Kafka + PostgreSQL)
+	$(PY) -m tools.infra up
+	$(PY) -m tools.bench_runtime $(BENCH_ARGS)
 
 chaos: install ## fault injection under load; writes bench/results/chaos-latest.json
 	$(PY) -m tools.chaos $(CHAOS_ARGS)
