@@ -43,7 +43,7 @@ from libs.runtime.metrics import (
 )
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.telemetry import consuming_span
-from libs.runtime.uow import MessageContext, Projector, UnitOfWork, unit_of_work
+from libs.runtime.uow import AggregateCache, MessageContext, Projector, UnitOfWork, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,10 @@ class EventConsumer:
         settings: RuntimeSettings,
         actor: str,
         projector: Projector | None = None,
+        cache: AggregateCache | None = None,
     ) -> None:
         self.projector = projector
+        self.cache = cache
         self.name = settings.topic(name)  # the consumer group, namespaced like the topics
         self.topics = tuple(dict.fromkeys(settings.topic(t) for t in topics))
         self.dead_letter_topic = dead_letter_topic(self.name)
@@ -135,7 +137,7 @@ class EventConsumer:
     async def _apply(self, items: Sequence[Received]) -> None:
         first = items[0].decoded.envelope
         context = MessageContext.caused_by(first, self.actor)
-        async with unit_of_work(self.engine, context, projector=self.projector) as uow:
+        async with unit_of_work(self.engine, context, projector=self.projector, cache=self.cache) as uow:
             outcomes = []
             for item in items:
                 envelope = item.decoded.envelope

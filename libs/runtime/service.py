@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import TypeVar
 from pathlib import Path
 
 from faststream.kafka import KafkaBroker
@@ -20,12 +22,20 @@ from libs.runtime.db import create_engine, ensure_database, migrate
 from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
-from libs.runtime.uow import Projector
+from libs.runtime.uow import (
+    AggregateCache,
+    MessageContext,
+    Projector,
+    UnitOfWork,
+    retry_on_conflict,
+    unit_of_work,
+)
 from libs.runtime.telemetry import configure_logging, configure_tracing
 
 log = logging.getLogger(__name__)
 
 BackgroundLoop = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,9 +68,24 @@ class ServiceRuntime:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.cache = AggregateCache()
 
     def add_consumer(self, consumer: EventConsumer) -> None:
+        consumer.cache = self.cache
         self.consumers.append(consumer)
+
+    def unit_of_work(self, context: MessageContext) -> AbstractAsyncContextManager[UnitOfWork]:
+        return unit_of_work(self.engine, context, projector=self.projector, cache=self.cache)
+
+    async def execute(self, context: MessageContext, action: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """Run `action` in one unit of work, again on fresh state if a concurrent writer of
+        the same aggregate committed first."""
+
+        async def attempt() -> T:
+            async with self.unit_of_work(context) as uow:
+                return await action(uow)
+
+        return await retry_on_conflict(attempt)
 
     async def start(self) -> None:
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)

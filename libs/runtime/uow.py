@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,6 +41,39 @@ class MessageContext:
         return cls(envelope.correlation_id, actor, str(envelope.event_id))
 
 
+class AggregateCache:
+    """Aggregate states this process has loaded or written, by stream, with their version.
+
+    Trusted without a read: if another process (a replica) appended meanwhile, the append
+    fails on the (stream_id, version) key, the stream is evicted and the work retried on
+    fresh state. So the cache saves the read and the replay, never a concurrency check.
+    Only committed states enter it. Bounded: the least recently used streams go first.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+
+    def get(self, stream_id: str) -> tuple[Any, int] | None:
+        entry = self._entries.get(stream_id)
+        if entry is not None:
+            self._entries.move_to_end(stream_id)
+        return entry
+
+    def put(self, stream_id: str, state: Any, version: int) -> None:
+        self._entries[stream_id] = (state, version)
+        self._entries.move_to_end(stream_id)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def evict(self, stream_ids: Iterable[str]) -> None:
+        for stream_id in stream_ids:
+            self._entries.pop(stream_id, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 @dataclass
 class UnitOfWork:
     conn: AsyncConnection
@@ -47,14 +81,43 @@ class UnitOfWork:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     appended: list[Envelope] = field(default_factory=list)
     projector: Projector | None = None
+    cache: AggregateCache | None = None
+    # States as this unit of work sees them (loaded, then advanced by what it recorded);
+    # they enter the shared cache only if the transaction commits.
+    _seen: dict[str, tuple[Any, int]] = field(default_factory=dict)
+    _unknown: set[str] = field(default_factory=set)
 
     async def load(self, kind: AggregateKind[State], aggregate_id: str) -> tuple[State, int]:
         """Rebuild an aggregate; returns its state and version (0 if it does not exist)."""
-        envelopes = await eventstore.read_stream(self.conn, kind.stream_id(aggregate_id))
-        events = [
-            registry.load(e.event_type, e.event_version, e.payload) for e in envelopes
-        ]
-        return kind.replay(events), len(envelopes)  # type: ignore[arg-type]
+        stream_id = kind.stream_id(aggregate_id)
+        known = self._seen.get(stream_id) or (self.cache.get(stream_id) if self.cache else None)
+        if known is not None:
+            return known  # type: ignore[return-value]
+        envelopes = await eventstore.read_stream(self.conn, stream_id)
+        events = [registry.load(e.event_type, e.event_version, e.payload) for e in envelopes]
+        state = kind.replay(events)  # type: ignore[arg-type]
+        self._seen[stream_id] = (state, len(envelopes))
+        return state, len(envelopes)
+
+    def committed(self) -> None:
+        if self.cache is not None:
+            for stream_id, (state, version) in self._seen.items():
+                self.cache.put(stream_id, state, version)
+            self.cache.evict(self._unknown)
+
+    def _advance(self, kind: AggregateKind[State], stream_id: str, expected: int, events: Sequence[DomainEvent]) -> None:
+        seen = self._seen.get(stream_id)
+        if seen is None and self.cache is not None:
+            seen = self.cache.get(stream_id)
+        if seen is None or seen[1] != expected:
+            # Recorded without a load at that version: the new state is not known here.
+            self._seen.pop(stream_id, None)
+            self._unknown.add(stream_id)
+            return
+        state = seen[0]
+        for event in events:
+            state = kind.evolve(state, event)
+        self._seen[stream_id] = (state, expected + len(events))
 
     async def history(self, kind: AggregateKind[State], aggregate_id: str) -> list[Envelope]:
         return await eventstore.read_stream(self.conn, kind.stream_id(aggregate_id))
@@ -83,7 +146,13 @@ class UnitOfWork:
             )
             for offset, event in enumerate(events, start=1)
         ]
-        await eventstore.append(self.conn, envelopes)
+        try:
+            await eventstore.append(self.conn, envelopes)
+        except ConcurrencyConflict:
+            if self.cache is not None:
+                self.cache.evict([kind.stream_id(aggregate_id)])
+            raise
+        self._advance(kind, kind.stream_id(aggregate_id), expected_version, events)
         if self.projector is not None:
             for event, envelope in zip(events, envelopes):
                 await self.projector(self.conn, envelope, event)
@@ -118,9 +187,12 @@ async def unit_of_work(
     context: MessageContext,
     now: datetime | None = None,
     projector: Projector | None = None,
+    cache: AggregateCache | None = None,
 ) -> AsyncIterator[UnitOfWork]:
     async with engine.begin() as conn:
-        yield UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector)
+        uow = UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector, cache=cache)
+        yield uow
+    uow.committed()
 
 
 async def retry_on_conflict(

@@ -61,7 +61,7 @@ def build_runtime(
     )
 
     async def deadlines() -> None:
-        await run_deadlines(runtime.engine, handlers, project, order_settings.deadline_poll_seconds)
+        await run_deadlines(runtime, handlers, order_settings.deadline_poll_seconds)
 
     runtime.background.append(deadlines)
     return runtime, handlers

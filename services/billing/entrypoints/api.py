@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
 from libs.runtime.service import ServiceRuntime
-from libs.runtime.uow import MessageContext, retry_on_conflict, unit_of_work
+from libs.runtime.uow import MessageContext
 from services.billing.adapters import queries
 from services.billing.app import handlers
 from services.billing.domain.invoice import PaymentAttempt, PaymentOutcome
@@ -66,14 +66,9 @@ async def record_payment(
     runtime = _runtime(request)
     attempt = PaymentAttempt(body.order_id, body.reference, body.method, body.amount, body.outcome)
 
-    async def work() -> bool:
-        # The payment belongs to the order's story: correlate it with the order.
-        async with unit_of_work(
-            runtime.engine, _context(x_actor, body.order_id), projector=runtime.projector
-        ) as uow:
-            return await handlers.record_payment(uow, attempt)
-
-    if not await retry_on_conflict(work):
+    # The payment belongs to the order's story: correlate it with the order.
+    context = _context(x_actor, body.order_id)
+    if not await runtime.execute(context, lambda uow: handlers.record_payment(uow, attempt)):
         response.status_code = 200  # this reference was applied before
     async with runtime.engine.connect() as conn:
         result = await queries.payment_result(conn, body.reference)
@@ -117,15 +112,10 @@ async def set_credit_limit(
 ) -> dict[str, Any]:
     runtime = _runtime(request)
 
-    async def work() -> bool:
-        async with unit_of_work(
-            runtime.engine,
-            _context(x_actor, f"customer:{customer_id}"),
-            projector=runtime.projector,
-        ) as uow:
-            return await handlers.set_credit_limit(uow, customer_id, body.credit_limit)
-
-    await retry_on_conflict(work)
+    await runtime.execute(
+        _context(x_actor, f"customer:{customer_id}"),
+        lambda uow: handlers.set_credit_limit(uow, customer_id, body.credit_limit),
+    )
     async with runtime.engine.connect() as conn:
         return await queries.account(conn, customer_id, _policy(request).default_credit_limit)
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
 from libs.runtime.service import ServiceRuntime
-from libs.runtime.uow import MessageContext, retry_on_conflict, unit_of_work
+from libs.runtime.uow import MessageContext
 from services.inventory.adapters import queries
 from services.inventory.app import handlers
 
@@ -52,11 +52,11 @@ async def register_warehouse(
 ) -> dict[str, Any]:
     runtime = _runtime(request)
 
-    async def work() -> bool:
-        async with unit_of_work(runtime.engine, _context(x_actor, f"warehouse:{body.code}"), projector=runtime.projector) as uow:
-            return await handlers.register_warehouse(uow, body.code, body.name, body.region)
-
-    if not await retry_on_conflict(work):
+    created = await runtime.execute(
+        _context(x_actor, f"warehouse:{body.code}"),
+        lambda uow: handlers.register_warehouse(uow, body.code, body.name, body.region),
+    )
+    if not created:
         response.status_code = 200
     return body.model_dump()
 
@@ -77,11 +77,11 @@ async def receive_stock(
     runtime = _runtime(request)
     receipt_id = body.receipt_id or str(uuid4())
 
-    async def work() -> bool:
-        async with unit_of_work(runtime.engine, _context(x_actor, f"receipt:{receipt_id}"), projector=runtime.projector) as uow:
-            return await handlers.receive_stock(uow, body.sku, body.warehouse, body.quantity, receipt_id)
-
-    if not await retry_on_conflict(work):
+    booked = await runtime.execute(
+        _context(x_actor, f"receipt:{receipt_id}"),
+        lambda uow: handlers.receive_stock(uow, body.sku, body.warehouse, body.quantity, receipt_id),
+    )
+    if not booked:
         response.status_code = 200  # this receipt was booked before
     async with runtime.engine.connect() as conn:
         stock = await queries.stock_of(conn, body.sku)

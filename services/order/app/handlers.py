@@ -14,14 +14,14 @@ from decimal import Decimal
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.domain import DomainError, NotFound
 from libs.events import Decoded
 from libs.events.order import OrderPlaced, SubmitOrder
 from libs.runtime.db import is_transient
 from libs.runtime.metrics import NEEDS_ATTENTION, SAGA_OUTCOMES
-from libs.runtime.uow import MessageContext, Projector, UnitOfWork, unit_of_work
+from libs.runtime.service import ServiceRuntime
+from libs.runtime.uow import MessageContext, UnitOfWork
 from services.order.adapters import projections, queries
 from services.order.domain import customer as customer_domain
 from services.order.domain import saga
@@ -188,9 +188,7 @@ def _after(order: Order, reaction: Reaction) -> Order:
     return order
 
 
-async def run_deadlines(
-    engine: AsyncEngine, handlers: OrderHandlers, projector: Projector, poll_seconds: float
-) -> None:
+async def run_deadlines(runtime: ServiceRuntime, handlers: OrderHandlers, poll_seconds: float) -> None:
     """Fire persisted saga deadlines that are due, one per transaction, oldest first.
 
     SKIP LOCKED lets several replicas share the work; a restarted service simply finds the
@@ -200,7 +198,7 @@ async def run_deadlines(
     pause = poll_seconds
     while True:
         try:
-            fired = await _fire_next_deadline(engine, handlers, projector)
+            fired = await _fire_next_deadline(runtime, handlers)
             pause = poll_seconds
         except Exception as error:
             fired = False
@@ -211,9 +209,9 @@ async def run_deadlines(
             await asyncio.sleep(pause)
 
 
-async def _fire_next_deadline(engine: AsyncEngine, handlers: OrderHandlers, projector: Projector) -> bool:
+async def _fire_next_deadline(runtime: ServiceRuntime, handlers: OrderHandlers) -> bool:
     context = MessageContext(correlation_id="deadline", actor="service:order-deadlines")
-    async with unit_of_work(engine, context, projector=projector) as uow:
+    async with runtime.unit_of_work(context) as uow:
         row = (
             await uow.conn.execute(
                 text(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.domain import NotFound
 from libs.events.order import SubmitOrder
 from libs.runtime.service import ServiceRuntime
-from libs.runtime.uow import MessageContext, retry_on_conflict, unit_of_work
+from libs.runtime.uow import MessageContext
 from services.order.adapters import queries
 from services.order.app.handlers import OrderHandlers
 from services.order.domain.saga import COMPENSATIONS, FULFILMENT_SAGA
@@ -62,12 +62,8 @@ async def submit_order(
     runtime, handlers = _runtime(request), _handlers(request)
     correlation = idempotency_key or submission.external_id or "order-submission"
 
-    async def work() -> Any:
-        context = MessageContext(correlation_id=correlation, actor=f"channel:{submission.channel}")
-        async with unit_of_work(runtime.engine, context, projector=runtime.projector) as uow:
-            return await handlers.place(uow, submission)
-
-    placement = await retry_on_conflict(work)
+    context = MessageContext(correlation_id=correlation, actor=f"channel:{submission.channel}")
+    placement = await runtime.execute(context, lambda uow: handlers.place(uow, submission))
     if not placement.created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/orders/{placement.order_id}"
@@ -102,14 +98,8 @@ async def list_orders(
 
 
 async def _decide(request: Request, order_id: str, actor: str, decide: Any) -> dict[str, Any]:
-    runtime = _runtime(request)
-
-    async def work() -> Any:
-        context = MessageContext(correlation_id=order_id, actor=actor)
-        async with unit_of_work(runtime.engine, context, projector=runtime.projector) as uow:
-            return await decide(uow)
-
-    order = await retry_on_conflict(work)
+    context = MessageContext(correlation_id=order_id, actor=actor)
+    order = await _runtime(request).execute(context, decide)
     return {"order_id": order_id, "status": order.status}
 
 
@@ -145,28 +135,21 @@ async def cancel_order(
 async def register_customer(
     body: CustomerIn, request: Request, x_actor: Annotated[str | None, Header()] = None
 ) -> dict[str, Any]:
-    runtime = _runtime(request)
-
-    async def work() -> None:
-        context = MessageContext(correlation_id=f"customer:{body.customer_id}", actor=_actor(x_actor, "api:order"))
-        async with unit_of_work(runtime.engine, context, projector=runtime.projector) as uow:
-            await _handlers(request).register_customer(
-                uow, body.customer_id, body.name, body.email, body.phone, body.region, body.blocked
-            )
-
-    await retry_on_conflict(work)
+    context = MessageContext(correlation_id=f"customer:{body.customer_id}", actor=_actor(x_actor, "api:order"))
+    await _runtime(request).execute(
+        context,
+        lambda uow: _handlers(request).register_customer(
+            uow, body.customer_id, body.name, body.email, body.phone, body.region, body.blocked
+        ),
+    )
     return body.model_dump()
 
 
 async def _set_blocked(request: Request, customer_id: str, blocked: bool, reason: str, actor: str) -> dict[str, Any]:
-    runtime = _runtime(request)
-
-    async def work() -> None:
-        context = MessageContext(correlation_id=f"customer:{customer_id}", actor=actor)
-        async with unit_of_work(runtime.engine, context, projector=runtime.projector) as uow:
-            await _handlers(request).set_blocked(uow, customer_id, blocked, reason)
-
-    await retry_on_conflict(work)
+    context = MessageContext(correlation_id=f"customer:{customer_id}", actor=actor)
+    await _runtime(request).execute(
+        context, lambda uow: _handlers(request).set_blocked(uow, customer_id, blocked, reason)
+    )
     return {"customer_id": customer_id, "blocked": blocked}
 
 
