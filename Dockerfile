@@ -17,7 +17,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
 
 ARG UV_VERSION=0.13.9
-RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+RUN pip install --no-cache-dir --root-user-action=ignore "uv==${UV_VERSION}"
 
 # Use the image's interpreter (never download one), compile bytecode at build time so the
 # runtime image can stay read-only, copy instead of hard-linking out of the cache mount.
@@ -40,7 +40,8 @@ COPY libs ./libs
 COPY services ./services
 COPY tools ./tools
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev
+    uv sync --frozen --no-dev \
+    && .venv/bin/python -m compileall -q libs services tools
 
 # --- runtime: the environment and the code, no build tools, non-root ------------------------
 FROM ${PYTHON_IMAGE} AS runtime

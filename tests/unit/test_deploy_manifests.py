@@ -1,0 +1,500 @@
+"""The deployment files agree with the code: docker-compose.yml, the Dockerfile and the
+Kubernetes manifests in deploy/k8s name only services, settings, topics and consumer groups
+that exist, and every service gets probes, limits and (when it consumes Kafka) lag scaling.
+
+Offline: parses the YAML and imports the settings classes and service wiring; no cluster,
+no Docker, no broker, no database.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from libs.events.topics import ALL_TOPICS, dead_letter_topic
+from libs.runtime.service import ServiceRuntime
+from libs.runtime.settings import RuntimeSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+KUSTOMIZATION = K8S / "kustomization.yaml"
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+SERVICES = sorted(
+    path.name
+    for path in (ROOT / "services").iterdir()
+    if path.is_dir() and (path / "__init__.py").exists()
+)
+
+# An OM_* name as written in a file; "OM_<SERVICE>_..." and "OM_*" in comments do not match.
+OM_NAME = re.compile(r"(?<![A-Za-z0-9_])OM_[A-Z0-9_]*[A-Z0-9]")
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def manifest_files() -> list[Path]:
+    return sorted(
+        path
+        for pattern in ("*.yaml", "*.yml")
+        for path in K8S.rglob(pattern)
+        if path != KUSTOMIZATION
+    )
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+@cache
+def documents(path: Path) -> tuple[Any, ...]:
+    with path.open() as handle:
+        return tuple(doc for doc in yaml.safe_load_all(handle) if doc is not None)
+
+
+def k8s_objects() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in manifest_files():
+        for doc in documents(path):
+            yield path, doc
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in k8s_objects() if doc.get("kind") == kind]
+
+
+def named(kind: str, name: str) -> dict[str, Any]:
+    matches = [doc for doc in of_kind(kind) if doc["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name!r} in deploy/k8s, got {len(matches)}"
+    return matches[0]
+
+
+@cache
+def compose() -> dict[str, Any]:
+    (doc,) = documents(COMPOSE)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def config_map_data() -> dict[str, str]:
+    data: dict[str, str] = {}
+    for config_map in of_kind("ConfigMap"):
+        data.update(config_map.get("data") or {})
+    return data
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, f"{deployment['metadata']['name']}: expected one container"
+    return dict(containers[0])
+
+
+def env_values(c: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in c.get("env") or []}
+
+
+# --- what the code defines ---------------------------------------------------------------------
+
+
+def service_settings_class(service: str) -> type[BaseSettings]:
+    module = importlib.import_module(f"services.{service}.settings")
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseSettings)
+        and obj.__module__ == module.__name__
+    ]
+    assert len(classes) == 1, f"services/{service}/settings.py: expected one settings class"
+    return classes[0]
+
+
+def env_names(settings_class: type[BaseSettings]) -> set[str]:
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    names = set()
+    for field_name, field in settings_class.model_fields.items():
+        alias = field.validation_alias
+        names.add(alias.upper() if isinstance(alias, str) else f"{prefix}{field_name}".upper())
+    return names
+
+
+@cache
+def known_settings() -> frozenset[str]:
+    names = env_names(RuntimeSettings)
+    for service in SERVICES:
+        names |= env_names(service_settings_class(service))
+    return frozenset(names)
+
+
+@cache
+def consumers(service: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(consumer group, topics) of each consumer the service wires up, unnamespaced."""
+    bootstrap = importlib.import_module(f"services.{service}.bootstrap")
+    built = bootstrap.build_runtime(RuntimeSettings(topic_namespace=""))
+    runtimes = [built] if isinstance(built, ServiceRuntime) else list(built)
+    (runtime,) = [item for item in runtimes if isinstance(item, ServiceRuntime)]
+    return tuple((consumer.name, tuple(consumer.topics)) for consumer in runtime.consumers)
+
+
+def all_topics_in_code() -> set[str]:
+    topics = set(ALL_TOPICS)
+    for service in SERVICES:
+        for group, consumed in consumers(service):
+            topics.update(consumed)
+            topics.add(dead_letter_topic(group))
+    return topics
+
+
+def default_port(service: str) -> int:
+    return int(service_settings_class(service).model_fields["http_port"].default)
+
+
+# --- every file parses, kustomization is complete ----------------------------------------------
+
+
+@pytest.mark.parametrize("path", [*manifest_files(), KUSTOMIZATION, COMPOSE], ids=rel)
+def test_every_yaml_document_parses(path: Path) -> None:
+    docs = documents(path)
+    assert docs, f"{rel(path)} holds no YAML document"
+    for doc in docs:
+        assert isinstance(doc, dict), f"{rel(path)}: a document is not a mapping"
+        if path.is_relative_to(K8S) and path != KUSTOMIZATION:
+            assert doc.get("apiVersion") and doc.get("kind"), f"{rel(path)}: apiVersion/kind"
+            assert doc.get("metadata", {}).get("name"), f"{rel(path)}: {doc['kind']} has no name"
+
+
+def test_kustomization_lists_every_manifest_file() -> None:
+    (kustomization,) = documents(KUSTOMIZATION)
+    listed = list(kustomization["resources"])
+    assert len(listed) == len(set(listed)), "kustomization.yaml lists a file twice"
+    missing_files = [item for item in listed if not (K8S / item).is_file()]
+    assert not missing_files, f"kustomization.yaml lists files that do not exist: {missing_files}"
+    on_disk = {path.relative_to(K8S).as_posix() for path in manifest_files()}
+    unlisted = sorted(on_disk - set(listed))
+    assert not unlisted, f"manifests missing from deploy/k8s/kustomization.yaml: {unlisted}"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
+def test_kustomize_renders_every_object() -> None:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    objects = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    assert len(objects) == len(list(k8s_objects()))
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == "ordermesh", obj["metadata"]["name"]
+
+
+def test_kubernetes_object_names_are_unique() -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for path, doc in k8s_objects():
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert key not in seen, f"{key} defined in {seen[key]} and {rel(path)}"
+        seen[key] = rel(path)
+
+
+# --- Kafka topics ------------------------------------------------------------------------------
+
+
+def kafka_topics() -> dict[str, dict[str, Any]]:
+    topics: dict[str, dict[str, Any]] = {}
+    for resource in of_kind("KafkaTopic"):
+        name = resource["spec"].get("topicName") or resource["metadata"]["name"]
+        assert name not in topics, f"two KafkaTopic resources for {name}"
+        topics[name] = resource
+    return topics
+
+
+def broker_count() -> int:
+    return sum(
+        int(pool["spec"]["replicas"])
+        for pool in of_kind("KafkaNodePool")
+        if "broker" in pool["spec"]["roles"]
+    )
+
+
+def test_every_topic_in_the_code_has_a_kafka_topic() -> None:
+    declared = kafka_topics()
+    missing = sorted(all_topics_in_code() - set(declared))
+    assert not missing, f"topics without a KafkaTopic in deploy/k8s/kafka-topics.yaml: {missing}"
+    assert set(ALL_TOPICS) <= set(declared)
+
+
+def test_kafka_topics_fit_the_cluster() -> None:
+    (kafka,) = of_kind("Kafka")
+    partitions = int(config_map_data()["OM_TOPIC_PARTITIONS"])
+    brokers = broker_count()
+    for name, resource in kafka_topics().items():
+        spec = resource["spec"]
+        assert resource["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert spec["partitions"] == partitions, (
+            f"{name}: {spec['partitions']} partitions, OM_TOPIC_PARTITIONS is {partitions}"
+        )
+        assert 3 <= spec["replicas"] <= brokers, f"{name}: {spec['replicas']} replicas"
+        min_isr = int((spec.get("config") or {}).get("min.insync.replicas", 1))
+        assert min_isr < spec["replicas"], f"{name}: min.insync.replicas leaves no slack"
+    for pool in of_kind("KafkaNodePool"):
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    assert any("controller" in pool["spec"]["roles"] for pool in of_kind("KafkaNodePool")), (
+        "no KRaft controller node pool"
+    )
+
+
+# --- services: one Deployment, Service, PDB and compose service each ---------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_has_kubernetes_objects_and_a_compose_service(service: str) -> None:
+    deployment = named("Deployment", service)
+    named("Service", service)
+    pdb = named("PodDisruptionBudget", service)
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"] == selector
+    assert named("Service", service)["spec"]["selector"] == selector
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert service in compose()["services"], f"docker-compose.yml has no service {service!r}"
+
+
+def test_no_deployment_or_compose_service_for_a_service_that_does_not_exist() -> None:
+    infrastructure = {"kafka", "postgres"}
+    assert sorted(set(compose()["services"]) - infrastructure) == SERVICES
+    assert sorted(d["metadata"]["name"] for d in of_kind("Deployment")) == SERVICES
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_deployment_has_probes_limits_and_listens_on_all_interfaces(service: str) -> None:
+    deployment = named("Deployment", service)
+    c = container(deployment)
+    prefix = f"OM_{service.upper()}_"
+    env = env_values(c)
+
+    assert c["command"] == ["python", "-m", f"services.{service}"]
+    assert env.get(f"{prefix}HTTP_HOST") == "0.0.0.0", f"{service}: set {prefix}HTTP_HOST=0.0.0.0"
+    port = int(env.get(f"{prefix}HTTP_PORT", default_port(service)))
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": port}
+
+    def probe_port(probe: dict[str, Any]) -> int:
+        value = probe["httpGet"]["port"]
+        return int(ports[value] if isinstance(value, str) else value)
+
+    for kind, path in (("readinessProbe", "/ready"), ("livenessProbe", "/health")):
+        probe = c.get(kind)
+        assert probe, f"{service}: no {kind}"
+        assert probe["httpGet"]["path"] == path, f"{service}: {kind} must GET {path}"
+        assert probe_port(probe) == port, f"{service}: {kind} on the wrong port"
+    if "startupProbe" in c:
+        assert probe_port(c["startupProbe"]) == port
+
+    resources = c.get("resources") or {}
+    for section in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            assert resource in (resources.get(section) or {}), f"{service}: no {section}.{resource}"
+
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    assert annotations.get("prometheus.io/scrape") == "true"
+    assert annotations.get("prometheus.io/path") == "/metrics"
+    assert int(annotations.get("prometheus.io/port", 0)) == port
+
+    service_ports = [p for p in named("Service", service)["spec"]["ports"]]
+    assert any(p["targetPort"] in ("http", port) for p in service_ports)
+
+    security = c.get("securityContext") or {}
+    assert security.get("allowPrivilegeEscalation") is False
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_deployment_references_existing_config_and_secret(service: str) -> None:
+    c = container(named("Deployment", service))
+    config_maps = {cm["metadata"]["name"] for cm in of_kind("ConfigMap")}
+    for source in c.get("envFrom") or []:
+        assert source["configMapRef"]["name"] in config_maps
+    secrets = {s["metadata"]["name"]: s for s in of_kind("Secret")}
+    for item in c.get("env") or []:
+        ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            secret = secrets.get(ref["name"])
+            assert secret is not None, f"{service}: no Secret {ref['name']!r} in deploy/k8s"
+            keys = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
+            assert ref["key"] in keys, f"{service}: Secret {ref['name']} has no key {ref['key']}"
+
+
+# --- OM_* variables: only names the settings classes read ---------------------------------------
+
+
+def test_settings_classes_use_the_documented_prefixes() -> None:
+    assert RuntimeSettings.model_config.get("env_prefix") == "OM_"
+    for service in SERVICES:
+        prefix = service_settings_class(service).model_config.get("env_prefix")
+        assert prefix == f"OM_{service.upper()}_", f"services/{service}/settings.py: {prefix}"
+
+
+@pytest.mark.parametrize(
+    "path", [*manifest_files(), COMPOSE, DOCKERFILE], ids=lambda p: rel(p)
+)
+def test_every_om_variable_in_the_deployment_files_is_a_setting(path: Path) -> None:
+    used = set(OM_NAME.findall(path.read_text()))
+    unknown = sorted(used - known_settings())
+    assert not unknown, (
+        f"{rel(path)} uses OM_* names no settings class reads (typo?): {unknown}; "
+        f"known: {sorted(known_settings())}"
+    )
+
+
+def test_every_variable_given_to_the_services_is_a_setting() -> None:
+    given: dict[str, set[str]] = {}
+    for key in config_map_data():
+        given.setdefault(key, set()).add("ConfigMap")
+    for deployment in of_kind("Deployment"):
+        for name in env_values(container(deployment)):
+            given.setdefault(name, set()).add(f"Deployment {deployment['metadata']['name']}")
+    for name, spec in compose()["services"].items():
+        if name in SERVICES:
+            for key in spec.get("environment") or {}:
+                given.setdefault(key, set()).add(f"compose {name}")
+    unknown = {name: sorted(where) for name, where in given.items() if name not in known_settings()}
+    assert not unknown, f"variables that no settings class reads: {unknown}"
+
+
+def test_shared_settings_point_at_the_declared_infrastructure() -> None:
+    data = config_map_data()
+    (kafka,) = of_kind("Kafka")
+    host = data["OM_KAFKA_BOOTSTRAP"].split(":")[0]
+    assert host.split(".")[0] == f"{kafka['metadata']['name']}-kafka-bootstrap"
+    clusters = {c["metadata"]["name"] for c in of_kind("Cluster")}
+    if clusters:  # CloudNativePG; with a managed PostgreSQL, OM_PG_HOST is its host name
+        pg_host = data["OM_PG_HOST"].split(".")[0]
+        assert pg_host.removesuffix("-rw") in clusters, f"OM_PG_HOST {pg_host}: no CNPG -rw service"
+    assert data.get("OM_TOPIC_NAMESPACE", "") == "", "KafkaTopics and KEDA assume no namespace"
+
+
+# --- KEDA: scale on consumer lag, never beyond the partition count ------------------------------
+
+
+def scaled_objects() -> dict[str, dict[str, Any]]:
+    return {so["spec"]["scaleTargetRef"]["name"]: so for so in of_kind("ScaledObject")}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_kafka_consumer_scales_on_its_lag(service: str) -> None:
+    wired = {(group, topic) for group, topics in consumers(service) for topic in topics}
+    scaled = scaled_objects().get(service)
+    if not wired:
+        return
+    assert scaled is not None, f"{service} consumes Kafka but has no KEDA ScaledObject"
+    triggers = {
+        (t["metadata"]["consumerGroup"], t["metadata"]["topic"])
+        for t in scaled["spec"]["triggers"]
+        if t["type"] == "kafka"
+    }
+    assert triggers == wired, (
+        f"{service}: ScaledObject triggers {sorted(triggers)} != consumers {sorted(wired)}"
+    )
+
+
+def test_scaled_objects_respect_partition_counts() -> None:
+    topics = kafka_topics()
+    bootstrap = config_map_data()["OM_KAFKA_BOOTSTRAP"]
+    assert scaled_objects(), "no KEDA ScaledObject in deploy/k8s"
+    for target, scaled in scaled_objects().items():
+        spec = scaled["spec"]
+        deployment = named("Deployment", target)
+        assert "replicas" not in deployment["spec"], (
+            f"{target}: Deployment.spec.replicas would fight the ScaledObject on every apply"
+        )
+        minimum, maximum = int(spec["minReplicaCount"]), int(spec["maxReplicaCount"])
+        assert 1 <= minimum <= maximum
+        kafka_triggers = [t for t in spec["triggers"] if t["type"] == "kafka"]
+        assert kafka_triggers, f"{target}: ScaledObject without a kafka trigger"
+        for trigger in kafka_triggers:
+            meta = trigger["metadata"]
+            assert meta["topic"] in topics, f"{target}: trigger topic {meta['topic']} undeclared"
+            partitions = int(topics[meta["topic"]]["spec"]["partitions"])
+            assert maximum <= partitions, (
+                f"{target}: maxReplicaCount {maximum} > {partitions} partitions of {meta['topic']}"
+            )
+            assert meta["bootstrapServers"] == bootstrap
+            assert str(meta.get("allowIdleConsumers", "false")).lower() == "false"
+
+
+# --- docker compose ----------------------------------------------------------------------------
+
+
+def test_compose_infrastructure() -> None:
+    services = compose()["services"]
+    kafka, postgres = services["kafka"], services["postgres"]
+    assert kafka["image"] == "apache/kafka:4.1.1"
+    assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
+    assert postgres["image"] == "postgres:15"
+    for name in ("kafka", "postgres"):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name}: no healthcheck"
+    init = compose()["configs"]["postgres-init"]["content"]
+    assert re.search(r"CREATE ROLE ordermesh\b.*\bCREATEDB\b", init, re.S)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service(service: str) -> None:
+    spec = compose()["services"][service]
+    env = spec["environment"]
+    prefix = f"OM_{service.upper()}_"
+    port = int(env.get(f"{prefix}HTTP_PORT", default_port(service)))
+
+    assert spec["build"]["context"] == "."
+    assert spec["command"] == ["python", "-m", f"services.{service}"]
+    assert env.get(f"{prefix}HTTP_HOST") == "0.0.0.0"
+    assert env["OM_KAFKA_BOOTSTRAP"].split(":")[0] in compose()["services"]
+    assert env["OM_PG_HOST"] in compose()["services"]
+
+    check = " ".join(spec["healthcheck"]["test"])
+    assert f":{port}/ready" in check, f"{service}: healthcheck must GET /ready on {port}"
+    for dependency in ("kafka", "postgres"):
+        assert spec["depends_on"][dependency]["condition"] == "service_healthy"
+
+    # A fixed host port breaks `docker compose up --scale <service>=N` from replica 2 on.
+    for mapping in spec.get("ports") or []:
+        text = str(mapping)
+        assert text.endswith(f":{port}"), f"{service}: publishes {text}, not port {port}"
+        host_part = text.removesuffix(f":{port}")
+        fixed = re.search(r"(^|:)\d+(-\d+)?$", host_part) or re.search(r":-\d", host_part)
+        assert not fixed, f"{service}: fixed host port in {text!r} breaks --scale"
+
+
+# --- Dockerfile --------------------------------------------------------------------------------
+
+
+def test_dockerfile_builds_one_locked_non_root_image() -> None:
+    text = DOCKERFILE.read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
+    bases = [
+        re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), base)
+        for base in re.findall(r"^FROM (\S+)", text, re.M)
+    ]
+    assert bases and all(base == "python:3.11-slim" for base in bases), bases
+    assert "uv sync --frozen --no-dev" in text
+    for source in ("pyproject.toml", "uv.lock", "libs", "services", "tools"):
+        assert re.search(rf"^COPY .*\b{re.escape(source)}\b", text, re.M), f"does not copy {source}"
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must not run as root"
+    assert re.search(r'^CMD \["python", "-m", "services\.\w+"\]', text, re.M)
+
+    ignored = {
+        line.strip().rstrip("/")
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    needed = {"pyproject.toml", "uv.lock", "README.md", "libs", "services", "tools"}
+    assert not (ignored & needed), f".dockerignore excludes {ignored & needed}"
