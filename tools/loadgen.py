@@ -65,6 +65,7 @@ class RunResult:
     started: float = 0.0
     submitted_until: float = 0.0
     errors: int = 0
+    retries: int = 0
 
     def outcomes(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -195,13 +196,19 @@ class LoadGenerator:
         task.add_done_callback(self._payments.discard)
 
     async def _pay(self, order_id: str, amount: str, outcome: str) -> None:
+        """Like a gateway: call back until billing answers, with the same reference."""
         body = {"order_id": order_id, "amount": amount, "method": "card", "reference": f"lg-{order_id}", "outcome": outcome}
-        try:
-            response = await self.billing_api.post("/payments", json=body)
-            if response.status_code >= 400:
-                self.result.errors += 1
-        except httpx.HTTPError:
-            self.result.errors += 1
+        for _ in range(60):
+            try:
+                response = await self.billing_api.post("/payments", json=body)
+                if response.status_code < 500:
+                    if response.status_code >= 400:
+                        self.result.errors += 1
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+        self.result.errors += 1
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -235,22 +242,31 @@ class LoadGenerator:
         order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:idem:{key}"))
         tracked = Tracked(time.perf_counter(), body["payment_terms"] == "prepaid")
         self.result.orders[order_id] = tracked
-        try:
-            if self.random.random() < self.mix.http_share:
-                response = await self.order_api.post("/orders", json=body, headers={"Idempotency-Key": key})
-                if response.status_code != 202:
-                    raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
-            else:
+        over_http = self.random.random() < self.mix.http_share
+        # Like a channel: on a failure, submit again with the same key (idempotent).
+        for attempt in range(60):
+            try:
+                if over_http:
+                    response = await self.order_api.post("/orders", json=body, headers={"Idempotency-Key": key})
+                    if response.status_code >= 500:
+                        raise RuntimeError(f"{response.status_code}")
+                    if response.status_code != 202:
+                        tracked.outcome = f"refused {response.status_code}"
+                        self.result.errors += 1
+                    return
                 submission = SubmitOrder.model_validate({**body, "idempotency_key": key})
                 envelope = make_envelope(
                     submission, event_id=uuid4(), aggregate_id=key, aggregate_version=0,
                     occurred_at=datetime.now(UTC), correlation_id=key, causation_id=None,
                     actor=f"channel:{body['channel']}",
                 )
-                await self.producer.send(self.settings.topic(ORDER_INTAKE), encode(envelope), key=key.encode())
-        except Exception:
-            self.result.errors += 1
-            tracked.outcome, tracked.finished = "submit_failed", None
+                await self.producer.send_and_wait(self.settings.topic(ORDER_INTAKE), encode(envelope), key=key.encode())
+                return
+            except Exception:
+                self.result.retries += 1
+                await asyncio.sleep(min(0.1 * 2**attempt, 1.0))
+        self.result.errors += 1
+        tracked.outcome = "submit_failed"
 
     async def run(self, orders: int, rate: float, concurrency: int, drain_seconds: float) -> RunResult:
         """rate > 0: open loop at that many orders/s; rate == 0: closed loop, `concurrency`
@@ -306,6 +322,7 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "prepaid_confirmed_p99_ms": _round(percentile(prepaid, 0.99)),
         "prepaid_confirmed_count": len(prepaid),
         "errors": result.errors,
+        "submit_retries": result.retries,
     }
 
 

@@ -44,7 +44,7 @@ async def ensure_database(settings: RuntimeSettings, service: str) -> None:
         if not exists:
             try:
                 await admin.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
                 pass  # another process created it between our check and our create
     finally:
         await admin.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,10 +16,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from libs.domain import DomainError
+from libs.runtime.db import is_transient
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.telemetry import correlation_id_var, tracer
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -72,6 +75,16 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], title: str
         ]
         detail = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
         return problem(422, "invalid request", detail, errors=fields)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        if is_transient(error):
+            # The database (or broker) is away for a moment: nothing was applied; retry.
+            response = problem(503, "temporarily unavailable", "a dependency is restarting; retry shortly")
+            response.headers["Retry-After"] = "1"
+            return response
+        log.exception("unhandled error")
+        return problem(500, "internal error", "the request failed; it was not applied")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

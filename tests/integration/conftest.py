@@ -13,7 +13,7 @@ import pytest
 
 from libs.runtime.settings import RuntimeSettings
 from tests.conftest import RUN_ID, drop_test_databases
-from tests.integration.platform import Platform, eventually_value
+from tools.processes import Platform, eventually_value
 
 E2E_PREFIX = f"ome2e_{RUN_ID}"
 NAMESPACE = f"t{RUN_ID}."

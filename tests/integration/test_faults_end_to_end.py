@@ -17,7 +17,7 @@ from libs.events.order import SubmitOrder
 from libs.events.topics import ORDER_INTAKE, dead_letter_topic
 from libs.runtime.settings import RuntimeSettings
 from tests.integration.conftest import Oms, money, order_body
-from tests.integration.platform import eventually_value
+from tools.processes import eventually_value
 
 pytestmark = pytest.mark.integration
 

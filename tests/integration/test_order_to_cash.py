@@ -257,7 +257,7 @@ async def test_200_concurrent_orders_on_a_scarce_sku_never_oversell(oms: Oms, sk
             counts[status] = counts.get(status, 0) + 1
         return counts
 
-    from tests.integration.platform import eventually_value
+    from tools.processes import eventually_value
 
     counts = await eventually_value(
         settled, lambda c: c.get("confirmed", 0) + c.get("awaiting_stock", 0) == 200, timeout=120

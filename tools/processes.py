@@ -1,5 +1,6 @@
-"""Runs the real services as separate processes for end-to-end tests, on the real broker and
-database, in a namespace of their own (topics, consumer groups, databases)."""
+"""Runs the real services as separate processes, on the real broker and database, in a
+namespace of their own (topics, consumer groups, databases). Used by the end-to-end tests and
+the chaos suite, which kill, stop and restart them."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-LOGS = Path(os.environ.get("OM_LOCAL_DIR", ROOT / ".local")) / "logs" / "tests"
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = Path(os.environ.get("OM_LOCAL_DIR", ROOT / ".local")) / "logs" / "runs"
 
 
 def free_port() -> int:
@@ -27,12 +28,14 @@ def free_port() -> int:
 
 
 class Platform:
-    """The order, inventory and billing services, each in its own process."""
+    """The order, inventory and billing services, each in its own process. A name such as
+    "inventory#2" is a second replica of inventory (same consumer groups, its own port)."""
 
-    def __init__(self, run_id: str, env: dict[str, str]) -> None:
+    def __init__(self, run_id: str, env: dict[str, str], replicas: tuple[str, ...] = ()) -> None:
         self.run_id = run_id
         self.env = env
-        self.ports = {name: free_port() for name in ("order", "inventory", "billing")}
+        names = ("order", "inventory", "billing", *replicas)
+        self.ports = {name: free_port() for name in names}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
 
@@ -40,15 +43,33 @@ class Platform:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(self, *services: str) -> None:
+        self.start_with({}, *services)
+
+    def start_with(self, extra_env: dict[str, str], *services: str, wait: bool = True) -> None:
+        """Start services with extra environment (a fault-injection point, say)."""
         for name in services or tuple(self.ports):
-            env = {**os.environ, **self.env, f"OM_{name.upper()}_HTTP_PORT": str(self.ports[name])}
+            service = name.split("#")[0]
+            env = {
+                **os.environ, **self.env, **extra_env,
+                f"OM_{service.upper()}_HTTP_PORT": str(self.ports[name]),
+            }
             log = open(LOGS / f"{self.run_id}-{name}.log", "ab")  # noqa: SIM115 - child owns it
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log,
+                [sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         for name in services or tuple(self.ports):
-            self._wait_ready(name)
+            if wait:
+                self._wait_ready(name)
+
+    def wait_exit(self, name: str, timeout: float = 60) -> int:
+        """For a process armed to crash: wait until it has."""
+        code = self.processes[name].wait(timeout)
+        self.processes.pop(name)
+        return code
+
+    def signal(self, name: str, signum: int) -> None:
+        self.processes[name].send_signal(signum)
 
     def _wait_ready(self, name: str, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
