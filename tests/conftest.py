@@ -53,8 +53,11 @@ async def engine(store_engine: AsyncEngine) -> AsyncEngine:
 
 async def drop_test_databases(settings: RuntimeSettings) -> None:
     admin = await asyncpg.connect(
-        host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
-        password=settings.pg_password, database="postgres",
+        host=settings.pg_host,
+        port=settings.pg_port,
+        user=settings.pg_user,
+        password=settings.pg_password,
+        database="postgres",
     )
     try:
         names = await admin.fetch(

@@ -53,6 +53,7 @@ async def kafka_ceiling(settings: RuntimeSettings, messages: int, size: int) -> 
     payload = b"x" * size
     started = time.perf_counter()
     try:
+
         async def produce() -> None:
             pending = [await producer.send(topic, payload, key=str(n % 64).encode()) for n in range(messages)]
             await asyncio.gather(*pending)
@@ -213,7 +214,9 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         print(f"latency: {at70_orders} orders at {rate70:.0f}/s (70%) ...", flush=True)
         at70 = loadgen.summarise(await generator.run(at70_orders, rate70, args.concurrency, args.drain))
     lag = await consumer_lag(settings)
-    completed = sum(v for k, v in sustained["outcomes"].items() if k in ("confirmed", "cancelled", "rejected"))
+    completed = sum(
+        v for k, v in sustained["outcomes"].items() if k in ("confirmed", "cancelled", "rejected")
+    )
     per_1000 = {
         name: round((cpu_after[name] - cpu_before[name]) / max(completed, 1) * 1000, 2) for name in pids
     }
@@ -246,10 +249,14 @@ def table(result: dict[str, Any]) -> str:
         ("sustained orders/s (to outcome)", result["orders_per_s"]),
         ("p50 / p95 / p99 ms at that rate", f"{result['p50_ms']} / {result['p95_ms']} / {result['p99_ms']}"),
         ("rate at 70% (orders/s)", result["rate_at_70pct"]),
-        ("p50 / p95 / p99 ms at 70%",
-         f"{result['p50_ms_at_70pct']} / {result['p95_ms_at_70pct']} / {result['p99_ms_at_70pct']}"),
-        ("prepaid paid at once p50 / p99 ms at 70%",
-         f"{result['prepaid_confirmed_p50_ms_at_70pct']} / {result['prepaid_confirmed_p99_ms_at_70pct']}"),
+        (
+            "p50 / p95 / p99 ms at 70%",
+            f"{result['p50_ms_at_70pct']} / {result['p95_ms_at_70pct']} / {result['p99_ms_at_70pct']}",
+        ),
+        (
+            "prepaid paid at once p50 / p99 ms at 70%",
+            f"{result['prepaid_confirmed_p50_ms_at_70pct']} / {result['prepaid_confirmed_p99_ms_at_70pct']}",
+        ),
         ("events published per order", result["events_per_order"]),
         ("kafka raw produce+consume msgs/s", result["kafka_raw_msgs_per_s"]),
         ("postgres raw insert tx/s", result["pg_raw_tx_per_s"]),
@@ -263,7 +270,9 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=64)

@@ -63,7 +63,9 @@ async def run(events: int, writers: int, batch: int) -> dict[str, float]:
         for i in range(per_writer):
             async with unit_of_work(engine, context) as uow:
                 await uow.record(
-                    BENCH, f"w{w}-{i}", 0,
+                    BENCH,
+                    f"w{w}-{i}",
+                    0,
                     [BenchRecorded(n=i, note="x" * 200) for _ in range(batch)],
                 )
 
@@ -73,8 +75,11 @@ async def run(events: int, writers: int, batch: int) -> dict[str, float]:
     appended = per_writer * writers * batch
 
     relay = OutboxRelay(
-        settings.dsn("runtime"), lambda: durable_producer(settings, "bench-relay"), "bench",
-        settings.relay_batch_size, topic_for=settings.topic,
+        settings.dsn("runtime"),
+        lambda: durable_producer(settings, "bench-relay"),
+        "bench",
+        settings.relay_batch_size,
+        topic_for=settings.topic,
     )
     started = time.perf_counter()
     task = asyncio.create_task(relay.run())
@@ -101,7 +106,9 @@ async def run(events: int, writers: int, batch: int) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1)

@@ -27,7 +27,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from libs.events import encode, make_envelope
+from libs.events import make_envelope
 from libs.events.inventory import ReserveStock
 from libs.events.topics import (
     BILLING_COMMANDS,
@@ -112,13 +112,22 @@ class Chaos:
         await producer.start()
         valid = make_envelope(
             ReserveStock(order_id="poison", lines=({"sku": "X", "quantity": 1},)),  # type: ignore[arg-type]
-            event_id=uuid4(), aggregate_id="poison", aggregate_version=0,
-            occurred_at=datetime.now(UTC), correlation_id="poison", causation_id=None, actor="chaos",
+            event_id=uuid4(),
+            aggregate_id="poison",
+            aggregate_version=0,
+            occurred_at=datetime.now(UTC),
+            correlation_id="poison",
+            causation_id=None,
+            actor="chaos",
         ).model_dump(mode="json")
         bad_payload = {**valid, "payload": {"order_id": "poison", "lines": [{"sku": "X", "quantity": -5}]}}
         unknown = {**valid, "event_id": str(uuid4()), "event_type": "StockTeleported"}
-        messages = [b"\x00\xffnot json", b'{"event_id": "nope"}', json.dumps(bad_payload).encode(),
-                    json.dumps(unknown).encode()]
+        messages = [
+            b"\x00\xffnot json",
+            b'{"event_id": "nope"}',
+            json.dumps(bad_payload).encode(),
+            json.dumps(unknown).encode(),
+        ]
         try:
             for topic in CONSUMED:
                 for value in messages:
@@ -136,7 +145,9 @@ class Chaos:
 
 
 async def read_all(settings: RuntimeSettings, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
@@ -149,7 +160,7 @@ async def read_all(settings: RuntimeSettings, topic: str) -> list[Any]:
         records: list[Any] = []
         while True:
             positions = [await consumer.position(tp) for tp in assigned]
-            if all(position >= ends[tp] for position, tp in zip(positions, assigned)):
+            if all(position >= ends[tp] for position, tp in zip(positions, assigned, strict=False)):
                 return records
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 records.extend(batch)
@@ -184,10 +195,13 @@ async def settled(settings: RuntimeSettings, order_ids: list[str], timeout: floa
             try:
                 busy = await conn.fetchval(
                     "SELECT count(*) FROM orders WHERE order_id = ANY($1::text[])"
-                    " AND status NOT IN ('confirmed','cancelled','rejected','awaiting_stock','on_hold','needs_attention')",
+                    " AND status NOT IN ('confirmed', 'cancelled', 'rejected',"
+                    " 'awaiting_stock', 'on_hold', 'needs_attention')",
                     order_ids,
                 )
-                present = await conn.fetchval("SELECT count(*) FROM orders WHERE order_id = ANY($1::text[])", order_ids)
+                present = await conn.fetchval(
+                    "SELECT count(*) FROM orders WHERE order_id = ANY($1::text[])", order_ids
+                )
             finally:
                 await conn.close()
             if busy == 0 and present == len(order_ids):
@@ -229,7 +243,11 @@ async def run_fault(
         error = f"{type(failure).__name__}: {failure}"
     result = await load
     lag_seconds = await lag_zero_after(chaos.settings, fault_started)
-    accepted = [oid for oid, t in result.orders.items() if not (t.outcome or "").startswith(("submit_failed", "refused"))]
+    accepted = [
+        oid
+        for oid, t in result.orders.items()
+        if not (t.outcome or "").startswith(("submit_failed", "refused"))
+    ]
     await settled(chaos.settings, accepted, settle)
     report = await invariants.check(chaos.settings, accepted)
     return {
@@ -251,7 +269,9 @@ async def run_fault(
 
 async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid4().hex[:6]
-    settings = RuntimeSettings(db_prefix=f"omchaos_{run_id}", topic_namespace=f"chaos{run_id}.", topic_partitions=4)
+    settings = RuntimeSettings(
+        db_prefix=f"omchaos_{run_id}", topic_namespace=f"chaos{run_id}.", topic_partitions=4
+    )
     await asyncio.to_thread(infra.up)
     platform = Platform(
         f"chaos-{run_id}",
@@ -286,7 +306,9 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
                     row["poison_sent"], row["dead_lettered"] = chaos.poison_sent, dead
                     row["violations"] += missing
                     if missing:
-                        row["details"].append(f"{missing} poison messages missing from the dead-letter topics")
+                        row["details"].append(
+                            f"{missing} poison messages missing from the dead-letter topics"
+                        )
         final = await invariants.check(settings)
     finally:
         platform.stop()
@@ -302,21 +324,50 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    columns = ["fault", "submitted", "accepted", "terminal", "waiting", "lost", "stock_reserved_twice",
-               "payments_applied_twice", "refunds_issued_twice", "lag_zero_after_s", "violations"]
-    headers = ["fault", "submitted", "accepted", "terminal", "waiting", "lost", "reserved 2x", "paid 2x",
-               "refunded 2x", "lag->0 s", "violations"]
-    widths = [max(len(h), *(len(str(r[c])) for r in result["faults"])) for h, c in zip(headers, columns)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    columns = [
+        "fault",
+        "submitted",
+        "accepted",
+        "terminal",
+        "waiting",
+        "lost",
+        "stock_reserved_twice",
+        "payments_applied_twice",
+        "refunds_issued_twice",
+        "lag_zero_after_s",
+        "violations",
+    ]
+    headers = [
+        "fault",
+        "submitted",
+        "accepted",
+        "terminal",
+        "waiting",
+        "lost",
+        "reserved 2x",
+        "paid 2x",
+        "refunded 2x",
+        "lag->0 s",
+        "violations",
+    ]
+    widths = [
+        max(len(h), *(len(str(r[c])) for r in result["faults"]))
+        for h, c in zip(headers, columns, strict=False)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False))]
     for row in result["faults"]:
-        lines.append("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
+        lines.append("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=False)))
         lines += [f"    ! {detail}" for detail in row["details"]]
-    lines.append(f"total violations: {result['violations']} (final check: {result['final_check']['violations']})")
+    lines.append(
+        f"total violations: {result['violations']} (final check: {result['final_check']['violations']})"
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--faults", type=lambda v: v.split(","), default=list(FAULTS))
     parser.add_argument("--rate", type=float, default=20, help="orders/s of steady load")
     parser.add_argument("--seconds", type=float, default=12, help="load per fault")

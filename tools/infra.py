@@ -97,8 +97,16 @@ def kafka_libs() -> Path:
     if libs.exists():
         shutil.rmtree(libs)
     subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ],
         check=True,
     )
     stamp.write_text(pom.read_text())
@@ -142,18 +150,39 @@ def kafka_start() -> bool:
     if not (data / "meta.properties").exists():
         data.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", uuid.uuid4().hex[:22], "-c", str(config), "--ignore-formatted"],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                "java",
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                uuid.uuid4().hex[:22],
+                "-c",
+                str(config),
+                "--ignore-formatted",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
     RUN.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     out = open(LOGS / "kafka.log", "ab")  # noqa: SIM115 - handed to the child process
     process = subprocess.Popen(
-        ["java", *KAFKA_HEAP.split(), "-XX:+UseG1GC", "-Djava.awt.headless=true",
-         f"-Dlog4j2.configurationFile={ROOT / 'deploy' / 'local' / 'log4j2.properties'}",
-         "-cp", classpath, "kafka.Kafka", str(config)],
-        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "java",
+            *KAFKA_HEAP.split(),
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={ROOT / 'deploy' / 'local' / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(config),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     (RUN / "kafka.pid").write_text(str(process.pid))
     log(f"kafka starting (pid {process.pid}) on {KAFKA_HOST}:{KAFKA_PORT}")
@@ -194,10 +223,21 @@ def pg_start() -> bool:
         log("initialising the PostgreSQL data directory")
         subprocess.run(
             _as_postgres_user(
-                [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
-                 "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"]
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ]
             ),
-            check=True, stdout=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(
@@ -216,10 +256,22 @@ def pg_start() -> bool:
         shutil.chown(pg_log, "postgres", "postgres")
     subprocess.run(
         _as_postgres_user(
-            [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(pg_log), "-w", "-t", "60",
-             "-o", f"-p {PG_PORT} -k {sockets}", "start"]
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(pg_log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {PG_PORT} -k {sockets}",
+                "start",
+            ]
         ),
-        check=True, stdout=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     pid = int((data / "postmaster.pid").read_text().split()[0])
     (RUN / "postgresql.pid").write_text(str(pid))
@@ -244,8 +296,22 @@ def _let_postgres_reach(path: Path) -> None:
 def _psql(sql: str) -> None:
     subprocess.run(
         _as_postgres_user(
-            [str(PG_BIN / "psql"), "-h", str(LOCAL / "pg" / "sockets"), "-p", str(PG_PORT),
-             "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]
+            [
+                str(PG_BIN / "psql"),
+                "-h",
+                str(LOCAL / "pg" / "sockets"),
+                "-p",
+                str(PG_PORT),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ]
         ),
         check=True,
     )
@@ -258,7 +324,8 @@ def pg_stop() -> None:
     log("stopping postgresql")
     subprocess.run(
         _as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-        check=False, stdout=subprocess.DEVNULL,
+        check=False,
+        stdout=subprocess.DEVNULL,
     )
     (RUN / "postgresql.pid").unlink(missing_ok=True)
 
@@ -315,13 +382,20 @@ def services_start() -> None:
         out = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
         process = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
-            cwd=ROOT, env={**env, f"OM_{name.upper()}_HTTP_PORT": str(port)},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env={**env, f"OM_{name.upper()}_HTTP_PORT": str(port)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         (RUN / f"{name}.pid").write_text(str(process.pid))
         launched.append((name, port, process))
     for name, port, process in launched:
-        wait_for(lambda: http_ready(port) or process.poll() is not None, f"{name} /ready", 120)
+        wait_for(
+            lambda port=port, process=process: http_ready(port) or process.poll() is not None,
+            f"{name} /ready",
+            120,
+        )
         if process.poll() is not None:
             raise SystemExit(f"[infra] {name} exited; see {LOGS / (name + '.log')}")
     print("\nOrderMesh is up:")
@@ -371,8 +445,7 @@ def clean() -> None:
 def run_tests(pytest_args: list[str]) -> int:
     started = up()
     try:
-        env = {**os.environ, "OM_KAFKA_BOOTSTRAP": f"{KAFKA_HOST}:{KAFKA_PORT}",
-               "OM_PG_PORT": str(PG_PORT)}
+        env = {**os.environ, "OM_KAFKA_BOOTSTRAP": f"{KAFKA_HOST}:{KAFKA_PORT}", "OM_PG_PORT": str(PG_PORT)}
         return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], env=env).returncode
     finally:
         if "kafka" in started:

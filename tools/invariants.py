@@ -121,31 +121,38 @@ async def _money(db: asyncpg.Connection, report: Report) -> None:
         report.fail(f"billing: refund {row['refund_id']} issued {row['n']} times")
     per_order = await db.fetch(
         "SELECT payload->>'order_id' AS order_id,"
-        " sum(CASE WHEN event_type = 'InvoiceIssued' THEN (payload->>'total')::numeric ELSE 0 END) AS invoiced,"
-        " sum(CASE WHEN event_type = 'PaymentReceived' THEN (payload->>'amount')::numeric ELSE 0 END) AS paid,"
-        " sum(CASE WHEN event_type = 'RefundIssued' THEN (payload->>'amount')::numeric ELSE 0 END) AS refunded,"
+        " sum((payload->>'total')::numeric) FILTER (WHERE event_type = 'InvoiceIssued') AS invoiced,"
+        " sum((payload->>'amount')::numeric) FILTER (WHERE event_type = 'PaymentReceived') AS paid,"
+        " sum((payload->>'amount')::numeric) FILTER (WHERE event_type = 'RefundIssued') AS refunded,"
         " bool_or(event_type = 'InvoiceVoided') AS voided"
         " FROM events WHERE stream_type = 'invoice' GROUP BY 1"
     )
     for row in per_order:
-        kept = Decimal(row["paid"]) - Decimal(row["refunded"])
-        if kept > Decimal(row["invoiced"]) or kept < 0:
+        kept = Decimal(row["paid"] or 0) - Decimal(row["refunded"] or 0)
+        if kept > Decimal(row["invoiced"] or 0) or kept < 0:
             report.fail(f"billing: order {row['order_id']} keeps {kept} of {row['invoiced']} invoiced")
         if row["voided"] and kept != 0:
             report.fail(f"billing: order {row['order_id']} is void but keeps {kept}")
 
 
 async def _orders(
-    order_db: asyncpg.Connection, inventory_db: asyncpg.Connection, billing_db: asyncpg.Connection,
-    accepted: set[str], report: Report,
+    order_db: asyncpg.Connection,
+    inventory_db: asyncpg.Connection,
+    billing_db: asyncpg.Connection,
+    accepted: set[str],
+    report: Report,
 ) -> None:
-    statuses = {r["order_id"]: r["status"] for r in await order_db.fetch("SELECT order_id, status FROM orders")}
+    statuses = {
+        r["order_id"]: r["status"] for r in await order_db.fetch("SELECT order_id, status FROM orders")
+    }
     lost = accepted - set(statuses)
     report.counts["lost"] = len(lost)
     for order_id in sorted(lost)[:10]:
         report.fail(f"order: accepted order {order_id} is missing")
     considered = accepted or set(statuses)
-    stuck = [o for o in considered if o in statuses and statuses[o] not in TERMINAL | WAITING | {"needs_attention"}]
+    stuck = [
+        o for o in considered if o in statuses and statuses[o] not in TERMINAL | WAITING | {"needs_attention"}
+    ]
     report.counts["terminal"] = sum(1 for o in considered if statuses.get(o) in TERMINAL)
     report.counts["waiting"] = sum(1 for o in considered if statuses.get(o) in WAITING)
     report.counts["needs_attention"] = sum(1 for o in considered if statuses.get(o) == "needs_attention")
@@ -156,7 +163,9 @@ async def _orders(
         r["order_id"]
         for r in await inventory_db.fetch("SELECT order_id FROM reservations WHERE status = 'reserved'")
     }
-    void = {r["order_id"] for r in await billing_db.fetch("SELECT order_id FROM invoices WHERE status = 'void'")}
+    void = {
+        r["order_id"] for r in await billing_db.fetch("SELECT order_id FROM invoices WHERE status = 'void'")
+    }
     for order_id in considered:
         status = statuses.get(order_id)
         if status == "confirmed" and (order_id not in reserved or order_id in void):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -98,7 +99,9 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 class LoadGenerator:
-    def __init__(self, settings: RuntimeSettings, order_url: str, inventory_url: str, billing_url: str, mix: Mix) -> None:
+    def __init__(
+        self, settings: RuntimeSettings, order_url: str, inventory_url: str, billing_url: str, mix: Mix
+    ) -> None:
         self.settings = settings
         self.mix = mix
         self.random = random.Random(mix.seed)
@@ -115,6 +118,8 @@ class LoadGenerator:
         self._listeners: list[asyncio.Task[None]] = []
         self._payments: set[asyncio.Task[None]] = set()
         self._all_done = asyncio.Event()
+        self._outcome_seen = asyncio.Event()
+        self._open = 0  # submitted orders without an outcome yet
 
     async def __aenter__(self) -> LoadGenerator:
         await self.producer.start()
@@ -130,7 +135,9 @@ class LoadGenerator:
 
     async def stock_up(self, units_per_sku: int) -> None:
         for code, region in WAREHOUSES:
-            response = await self.inventory_api.post("/warehouses", json={"code": code, "name": code, "region": region})
+            response = await self.inventory_api.post(
+                "/warehouses", json={"code": code, "name": code, "region": region}
+            )
             assert response.status_code in (200, 201), response.text
         semaphore = asyncio.Semaphore(20)
 
@@ -148,10 +155,16 @@ class LoadGenerator:
     # -- listening ----------------------------------------------------------------------
 
     async def start_listening(self) -> None:
-        for topic, handler in ((ORDER_EVENTS, self._on_order_event), (BILLING_EVENTS, self._on_billing_event)):
+        for topic, handler in (
+            (ORDER_EVENTS, self._on_order_event),
+            (BILLING_EVENTS, self._on_billing_event),
+        ):
             consumer = AIOKafkaConsumer(
-                self.settings.topic(topic), bootstrap_servers=self.settings.kafka_bootstrap,
-                auto_offset_reset="latest", group_id=None, enable_auto_commit=False,
+                self.settings.topic(topic),
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                auto_offset_reset="latest",
+                group_id=None,
+                enable_auto_commit=False,
             )
             await consumer.start()
             await consumer.seek_to_end()
@@ -175,7 +188,9 @@ class LoadGenerator:
         tracked = self.result.orders.get(envelope["aggregate_id"])
         if outcome and tracked and tracked.outcome is None:
             tracked.outcome, tracked.finished = outcome, now
-            if all(t.outcome for t in self.result.orders.values()) and self._expected_reached():
+            self._open -= 1
+            self._outcome_seen.set()
+            if self._open == 0 and self._expected_reached():
                 self._all_done.set()
 
     def _expected_reached(self) -> bool:
@@ -197,7 +212,13 @@ class LoadGenerator:
 
     async def _pay(self, order_id: str, amount: str, outcome: str) -> None:
         """Like a gateway: call back until billing answers, with the same reference."""
-        body = {"order_id": order_id, "amount": amount, "method": "card", "reference": f"lg-{order_id}", "outcome": outcome}
+        body = {
+            "order_id": order_id,
+            "amount": amount,
+            "method": "card",
+            "reference": f"lg-{order_id}",
+            "outcome": outcome,
+        }
         for _ in range(60):
             try:
                 response = await self.billing_api.post("/payments", json=body)
@@ -220,7 +241,9 @@ class LoadGenerator:
             sku = self.random.choices(self.skus, self.weights)[0]
         lines = [{"sku": sku, "quantity": self.random.randint(1, 3), "unit_price": "19.90"}]
         if self.random.random() < 0.3:
-            lines.append({"sku": self.random.choices(self.skus, self.weights)[0], "quantity": 1, "unit_price": "4.50"})
+            lines.append(
+                {"sku": self.random.choices(self.skus, self.weights)[0], "quantity": 1, "unit_price": "4.50"}
+            )
         on_account = self.random.random() < mix.on_account_share
         customer_number = self.random.randint(1, 5000)
         return {
@@ -242,31 +265,43 @@ class LoadGenerator:
         order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:idem:{key}"))
         tracked = Tracked(time.perf_counter(), body["payment_terms"] == "prepaid")
         self.result.orders[order_id] = tracked
+        self._open += 1
         over_http = self.random.random() < self.mix.http_share
         # Like a channel: on a failure, submit again with the same key (idempotent).
         for attempt in range(60):
             try:
                 if over_http:
-                    response = await self.order_api.post("/orders", json=body, headers={"Idempotency-Key": key})
+                    response = await self.order_api.post(
+                        "/orders", json=body, headers={"Idempotency-Key": key}
+                    )
                     if response.status_code >= 500:
                         raise RuntimeError(f"{response.status_code}")
                     if response.status_code != 202:
                         tracked.outcome = f"refused {response.status_code}"
                         self.result.errors += 1
+                        self._open -= 1
                     return
                 submission = SubmitOrder.model_validate({**body, "idempotency_key": key})
                 envelope = make_envelope(
-                    submission, event_id=uuid4(), aggregate_id=key, aggregate_version=0,
-                    occurred_at=datetime.now(UTC), correlation_id=key, causation_id=None,
+                    submission,
+                    event_id=uuid4(),
+                    aggregate_id=key,
+                    aggregate_version=0,
+                    occurred_at=datetime.now(UTC),
+                    correlation_id=key,
+                    causation_id=None,
                     actor=f"channel:{body['channel']}",
                 )
-                await self.producer.send_and_wait(self.settings.topic(ORDER_INTAKE), encode(envelope), key=key.encode())
+                await self.producer.send_and_wait(
+                    self.settings.topic(ORDER_INTAKE), encode(envelope), key=key.encode()
+                )
                 return
             except Exception:
                 self.result.retries += 1
                 await asyncio.sleep(min(0.1 * 2**attempt, 1.0))
         self.result.errors += 1
         tracked.outcome = "submit_failed"
+        self._open -= 1
 
     async def run(self, orders: int, rate: float, concurrency: int, drain_seconds: float) -> RunResult:
         """rate > 0: open loop at that many orders/s; rate == 0: closed loop, `concurrency`
@@ -295,17 +330,16 @@ class LoadGenerator:
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         self.result.submitted_until = time.perf_counter()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_done.wait(), drain_seconds)
-        except TimeoutError:
-            pass
         return self.result
 
     async def _backpressure(self, concurrency: int) -> None:
         # Closed loop: keep at most a few thousand orders open, so "as fast as absorbed"
         # measures the platform, not an ever-growing queue in Kafka.
-        while sum(1 for t in self.result.orders.values() if t.outcome is None) > concurrency * 20:
-            await asyncio.sleep(0.005)
+        while self._open > concurrency * 20:
+            self._outcome_seen.clear()
+            await self._outcome_seen.wait()
 
 
 def summarise(result: RunResult) -> dict[str, Any]:
@@ -332,9 +366,15 @@ def _round(value: float | None) -> float | None:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     settings = RuntimeSettings()
-    mix = Mix(http_share=args.http_share, payment_fail_share=args.fail_share, never_pay_share=args.never_pay_share,
-              on_account_share=args.on_account_share)
-    async with LoadGenerator(settings, args.order_url, args.inventory_url, args.billing_url, mix) as generator:
+    mix = Mix(
+        http_share=args.http_share,
+        payment_fail_share=args.fail_share,
+        never_pay_share=args.never_pay_share,
+        on_account_share=args.on_account_share,
+    )
+    async with LoadGenerator(
+        settings, args.order_url, args.inventory_url, args.billing_url, mix
+    ) as generator:
         await generator.stock_up(args.stock)
         await generator.start_listening()
         result = await generator.run(args.orders, args.rate, args.concurrency, args.drain)
@@ -354,7 +394,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=0, help="orders/s (0: as fast as absorbed)")
     parser.add_argument("--concurrency", type=int, default=50)

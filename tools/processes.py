@@ -50,13 +50,19 @@ class Platform:
         for name in services or tuple(self.ports):
             service = name.split("#")[0]
             env = {
-                **os.environ, **self.env, **extra_env,
+                **os.environ,
+                **self.env,
+                **extra_env,
                 f"OM_{service.upper()}_HTTP_PORT": str(self.ports[name]),
             }
             log = open(LOGS / f"{self.run_id}-{name}.log", "ab")  # noqa: SIM115 - child owns it
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", f"services.{service}"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         for name in services or tuple(self.ports):
             if wait:

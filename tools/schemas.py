@@ -138,9 +138,7 @@ def main() -> int:
     existing = {p: p.read_text() for p in SCHEMAS.rglob("*.json")}
     if args.check:
         stale = sorted(
-            str(p.relative_to(ROOT))
-            for p in set(wanted) | set(existing)
-            if wanted.get(p) != existing.get(p)
+            str(p.relative_to(ROOT)) for p in set(wanted) | set(existing) if wanted.get(p) != existing.get(p)
         )
         if stale:
             print("schemas/ is out of date; run `make schemas`:\n  " + "\n  ".join(stale))
@@ -154,8 +152,10 @@ def main() -> int:
             if problems:
                 refused.append(f"{path.relative_to(ROOT)}: {'; '.join(problems)}")
     if refused:
-        print("breaking changes within one event_version (bump message_version and add an "
-              "upcaster instead):\n  " + "\n  ".join(refused))
+        print(
+            "breaking changes within one event_version (bump message_version and add an "
+            "upcaster instead):\n  " + "\n  ".join(refused)
+        )
         return 1
     for path in set(existing) - set(wanted):
         path.unlink()

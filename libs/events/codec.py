@@ -75,6 +75,5 @@ def decode(raw: bytes) -> Decoded:
 
 def _summary(error: ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}"
-        for item in error.errors()
+        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()
     )

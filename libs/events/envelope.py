@@ -17,9 +17,7 @@ class Envelope(BaseModel):
     event_version: int = Field(ge=1, description="Schema version of the payload.")
     aggregate_type: str
     aggregate_id: str = Field(description="Kafka key: all messages of one aggregate keep order.")
-    aggregate_version: int = Field(
-        ge=0, description="Position in the aggregate's stream (0 for commands)."
-    )
+    aggregate_version: int = Field(ge=0, description="Position in the aggregate's stream (0 for commands).")
     occurred_at: datetime
     correlation_id: str = Field(description="The order or request this message belongs to.")
     causation_id: str | None = Field(default=None, description="The message that caused it.")

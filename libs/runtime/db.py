@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from pathlib import Path
@@ -42,10 +43,9 @@ async def ensure_database(settings: RuntimeSettings, service: str) -> None:
         name = settings.database_name(service)
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            try:
+            # Another replica may create it between our check and our create.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
                 await admin.execute(f'CREATE DATABASE "{name}"')
-            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
-                pass  # another process created it between our check and our create
     finally:
         await admin.close()
 

@@ -93,13 +93,9 @@ async def append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
         raise
 
 
-async def read_stream(
-    conn: AsyncConnection, stream_id: str, after_version: int = 0
-) -> list[Envelope]:
+async def read_stream(conn: AsyncConnection, stream_id: str, after_version: int = 0) -> list[Envelope]:
     result = await conn.execute(
-        text(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = :s AND version > :v ORDER BY version"
-        ),
+        text(f"SELECT {_COLUMNS} FROM events WHERE stream_id = :s AND version > :v ORDER BY version"),
         {"s": stream_id, "v": after_version},
     )
     return [_to_envelope(row) for row in result]
@@ -130,7 +126,4 @@ async def read_all(
         ),
         {"tx": str(after.transaction_id), "gp": after.global_position, "limit": limit},
     )
-    return [
-        StoredEvent(Position(int(row.tx), int(row.global_position)), _to_envelope(row))
-        for row in result
-    ]
+    return [StoredEvent(Position(int(row.tx), int(row.global_position)), _to_envelope(row)) for row in result]

@@ -15,9 +15,7 @@ async def claim(conn: AsyncConnection, consumer: str, event_id: UUID) -> bool:
     the message unclaimed and its redelivery is handled normally.
     """
     result = await conn.execute(
-        text(
-            "INSERT INTO inbox (consumer, event_id) VALUES (:c, :e) ON CONFLICT DO NOTHING"
-        ),
+        text("INSERT INTO inbox (consumer, event_id) VALUES (:c, :e) ON CONFLICT DO NOTHING"),
         {"c": consumer, "e": event_id},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -29,9 +30,7 @@ def durable_producer(settings: RuntimeSettings, client_id: str) -> AIOKafkaProdu
     )
 
 
-async def create_topics(
-    settings: RuntimeSettings, names: Iterable[str] = topics.ALL_TOPICS
-) -> list[str]:
+async def create_topics(settings: RuntimeSettings, names: Iterable[str] = topics.ALL_TOPICS) -> list[str]:
     """Create the topics that do not exist yet, with the configured partition count."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -39,12 +38,8 @@ async def create_topics(
         existing = set(await admin.list_topics())
         missing = [name for name in dict.fromkeys(names) if name not in existing]
         if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(n, settings.topic_partitions, 1) for n in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass  # another process won the race
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+                await admin.create_topics([NewTopic(n, settings.topic_partitions, 1) for n in missing])
             log.info("created topics %s", missing)
         return missing
     finally:

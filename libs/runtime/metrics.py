@@ -13,17 +13,11 @@ HANDLER_SECONDS = Histogram(
     ["consumer"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-HANDLER_ERRORS = Counter(
-    "ordermesh_handler_errors_total", "Failed handling attempts", ["consumer", "kind"]
-)
+HANDLER_ERRORS = Counter("ordermesh_handler_errors_total", "Failed handling attempts", ["consumer", "kind"])
 DEAD_LETTERS = Counter("ordermesh_dead_letters_total", "Messages dead-lettered", ["consumer"])
 OUTBOX_BACKLOG = Gauge("ordermesh_outbox_backlog", "Outbox rows not yet published", ["service"])
-OUTBOX_PUBLISHED = Counter(
-    "ordermesh_outbox_published_total", "Outbox rows published to Kafka", ["service"]
-)
-CONSUMER_LAG = Gauge(
-    "ordermesh_consumer_lag", "Messages behind the partition end", ["consumer", "topic"]
-)
+OUTBOX_PUBLISHED = Counter("ordermesh_outbox_published_total", "Outbox rows published to Kafka", ["service"])
+CONSUMER_LAG = Gauge("ordermesh_consumer_lag", "Messages behind the partition end", ["consumer", "topic"])
 SAGA_OUTCOMES = Counter("ordermesh_saga_outcomes_total", "Sagas finished", ["outcome"])
 SAGA_SECONDS = Histogram(
     "ordermesh_saga_seconds",

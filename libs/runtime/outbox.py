@@ -35,9 +35,7 @@ async def put(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> Non
                 "topic": m.topic,
                 "key": m.envelope.aggregate_id,
                 "value": encode(m.envelope),
-                "headers": json.dumps(
-                    {**m.headers, "event_type": m.envelope.event_type}
-                ),
+                "headers": json.dumps({**m.headers, "event_type": m.envelope.event_type}),
             }
             for m in messages
         ],

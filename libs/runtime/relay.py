@@ -120,9 +120,7 @@ class OutboxRelay:
         self.published += len(rows)
         OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
         if len(rows) == self._batch_size:
-            OUTBOX_BACKLOG.labels(self._service).set(
-                await conn.fetchval("SELECT count(*) FROM outbox")
-            )
+            OUTBOX_BACKLOG.labels(self._service).set(await conn.fetchval("SELECT count(*) FROM outbox"))
         else:
             OUTBOX_BACKLOG.labels(self._service).set(0)
         return len(rows)

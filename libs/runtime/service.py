@@ -9,8 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
@@ -22,6 +22,7 @@ from libs.runtime.db import create_engine, ensure_database, migrate
 from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
+from libs.runtime.telemetry import configure_logging, configure_tracing
 from libs.runtime.uow import (
     AggregateCache,
     MessageContext,
@@ -30,7 +31,6 @@ from libs.runtime.uow import (
     retry_on_conflict,
     unit_of_work,
 )
-from libs.runtime.telemetry import configure_logging, configure_tracing
 
 log = logging.getLogger(__name__)
 

@@ -92,9 +92,7 @@ def trace_headers() -> dict[str, str]:
 
 
 @contextmanager
-def consuming_span(
-    name: str, headers: Mapping[str, str], correlation_id: str | None
-) -> Iterator[trace.Span]:
+def consuming_span(name: str, headers: Mapping[str, str], correlation_id: str | None) -> Iterator[trace.Span]:
     """A consumer span that continues the trace carried in the message headers."""
     parent = extract(dict(headers))
     token = otel_context.attach(parent)

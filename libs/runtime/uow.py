@@ -105,7 +105,9 @@ class UnitOfWork:
                 self.cache.put(stream_id, state, version)
             self.cache.evict(self._unknown)
 
-    def _advance(self, kind: AggregateKind[State], stream_id: str, expected: int, events: Sequence[DomainEvent]) -> None:
+    def _advance(
+        self, kind: AggregateKind[State], stream_id: str, expected: int, events: Sequence[DomainEvent]
+    ) -> None:
         seen = self._seen.get(stream_id)
         if seen is None and self.cache is not None:
             seen = self.cache.get(stream_id)
@@ -154,12 +156,15 @@ class UnitOfWork:
             raise
         self._advance(kind, kind.stream_id(aggregate_id), expected_version, events)
         if self.projector is not None:
-            for event, envelope in zip(events, envelopes):
+            for event, envelope in zip(events, envelopes, strict=False):
                 await self.projector(self.conn, envelope, event)
         headers = trace_headers()
         await outbox.put(
             self.conn,
-            [outbox.OutgoingMessage(e.topic, env, headers) for e, env in zip(events, envelopes)],
+            [
+                outbox.OutgoingMessage(e.topic, env, headers)
+                for e, env in zip(events, envelopes, strict=False)
+            ],
         )
         self.appended.extend(envelopes)
         return expected_version + len(envelopes)
@@ -195,9 +200,7 @@ async def unit_of_work(
     uow.committed()
 
 
-async def retry_on_conflict(
-    work: Callable[[], Awaitable[State]], attempts: int = 20
-) -> State:
+async def retry_on_conflict(work: Callable[[], Awaitable[State]], attempts: int = 20) -> State:
     """Run a unit of work again when another writer changed the same aggregate first."""
     for attempt in range(1, attempts + 1):
         try:

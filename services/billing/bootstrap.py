@@ -58,9 +58,7 @@ def build_runtime(
     return runtime
 
 
-def build_app(
-    settings: RuntimeSettings | None = None, billing: BillingSettings | None = None
-) -> FastAPI:
+def build_app(settings: RuntimeSettings | None = None, billing: BillingSettings | None = None) -> FastAPI:
     billing = billing or BillingSettings()
     app = create_app(build_runtime(settings, billing), [api.router], "OrderMesh billing")
     app.state.billing_policy = billing_policy(billing)

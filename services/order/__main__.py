@@ -7,5 +7,6 @@ from services.order.settings import OrderSettings
 
 if __name__ == "__main__":
     settings = OrderSettings()
-    uvicorn.run(build_app(order_settings=settings), host=settings.http_host, port=settings.http_port,
-                log_config=None)
+    uvicorn.run(
+        build_app(order_settings=settings), host=settings.http_host, port=settings.http_port, log_config=None
+    )

@@ -31,8 +31,15 @@ from services.order.settings import OrderSettings
 NAME = "order"
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 PARTICIPANT_REPLIES = (
-    StockReserved, StockShortage, StockReleased,
-    InvoiceIssued, CreditCheckFailed, PaymentReceived, PaymentFailed, InvoicePaid, InvoiceVoided,
+    StockReserved,
+    StockShortage,
+    StockReleased,
+    InvoiceIssued,
+    CreditCheckFailed,
+    PaymentReceived,
+    PaymentFailed,
+    InvoicePaid,
+    InvoiceVoided,
     RefundIssued,
 )
 
@@ -48,15 +55,24 @@ def build_runtime(
     )
     runtime.add_consumer(
         EventConsumer(
-            "order-intake", [ORDER_INTAKE], {SubmitOrder: handlers.on_intake},
-            runtime.engine, settings, actor="service:order", projector=project,
+            "order-intake",
+            [ORDER_INTAKE],
+            {SubmitOrder: handlers.on_intake},
+            runtime.engine,
+            settings,
+            actor="service:order",
+            projector=project,
         )
     )
     runtime.add_consumer(
         EventConsumer(
-            "order-saga", [INVENTORY_EVENTS, BILLING_EVENTS],
+            "order-saga",
+            [INVENTORY_EVENTS, BILLING_EVENTS],
             {reply: handlers.on_participant_event for reply in PARTICIPANT_REPLIES},
-            runtime.engine, settings, actor="service:order-saga", projector=project,
+            runtime.engine,
+            settings,
+            actor="service:order-saga",
+            projector=project,
         )
     )
 

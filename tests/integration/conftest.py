@@ -101,11 +101,18 @@ class Oms:
         invoices = await eventually_value(fetch, lambda found: len(found) == 1)
         return dict(invoices[0])
 
-    async def pay(self, order_id: str, amount: str, outcome: str = "succeeded", reference: str | None = None) -> httpx.Response:
+    async def pay(
+        self, order_id: str, amount: str, outcome: str = "succeeded", reference: str | None = None
+    ) -> httpx.Response:
         return await self.billing.post(
             "/payments",
-            json={"order_id": order_id, "amount": amount, "method": "card",
-                  "reference": reference or f"pay-{uuid4()}", "outcome": outcome},
+            json={
+                "order_id": order_id,
+                "amount": amount,
+                "method": "card",
+                "reference": reference or f"pay-{uuid4()}",
+                "outcome": outcome,
+            },
         )
 
     async def stock(self, sku: str) -> dict[str, Any]:
@@ -146,7 +153,8 @@ def order_body(
 ) -> dict[str, Any]:
     return {
         "channel": channel,
-        "customer": customer or {"name": "Ada Lovelace", "email": f"{uuid4().hex[:8]}@example.com", "region": "north"},
+        "customer": customer
+        or {"name": "Ada Lovelace", "email": f"{uuid4().hex[:8]}@example.com", "region": "north"},
         "lines": [{"sku": sku, "quantity": quantity, "unit_price": unit_price}],
         "currency": "EUR",
         "payment_terms": terms,

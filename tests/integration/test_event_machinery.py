@@ -49,7 +49,9 @@ class Counter:
 
 
 COUNTER = AggregateKind[Counter](
-    "counter", Counter, lambda state, e: Counter(state.total + e.by)  # type: ignore[attr-defined]
+    "counter",
+    Counter,
+    lambda state, e: Counter(state.total + e.by),  # type: ignore[attr-defined]
 )
 CONTEXT = MessageContext(correlation_id="test", actor="test")
 
@@ -57,7 +59,9 @@ CONTEXT = MessageContext(correlation_id="test", actor="test")
 async def increment(engine: AsyncEngine, counter_id: str, by: int = 1) -> int:
     async with unit_of_work(engine, CONTEXT) as uow:
         _, version = await uow.load(COUNTER, counter_id)
-        return await uow.record(COUNTER, counter_id, version, [CounterIncremented(counter_id=counter_id, by=by)])
+        return await uow.record(
+            COUNTER, counter_id, version, [CounterIncremented(counter_id=counter_id, by=by)]
+        )
 
 
 # --- event store ------------------------------------------------------------------------
@@ -83,7 +87,9 @@ async def test_concurrent_appends_to_one_stream_exactly_one_wins(engine: AsyncEn
             _, version = await uow.load(COUNTER, "contended")
             await start.wait()
             try:
-                await uow.record(COUNTER, "contended", version, [CounterIncremented(counter_id="contended", by=n)])
+                await uow.record(
+                    COUNTER, "contended", version, [CounterIncremented(counter_id="contended", by=n)]
+                )
             except ConcurrencyConflict:
                 return "conflict"
         return "won"
@@ -160,7 +166,10 @@ async def counter_topic(settings: RuntimeSettings) -> str:
 async def projection(engine: AsyncEngine) -> AsyncEngine:
     async with engine.begin() as conn:
         await conn.execute(
-            text("CREATE TABLE IF NOT EXISTS test_counter_totals (counter_id text PRIMARY KEY, total int NOT NULL)")
+            text(
+                "CREATE TABLE IF NOT EXISTS test_counter_totals"
+                " (counter_id text PRIMARY KEY, total int NOT NULL)"
+            )
         )
         await conn.execute(text("TRUNCATE test_counter_totals"))
     return engine
@@ -210,8 +219,11 @@ def relay_for(settings: RuntimeSettings) -> OutboxRelay:
 
 async def read_topic(settings: RuntimeSettings, topic: str, expected: int) -> list:  # type: ignore[type-arg]
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     records: list = []  # type: ignore[type-arg]
@@ -304,10 +316,14 @@ async def test_poison_messages_are_dead_lettered_and_the_partition_moves_on(
     def message(counter_id: str, by: int) -> bytes:
         return encode(
             make_envelope(
-                CounterIncremented(counter_id=counter_id, by=by), event_id=uuid4(),
-                aggregate_id=counter_id, aggregate_version=1,
+                CounterIncremented(counter_id=counter_id, by=by),
+                event_id=uuid4(),
+                aggregate_id=counter_id,
+                aggregate_version=1,
                 occurred_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
-                correlation_id=counter_id, causation_id=None, actor="test",
+                correlation_id=counter_id,
+                causation_id=None,
+                actor="test",
             )
         )
 

@@ -59,7 +59,9 @@ async def test_services_killed_mid_saga_finish_every_saga_without_double_effects
         )
         reference = f"gw-{order_id}"
         for _ in range(2):  # the gateway calls back twice with the same reference
-            response = await with_retries(lambda: oms.pay(order_id, invoice[0]["amount"], reference=reference))
+            response = await with_retries(
+                lambda: oms.pay(order_id, invoice[0]["amount"], reference=reference)
+            )
             assert response.status_code in (200, 201), response.text
 
     paying = [asyncio.create_task(pay(order_id)) for order_id in order_ids]
@@ -124,8 +126,13 @@ async def test_intake_topic_submissions_are_idempotent_and_poison_is_dead_letter
     def envelope() -> bytes:
         return encode(
             make_envelope(
-                submission, event_id=uuid4(), aggregate_id=reference, aggregate_version=0,
-                occurred_at=datetime.now(UTC), correlation_id=reference, causation_id=None,
+                submission,
+                event_id=uuid4(),
+                aggregate_id=reference,
+                aggregate_version=0,
+                occurred_at=datetime.now(UTC),
+                correlation_id=reference,
+                causation_id=None,
                 actor="channel:offline",
             )
         )
@@ -140,7 +147,9 @@ async def test_intake_topic_submissions_are_idempotent_and_poison_is_dead_letter
         await producer.stop()
 
     async def listed() -> list[dict[str, Any]]:
-        response = await oms.order.get("/orders", params={"channel": "offline", "customer_id": f"email:{body['customer']['email']}"})
+        response = await oms.order.get(
+            "/orders", params={"channel": "offline", "customer_id": f"email:{body['customer']['email']}"}
+        )
         return list(response.json()["items"])
 
     orders = await eventually_value(listed, lambda items: len(items) >= 1)
@@ -149,8 +158,10 @@ async def test_intake_topic_submissions_are_idempotent_and_poison_is_dead_letter
     assert orders[0]["external_id"] == reference
 
     consumer = AIOKafkaConsumer(
-        dead_letter_topic(e2e_settings.topic("order-intake")), bootstrap_servers=e2e_settings.kafka_bootstrap,
-        auto_offset_reset="earliest", group_id=None,
+        dead_letter_topic(e2e_settings.topic("order-intake")),
+        bootstrap_servers=e2e_settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
     )
     await consumer.start()
     try:

@@ -31,7 +31,12 @@ async def test_prepaid_order_paid_at_once_is_confirmed(oms: Oms, sku: str) -> No
     order = await oms.wait_status(order_id, "confirmed")
     assert order["payment_status"] == "paid"
     assert money(order["amount_paid"]) == Decimal("60.00")
-    assert timeline_types(order)[:4] == ["OrderPlaced", "OrderApproved", "StockReservationRequested", "OrderStockAllocated"]
+    assert timeline_types(order)[:4] == [
+        "OrderPlaced",
+        "OrderApproved",
+        "StockReservationRequested",
+        "OrderStockAllocated",
+    ]
     assert timeline_types(order)[-1] == "OrderConfirmed"
     stock = await oms.stock(sku)
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (10, 2, 8)
@@ -47,13 +52,20 @@ async def test_on_account_order_within_credit_limit_is_confirmed_without_payment
     assert (await oms.stock(sku))["reserved"] == 1
 
 
-async def test_on_account_order_over_the_credit_limit_is_rejected_and_its_stock_released(oms: Oms, sku: str) -> None:
+async def test_on_account_order_over_the_credit_limit_is_rejected_and_its_stock_released(
+    oms: Oms, sku: str
+) -> None:
     customer_id = f"cust-{uuid4().hex[:8]}"
     limit = await oms.billing.put(f"/customers/{customer_id}/credit-limit", json={"credit_limit": "100.00"})
     assert limit.status_code in (200, 201), limit.text
     await oms.receive(sku, 5)
-    body = order_body(sku, quantity=4, unit_price="25.00", terms="on_account",
-                      customer={"id": customer_id, "name": "Big Spender"})
+    body = order_body(
+        sku,
+        quantity=4,
+        unit_price="25.00",
+        terms="on_account",
+        customer={"id": customer_id, "name": "Big Spender"},
+    )
 
     order_id = await oms.place(body)
 
@@ -86,7 +98,8 @@ async def test_held_order_is_approved_by_a_person_and_completes(oms: Oms, sku: s
 async def test_order_of_a_blocked_customer_is_rejected_by_the_rules(oms: Oms, sku: str) -> None:
     email = f"{uuid4().hex[:8]}@fraud.example"
     registered = await oms.order.post(
-        "/customers", json={"customer_id": f"c-{uuid4().hex[:6]}", "name": "Mallory", "email": email, "blocked": True}
+        "/customers",
+        json={"customer_id": f"c-{uuid4().hex[:6]}", "name": "Mallory", "email": email, "blocked": True},
     )
     assert registered.status_code == 201, registered.text
     await oms.receive(sku, 3)
@@ -230,13 +243,25 @@ async def test_duplicate_submission_creates_one_order(oms: Oms, sku: str) -> Non
 async def test_invalid_submission_gets_a_problem_naming_each_bad_field(oms: Oms) -> None:
     response = await oms.order.post(
         "/orders",
-        json={"channel": "web", "customer": {"name": ""}, "lines": [{"sku": "A", "quantity": 0, "unit_price": "-1"}],
-              "currency": "euro", "payment_terms": "prepaid", "shipping": {"method": "drone"}},
+        json={
+            "channel": "web",
+            "customer": {"name": ""},
+            "lines": [{"sku": "A", "quantity": 0, "unit_price": "-1"}],
+            "currency": "euro",
+            "payment_terms": "prepaid",
+            "shipping": {"method": "drone"},
+        },
     )
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     fields = {error["field"] for error in response.json()["errors"]}
-    assert {"customer.name", "lines.0.quantity", "lines.0.unit_price", "currency", "shipping.method"} <= fields
+    assert {
+        "customer.name",
+        "lines.0.quantity",
+        "lines.0.unit_price",
+        "currency",
+        "shipping.method",
+    } <= fields
 
 
 async def test_200_concurrent_orders_on_a_scarce_sku_never_oversell(oms: Oms, sku: str) -> None:

@@ -33,9 +33,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 SERVICES = sorted(
-    path.name
-    for path in (ROOT / "services").iterdir()
-    if path.is_dir() and (path / "__init__.py").exists()
+    path.name for path in (ROOT / "services").iterdir() if path.is_dir() and (path / "__init__.py").exists()
 )
 
 # An OM_* name as written in a file; "OM_<SERVICE>_..." and "OM_*" in comments do not match.
@@ -47,10 +45,7 @@ OM_NAME = re.compile(r"(?<![A-Za-z0-9_])OM_[A-Z0-9_]*[A-Z0-9]")
 
 def manifest_files() -> list[Path]:
     return sorted(
-        path
-        for pattern in ("*.yaml", "*.yml")
-        for path in K8S.rglob(pattern)
-        if path != KUSTOMIZATION
+        path for pattern in ("*.yaml", "*.yml") for path in K8S.rglob(pattern) if path != KUSTOMIZATION
     )
 
 
@@ -112,9 +107,7 @@ def service_settings_class(service: str) -> type[BaseSettings]:
     classes = [
         obj
         for obj in vars(module).values()
-        if isinstance(obj, type)
-        and issubclass(obj, BaseSettings)
-        and obj.__module__ == module.__name__
+        if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj.__module__ == module.__name__
     ]
     assert len(classes) == 1, f"services/{service}/settings.py: expected one settings class"
     return classes[0]
@@ -187,9 +180,7 @@ def test_kustomization_lists_every_manifest_file() -> None:
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
 def test_kustomize_renders_every_object() -> None:
-    rendered = subprocess.run(
-        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60
-    )
+    rendered = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert rendered.returncode == 0, rendered.stderr
     objects = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
     assert len(objects) == len(list(k8s_objects()))
@@ -343,9 +334,7 @@ def test_settings_classes_use_the_documented_prefixes() -> None:
         assert prefix == f"OM_{service.upper()}_", f"services/{service}/settings.py: {prefix}"
 
 
-@pytest.mark.parametrize(
-    "path", [*manifest_files(), COMPOSE, DOCKERFILE], ids=lambda p: rel(p)
-)
+@pytest.mark.parametrize("path", [*manifest_files(), COMPOSE, DOCKERFILE], ids=lambda p: rel(p))
 def test_every_om_variable_in_the_deployment_files_is_a_setting(path: Path) -> None:
     used = set(OM_NAME.findall(path.read_text()))
     unknown = sorted(used - known_settings())

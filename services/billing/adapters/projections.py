@@ -62,9 +62,7 @@ async def project(conn: AsyncConnection, envelope: Envelope, event: DomainEvent)
         await conn.execute(
             _INSERT_PAYMENT,
             {
-                **event.model_dump(
-                    include={"reference", "order_id", "invoice_id", "method", "amount"}
-                ),
+                **event.model_dump(include={"reference", "order_id", "invoice_id", "method", "amount"}),
                 "outcome": "succeeded" if isinstance(event, PaymentReceived) else "failed",
                 "at": envelope.occurred_at,
             },
@@ -87,9 +85,7 @@ async def project(conn: AsyncConnection, envelope: Envelope, event: DomainEvent)
         await conn.execute(
             _INSERT_REFUND,
             {
-                **event.model_dump(
-                    include={"refund_id", "order_id", "invoice_id", "amount", "reason"}
-                ),
+                **event.model_dump(include={"refund_id", "order_id", "invoice_id", "amount", "reason"}),
                 "at": envelope.occurred_at,
             },
         )

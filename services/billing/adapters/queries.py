@@ -140,9 +140,7 @@ async def refunds_of_order(conn: AsyncConnection, order_id: str) -> list[dict[st
     ]
 
 
-async def account(
-    conn: AsyncConnection, customer_id: str, default_credit_limit: Decimal
-) -> dict[str, Any]:
+async def account(conn: AsyncConnection, customer_id: str, default_credit_limit: Decimal) -> dict[str, Any]:
     """Every customer has an account: an untouched one has the default limit and owes nothing."""
     row = (
         await conn.execute(

@@ -44,15 +44,11 @@ class OrderBilling:
             await uow.record(INVOICE, self.order_id, self.invoice_version, decision.invoice)
 
 
-async def load_billing(
-    uow: UnitOfWork, order_id: str, customer_id: str | None = None
-) -> OrderBilling:
+async def load_billing(uow: UnitOfWork, order_id: str, customer_id: str | None = None) -> OrderBilling:
     """Load the invoice, then the account of `customer_id` or else of the invoice's customer."""
     invoice, invoice_version = await uow.load(INVOICE, order_id)
     customer_id = customer_id or invoice.customer_id
-    account, account_version = (
-        await uow.load(ACCOUNT, customer_id) if customer_id else (CustomerAccount(), 0)
-    )
+    account, account_version = await uow.load(ACCOUNT, customer_id) if customer_id else (CustomerAccount(), 0)
     return OrderBilling(order_id, invoice, invoice_version, customer_id, account, account_version)
 
 
@@ -67,23 +63,18 @@ async def void_invoice(uow: UnitOfWork, decoded: Decoded) -> None:
     command = decoded.message
     assert isinstance(command, VoidInvoice)
     billing = await load_billing(uow, command.order_id)
-    await billing.record(
-        uow, decide_void(billing.invoice, billing.account, command.order_id, command.reason)
-    )
+    await billing.record(uow, decide_void(billing.invoice, billing.account, command.order_id, command.reason))
 
 
 async def record_payment(uow: UnitOfWork, attempt: PaymentAttempt) -> bool:
     """Apply the gateway's report once per payment reference; False if it was applied before."""
-    claimed = await inbox.claim(
-        uow.conn, "payments", uuid5(NAMESPACE_URL, f"payment:{attempt.reference}")
-    )
+    claimed = await inbox.claim(uow.conn, "payments", uuid5(NAMESPACE_URL, f"payment:{attempt.reference}"))
     if not claimed:
         earlier = await queries.payment(uow.conn, attempt.reference)
         if earlier is not None and earlier["order_id"] != attempt.order_id:
             raise DomainError(
                 "payment_reference_reused",
-                f"payment reference {attempt.reference!r} was already used for order"
-                f" {earlier['order_id']!r}",
+                f"payment reference {attempt.reference!r} was already used for order {earlier['order_id']!r}",
             )
         return False
     billing = await load_billing(uow, attempt.order_id)

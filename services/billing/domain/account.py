@@ -64,9 +64,7 @@ def decide_credit_limit(
     account: CustomerAccount, customer_id: str, credit_limit: Decimal
 ) -> list[DomainEvent]:
     if credit_limit < 0 or cents(credit_limit) != credit_limit:
-        raise InvalidRequest(
-            "invalid_credit_limit", "a credit limit must be zero or more, in whole cents"
-        )
+        raise InvalidRequest("invalid_credit_limit", "a credit limit must be zero or more, in whole cents")
     if account.credit_limit == credit_limit:
         return []  # the same limit again: nothing changes
     return [CreditLimitSet(customer_id=customer_id, credit_limit=credit_limit)]

@@ -61,9 +61,7 @@ def evolve(state: Invoice, event: DomainEvent) -> Invoice:
             total=event.total,
         )
     if isinstance(event, CreditCheckFailed):
-        return replace(
-            state, order_id=event.order_id, status="refused", customer_id=event.customer_id
-        )
+        return replace(state, order_id=event.order_id, status="refused", customer_id=event.customer_id)
     if isinstance(event, PaymentReceived):
         return replace(state, amount_paid=event.amount_paid)
     if isinstance(event, InvoicePaid):
@@ -125,9 +123,7 @@ def decide_issue(
             )
             return Decision(invoice=[refused])
         charge = [
-            CreditCharged(
-                customer_id=command.customer_id, order_id=command.order_id, amount=charges.total
-            )
+            CreditCharged(customer_id=command.customer_id, order_id=command.order_id, amount=charges.total)
         ]
     issued = InvoiceIssued(
         order_id=command.order_id,
@@ -150,9 +146,7 @@ def decide_payment(invoice: Invoice, account: CustomerAccount, attempt: PaymentA
     if invoice_id is None:
         raise NotFound("unknown_invoice", f"order {attempt.order_id!r} has no invoice to pay")
     if attempt.amount <= 0 or cents(attempt.amount) != attempt.amount:
-        raise InvalidRequest(
-            "invalid_amount", "a payment's amount must be positive, in whole cents"
-        )
+        raise InvalidRequest("invalid_amount", "a payment's amount must be positive, in whole cents")
     if attempt.outcome == "failed":
         failed = PaymentFailed(
             order_id=attempt.order_id,
@@ -181,9 +175,7 @@ def decide_payment(invoice: Invoice, account: CustomerAccount, attempt: PaymentA
         )
         return Decision(invoice=[received, refund])
     if invoice.status == "paid":
-        raise InvalidRequest(
-            "invoice_already_paid", f"invoice {invoice_id} is already paid in full"
-        )
+        raise InvalidRequest("invoice_already_paid", f"invoice {invoice_id} is already paid in full")
     if attempt.amount > invoice.outstanding:
         raise InvalidRequest(
             "overpayment",
@@ -193,9 +185,7 @@ def decide_payment(invoice: Invoice, account: CustomerAccount, attempt: PaymentA
     events: list[DomainEvent] = [received]
     if received.amount_paid == invoice.total:
         events.append(
-            InvoicePaid(
-                order_id=attempt.order_id, invoice_id=invoice_id, amount_paid=received.amount_paid
-            )
+            InvoicePaid(order_id=attempt.order_id, invoice_id=invoice_id, amount_paid=received.amount_paid)
         )
     release = decide_release(account, invoice.customer_id, attempt.order_id, attempt.amount)
     return Decision(invoice=events, account=release)

@@ -31,9 +31,7 @@ class Charges:
     total: Decimal
 
 
-def price(
-    lines: Sequence[OrderLine], shipping_method: ShippingMethod, policy: BillingPolicy
-) -> Charges:
+def price(lines: Sequence[OrderLine], shipping_method: ShippingMethod, policy: BillingPolicy) -> Charges:
     subtotal = cents(sum((line.quantity * line.unit_price for line in lines), Decimal(0)))
     shipping_fee = cents(policy.shipping_fees[shipping_method])
     # Shipping is part of the taxable amount; tax is rounded once, on the whole invoice.

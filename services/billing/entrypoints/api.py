@@ -50,9 +50,7 @@ def _policy(request: Request) -> BillingPolicy:
 
 
 def _context(actor: str | None, correlation: str) -> MessageContext:
-    return MessageContext(
-        correlation_id=correlation, actor=f"user:{actor}" if actor else "api:billing"
-    )
+    return MessageContext(correlation_id=correlation, actor=f"user:{actor}" if actor else "api:billing")
 
 
 @router.post("/payments", status_code=201)

@@ -68,7 +68,5 @@ def issued(command: IssueInvoice, *account_history: DomainEvent) -> tuple[Domain
     return (*decision.invoice, *decision.account)
 
 
-def payment(
-    amount: str, reference: str = "PAY-1", outcome: PaymentOutcome = "succeeded"
-) -> PaymentAttempt:
+def payment(amount: str, reference: str = "PAY-1", outcome: PaymentOutcome = "succeeded") -> PaymentAttempt:
     return PaymentAttempt(ORDER, reference, "card", Decimal(amount), outcome)

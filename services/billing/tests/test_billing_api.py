@@ -50,9 +50,7 @@ class Saga:
             causation_id=None,
             actor="service:order",
         )
-        await self.producer.send_and_wait(
-            self.topic, encode(envelope), key=command.order_id.encode()
-        )
+        await self.producer.send_and_wait(self.topic, encode(envelope), key=command.order_id.encode())
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +104,7 @@ async def _drop_database(settings: RuntimeSettings) -> None:
         database="postgres",
     )
     try:
-        await admin.execute(
-            f'DROP DATABASE IF EXISTS "{settings.database_name(NAME)}" WITH (FORCE)'
-        )
+        await admin.execute(f'DROP DATABASE IF EXISTS "{settings.database_name(NAME)}" WITH (FORCE)')
     finally:
         await admin.close()
 
@@ -120,9 +116,7 @@ def new_order() -> str:
     return f"ORD-{uuid4().hex[:10]}"
 
 
-def issue(
-    order_id: str, customer_id: str = "CUST-A", terms: PaymentTerms = "prepaid"
-) -> IssueInvoice:
+def issue(order_id: str, customer_id: str = "CUST-A", terms: PaymentTerms = "prepaid") -> IssueInvoice:
     return IssueInvoice(
         order_id=order_id,
         customer_id=customer_id,
@@ -199,9 +193,7 @@ async def test_prepaid_invoice_is_paid_in_two_parts(api: httpx.AsyncClient, saga
     assert (single.json()["status"], single.json()["amount_paid"]) == ("paid", TOTAL)
 
 
-async def test_repeated_payment_reference_is_applied_once(
-    api: httpx.AsyncClient, saga: Saga
-) -> None:
+async def test_repeated_payment_reference_is_applied_once(api: httpx.AsyncClient, saga: Saga) -> None:
     order_id = new_order()
     await saga.send(issue(order_id))
     await issued_invoice(api, order_id)
@@ -284,9 +276,7 @@ async def test_on_account_credit_is_checked_charged_and_released_by_payment(
     assert (account["open_balance"], account["available_credit"]) == ("0.00", "50.00")
 
 
-async def test_payment_problems_are_reported_as_problem_json(
-    api: httpx.AsyncClient, saga: Saga
-) -> None:
+async def test_payment_problems_are_reported_as_problem_json(api: httpx.AsyncClient, saga: Saga) -> None:
     order_id = new_order()
     await saga.send(issue(order_id))
     invoice = await issued_invoice(api, order_id)

@@ -107,9 +107,7 @@ def test_on_account_order_within_the_limit_charges_the_account() -> None:
     decision = decide_issue(Invoice(), command, account_after(), POLICY)
 
     assert [type(e) for e in decision.invoice] == [InvoiceIssued]
-    assert decision.account == [
-        CreditCharged(customer_id=CUSTOMER, order_id=ORDER, amount=Decimal("120.00"))
-    ]
+    assert decision.account == [CreditCharged(customer_id=CUSTOMER, order_id=ORDER, amount=Decimal("120.00"))]
 
 
 def test_on_account_order_over_the_credit_limit_gets_no_invoice() -> None:
@@ -168,9 +166,7 @@ def test_released_credit_makes_room_for_new_orders() -> None:
 def test_after_a_failed_credit_check_a_redelivered_command_is_not_invoiced() -> None:
     command = issue_command(line("SKU-1", 1, "9000.00"), terms="on_account")
     refused = decide_issue(Invoice(), command, account_after(), POLICY).invoice
-    richer_account = account_after(
-        CreditLimitSet(customer_id=CUSTOMER, credit_limit=Decimal("99999.00"))
-    )
+    richer_account = account_after(CreditLimitSet(customer_id=CUSTOMER, credit_limit=Decimal("99999.00")))
 
     decision = decide_issue(invoice_after(*refused), command, richer_account, POLICY)
 
@@ -183,9 +179,7 @@ def test_after_a_failed_credit_check_a_redelivered_command_is_not_invoiced() -> 
 def test_void_without_invoice_still_answers() -> None:
     decision = decide_void(Invoice(), account_after(), ORDER, "order cancelled")
 
-    assert decision.invoice == [
-        InvoiceVoided(order_id=ORDER, invoice_id=None, reason="order cancelled")
-    ]
+    assert decision.invoice == [InvoiceVoided(order_id=ORDER, invoice_id=None, reason="order cancelled")]
     assert decision.account == []
 
 
@@ -246,6 +240,4 @@ def test_void_after_a_failed_credit_check_answers_without_invoice() -> None:
 
     decision = decide_void(invoice_after(*refused), account_after(), ORDER, "credit refused")
 
-    assert decision.invoice == [
-        InvoiceVoided(order_id=ORDER, invoice_id=None, reason="credit refused")
-    ]
+    assert decision.invoice == [InvoiceVoided(order_id=ORDER, invoice_id=None, reason="credit refused")]

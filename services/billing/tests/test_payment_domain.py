@@ -145,13 +145,9 @@ def test_a_repeated_void_after_a_late_payment_refunds_nothing_more() -> None:
 def test_on_account_payment_releases_the_credit_it_pays_off() -> None:
     invoice_events, charge = issued(issue_command(terms="on_account"))  # 120.00 charged
 
-    decision = decide_payment(
-        invoice_after(invoice_events), account_after(charge), payment("45.50")
-    )
+    decision = decide_payment(invoice_after(invoice_events), account_after(charge), payment("45.50"))
 
-    assert decision.account == [
-        CreditReleased(customer_id=CUSTOMER, order_id=ORDER, amount=Decimal("45.50"))
-    ]
+    assert decision.account == [CreditReleased(customer_id=CUSTOMER, order_id=ORDER, amount=Decimal("45.50"))]
 
 
 def test_prepaid_payment_releases_no_credit() -> None:

@@ -30,9 +30,7 @@ async def list_warehouses(conn: AsyncConnection) -> list[dict[str, Any]]:
 async def stock_of(conn: AsyncConnection, sku: str) -> dict[str, Any]:
     rows = (
         await conn.execute(
-            text(
-                "SELECT warehouse, on_hand, reserved FROM stock_levels WHERE sku = :s ORDER BY warehouse"
-            ),
+            text("SELECT warehouse, on_hand, reserved FROM stock_levels WHERE sku = :s ORDER BY warehouse"),
             {"s": sku},
         )
     ).all()

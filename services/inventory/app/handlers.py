@@ -85,9 +85,7 @@ async def register_warehouse(uow: UnitOfWork, code: str, name: str, region: str)
     return bool(events)
 
 
-async def receive_stock(
-    uow: UnitOfWork, sku: str, warehouse: str, quantity: int, receipt_id: str
-) -> bool:
+async def receive_stock(uow: UnitOfWork, sku: str, warehouse: str, quantity: int, receipt_id: str) -> bool:
     """Book a receipt (once per receipt id) and serve the SKU's backorders, oldest first."""
     if not await queries.warehouse_exists(uow.conn, warehouse):
         raise InvalidRequest("unknown_warehouse", f"warehouse {warehouse!r} is not registered")

@@ -38,9 +38,7 @@ class Reservation:
 
 def evolve(state: Reservation, event: DomainEvent) -> Reservation:
     if isinstance(event, StockReserved):
-        return replace(
-            state, order_id=event.order_id, status="reserved", allocations=event.allocations
-        )
+        return replace(state, order_id=event.order_id, status="reserved", allocations=event.allocations)
     if isinstance(event, StockShortage):
         return replace(
             state,
@@ -96,7 +94,9 @@ def try_allocate(
     return plans
 
 
-def allocation_events(order_id: str, plans: Mapping[str, Mapping[str, int]], stocks: Mapping[str, SkuStock]) -> Decision:
+def allocation_events(
+    order_id: str, plans: Mapping[str, Mapping[str, int]], stocks: Mapping[str, SkuStock]
+) -> Decision:
     skus: dict[str, list[DomainEvent]] = {}
     allocations: list[Allocation] = []
     for sku, plan in plans.items():
@@ -138,14 +138,18 @@ def decide_reserve(
     return Decision([shortage], skus)
 
 
-def decide_release(reservation: Reservation, order_id: str, reason: str, stocks: Mapping[str, SkuStock]) -> Decision:
+def decide_release(
+    reservation: Reservation, order_id: str, reason: str, stocks: Mapping[str, SkuStock]
+) -> Decision:
     """Release whatever the order holds: its allocations, or its places in backorder queues.
     Answered every time (even when nothing is held) so the saga always gets its reply."""
     skus: dict[str, list[DomainEvent]] = {}
     for sku, stock in stocks.items():
         events: list[DomainEvent] = []
         if order_id in stock.allocations:
-            events.append(StockDeallocated(sku=sku, order_id=order_id, warehouses=dict(stock.allocations[order_id])))
+            events.append(
+                StockDeallocated(sku=sku, order_id=order_id, warehouses=dict(stock.allocations[order_id]))
+            )
         if stock.is_queued(order_id):
             events.append(BackorderDequeued(sku=sku, order_id=order_id))
         if events:

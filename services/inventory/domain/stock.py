@@ -65,13 +65,9 @@ def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
         allocations.pop(event.order_id, None)
         return replace(state, allocations=allocations)
     if isinstance(event, BackorderQueued):
-        return replace(
-            state, sku=event.sku, backorders=(*state.backorders, (event.order_id, event.quantity))
-        )
+        return replace(state, sku=event.sku, backorders=(*state.backorders, (event.order_id, event.quantity)))
     if isinstance(event, BackorderDequeued):
-        return replace(
-            state, backorders=tuple(b for b in state.backorders if b[0] != event.order_id)
-        )
+        return replace(state, backorders=tuple(b for b in state.backorders if b[0] != event.order_id))
     return state
 
 
@@ -109,7 +105,9 @@ def plan_allocation(
     return None  # pragma: no cover - total_available said it fits
 
 
-def decide_receipt(stock: SkuStock, sku: str, warehouse: str, quantity: int, receipt_id: str) -> list[DomainEvent]:
+def decide_receipt(
+    stock: SkuStock, sku: str, warehouse: str, quantity: int, receipt_id: str
+) -> list[DomainEvent]:
     if quantity <= 0:
         raise InvalidRequest("invalid_quantity", "a receipt's quantity must be a positive integer")
     return [StockReceived(sku=sku, warehouse=warehouse, quantity=quantity, receipt_id=receipt_id)]

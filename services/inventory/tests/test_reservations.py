@@ -38,9 +38,7 @@ def stock(sku: str, on_hand: Mapping[str, int] | None = None) -> SkuStock:
     """A SKU's stock after receipts into the given warehouses."""
     state = SkuStock(sku=sku)
     for number, (warehouse, quantity) in enumerate((on_hand or {}).items()):
-        receipt = StockReceived(
-            sku=sku, warehouse=warehouse, quantity=quantity, receipt_id=f"r-{number}"
-        )
+        receipt = StockReceived(sku=sku, warehouse=warehouse, quantity=quantity, receipt_id=f"r-{number}")
         state = stocks_domain.evolve(state, receipt)
     return state
 
@@ -236,9 +234,7 @@ def test_lines_for_the_same_sku_are_reserved_together() -> None:
 
 @pytest.mark.parametrize("backorder", [True, False], ids=["backordered", "refused"])
 @pytest.mark.parametrize("available", [10, 1], ids=["reserved_before", "short_before"])
-def test_a_second_reserve_request_for_the_same_order_changes_nothing(
-    available: int, backorder: bool
-) -> None:
+def test_a_second_reserve_request_for_the_same_order_changes_nothing(available: int, backorder: bool) -> None:
     stocks = {"A": stock("A", {"wh-1": available})}
     first = reserve("o-1", lines(A=2), stocks, backorder=backorder)
     stocks = applied(stocks, first)
@@ -254,11 +250,7 @@ def test_a_second_reserve_request_for_the_same_order_changes_nothing(
 
 def queued_behind_early_order() -> dict[str, SkuStock]:
     """SKU A has stock again, but o-early has been waiting for 5 since before it arrived."""
-    return {
-        "A": folded(
-            stock("A", {"wh-1": 10}), BackorderQueued(sku="A", order_id="o-early", quantity=5)
-        )
-    }
+    return {"A": folded(stock("A", {"wh-1": 10}), BackorderQueued(sku="A", order_id="o-early", quantity=5))}
 
 
 def test_new_order_queues_behind_a_waiting_order_even_when_stock_is_available() -> None:
@@ -291,9 +283,7 @@ def test_head_of_the_queue_is_allocated_and_dequeued() -> None:
     decision = allocation_events("o-early", plans, stocks)
 
     assert decision.reservation == [
-        StockReserved(
-            order_id="o-early", allocations=(Allocation(sku="A", warehouse="wh-1", quantity=5),)
-        )
+        StockReserved(order_id="o-early", allocations=(Allocation(sku="A", warehouse="wh-1", quantity=5),))
     ]
     assert decision.skus == {
         "A": [
@@ -383,9 +373,7 @@ def test_release_of_a_backordered_order_gives_up_its_place_in_each_queue() -> No
 
     decision = decide_release(reservation, "o-1", "order cancelled", stocks)
 
-    assert decision.reservation == [
-        StockReleased(order_id="o-1", allocations=(), reason="order cancelled")
-    ]
+    assert decision.reservation == [StockReleased(order_id="o-1", allocations=(), reason="order cancelled")]
     assert decision.skus == {"B": [BackorderDequeued(sku="B", order_id="o-1")]}
     assert applied(stocks, decision)["B"].backorders == ()
 

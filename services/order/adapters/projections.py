@@ -133,8 +133,13 @@ async def _project_customer(conn: AsyncConnection, event: DomainEvent) -> None:
                 "INSERT INTO customers (customer_id, name, email, phone, region)"
                 " VALUES (:id, :name, :email, :phone, :region) ON CONFLICT DO NOTHING"
             ),
-            {"id": event.customer_id, "name": event.name, "email": event.email,
-             "phone": event.phone, "region": event.region},
+            {
+                "id": event.customer_id,
+                "name": event.name,
+                "email": event.email,
+                "phone": event.phone,
+                "region": event.region,
+            },
         )
     else:
         await conn.execute(

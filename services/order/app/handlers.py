@@ -65,14 +65,20 @@ class OrderHandlers:
         if reaction.events:
             await uow.record(ORDER, order.order_id, version, reaction.events)
         for outgoing in reaction.commands:
-            await uow.send(outgoing.command, outgoing.command.order_id, uuid5(NAMESPACE_URL, outgoing.dedupe_key))  # type: ignore[attr-defined]
+            await uow.send(
+                outgoing.command, outgoing.command.order_id, uuid5(NAMESPACE_URL, outgoing.dedupe_key)
+            )  # type: ignore[attr-defined]
         for event in reaction.events:
             if (outcome := OUTCOME_EVENTS.get(event.message_type)) is not None:
                 SAGA_OUTCOMES.labels(outcome).inc()
             elif event.message_type == "OrderNeedsAttention":
                 NEEDS_ATTENTION.inc()
-                log.error("order %s needs attention: %s", order.order_id, event.reason,  # type: ignore[attr-defined]
-                          extra={"order_id": order.order_id})
+                log.error(
+                    "order %s needs attention: %s",
+                    order.order_id,
+                    event.reason,  # type: ignore[attr-defined]
+                    extra={"order_id": order.order_id},
+                )
 
     # -- placing -------------------------------------------------------------------------
 
@@ -95,7 +101,9 @@ class OrderHandlers:
             await queries.claim_submission_keys(uow.conn, keys, order_id, digest)
         customer = submission.customer
         known = await queries.find_known_customer(
-            uow.conn, customer.id, customer_domain.normalise_email(customer.email),
+            uow.conn,
+            customer.id,
+            customer_domain.normalise_email(customer.email),
             customer_domain.normalise_phone(customer.phone),
         )
         customer_id = known["customer_id"] if known else customer_domain.contact_key(customer, order_id)
@@ -166,8 +174,14 @@ class OrderHandlers:
     # -- customers -----------------------------------------------------------------------
 
     async def register_customer(
-        self, uow: UnitOfWork, customer_id: str, name: str, email: str | None, phone: str | None,
-        region: str | None, blocked: bool,
+        self,
+        uow: UnitOfWork,
+        customer_id: str,
+        name: str,
+        email: str | None,
+        phone: str | None,
+        region: str | None,
+        blocked: bool,
     ) -> None:
         state, version = await uow.load(customer_domain.CUSTOMER, customer_id)
         events = customer_domain.decide_register(state, customer_id, name, email, phone, region)
@@ -234,8 +248,13 @@ async def _fire_next_deadline(runtime: ServiceRuntime, handlers: OrderHandlers) 
         except Exception as error:
             if is_transient(error):
                 raise
-            log.error("deadline %s of order %s failed; retrying in a minute", row.kind, row.order_id,
-                      exc_info=True, extra={"order_id": row.order_id})
+            log.error(
+                "deadline %s of order %s failed; retrying in a minute",
+                row.kind,
+                row.order_id,
+                exc_info=True,
+                extra={"order_id": row.order_id},
+            )
             await uow.conn.execute(
                 text("INSERT INTO saga_deadlines VALUES (:o, :k, :due) ON CONFLICT DO NOTHING"),
                 {"o": row.order_id, "k": row.kind, "due": uow.now + timedelta(minutes=1)},

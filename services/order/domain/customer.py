@@ -64,8 +64,11 @@ def decide_register(
         raise DomainError("customer_exists", f"customer {customer_id} is already registered")
     return [
         CustomerRegistered(
-            customer_id=customer_id, name=name, email=normalise_email(email),
-            phone=normalise_phone(phone), region=region,
+            customer_id=customer_id,
+            name=name,
+            email=normalise_email(email),
+            phone=normalise_phone(phone),
+            region=region,
         )
     ]
 

@@ -68,14 +68,31 @@ class Step:
 # The saga as a table: forward steps in order, with the compensation that undoes each one.
 # When a step fails, the compensations of every step already started run, in reverse order.
 FULFILMENT_SAGA: tuple[Step, ...] = (
-    Step("review", "order", "automatic review rules",
-         ("OrderApproved",), ("OrderHeld -> a person approves or rejects", "OrderRejected"), None),
-    Step("reserve_stock", "inventory", "ReserveStock",
-         ("StockReserved",), ("StockShortage -> backorder, or reject by policy",), "release_stock"),
-    Step("invoice", "billing", "IssueInvoice",
-         ("InvoiceIssued",), ("CreditCheckFailed",), "void_invoice"),
-    Step("payment", "billing", "wait for payment until the deadline (prepaid only)",
-         ("InvoicePaid",), ("PaymentFailed", "payment deadline passed"), None),
+    Step(
+        "review",
+        "order",
+        "automatic review rules",
+        ("OrderApproved",),
+        ("OrderHeld -> a person approves or rejects", "OrderRejected"),
+        None,
+    ),
+    Step(
+        "reserve_stock",
+        "inventory",
+        "ReserveStock",
+        ("StockReserved",),
+        ("StockShortage -> backorder, or reject by policy",),
+        "release_stock",
+    ),
+    Step("invoice", "billing", "IssueInvoice", ("InvoiceIssued",), ("CreditCheckFailed",), "void_invoice"),
+    Step(
+        "payment",
+        "billing",
+        "wait for payment until the deadline (prepaid only)",
+        ("InvoicePaid",),
+        ("PaymentFailed", "payment deadline passed"),
+        None,
+    ),
 )
 
 
@@ -152,7 +169,9 @@ def start(placed: OrderPlaced, facts: ReviewFacts, policy: SagaPolicy) -> Reacti
     saga.emit(placed)
     verdict = review(placed, facts, policy.review)
     if verdict.outcome == "reject":
-        saga.emit(OrderRejected(order_id=placed.order_id, reason="; ".join(verdict.reasons), rejected_by="rules"))
+        saga.emit(
+            OrderRejected(order_id=placed.order_id, reason="; ".join(verdict.reasons), rejected_by="rules")
+        )
     elif verdict.outcome == "hold":
         saga.emit(OrderHeld(order_id=placed.order_id, reasons=verdict.reasons))
     else:
@@ -163,7 +182,9 @@ def start(placed: OrderPlaced, facts: ReviewFacts, policy: SagaPolicy) -> Reacti
 
 def approve(order: Order, actor: str, policy: SagaPolicy) -> Reaction:
     if order.status != "on_hold":
-        raise DomainError("not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be approved")
+        raise DomainError(
+            "not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be approved"
+        )
     saga = _Folding(order)
     saga.emit(OrderApproved(order_id=order.order_id, approved_by=actor))
     _request_stock(saga, policy)
@@ -172,7 +193,9 @@ def approve(order: Order, actor: str, policy: SagaPolicy) -> Reaction:
 
 def reject(order: Order, reason: str, actor: str) -> Reaction:
     if order.status != "on_hold":
-        raise DomainError("not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be rejected")
+        raise DomainError(
+            "not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be rejected"
+        )
     return Reaction([OrderRejected(order_id=order.order_id, reason=reason, rejected_by=actor)])
 
 
@@ -240,7 +263,9 @@ def react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> 
                 saga.emit(OrderAwaitingStock(order_id=order_id, missing=message.missing))
             else:
                 missing = ", ".join(f"{m.sku} (short {m.quantity})" for m in message.missing)
-                saga.emit(OrderRejected(order_id=order_id, reason=f"out of stock: {missing}", rejected_by="rules"))
+                saga.emit(
+                    OrderRejected(order_id=order_id, reason=f"out of stock: {missing}", rejected_by="rules")
+                )
         case InvoiceIssued() if order.stage == "invoicing":
             if message.payment_terms == "prepaid":
                 saga.emit(
@@ -252,7 +277,9 @@ def react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> 
                     )
                 )
             else:
-                saga.emit(OrderConfirmed(order_id=order_id, invoice_id=message.invoice_id, total=message.total))
+                saga.emit(
+                    OrderConfirmed(order_id=order_id, invoice_id=message.invoice_id, total=message.total)
+                )
         case CreditCheckFailed() if order.stage == "invoicing":
             reason = (
                 f"credit limit exceeded: {message.amount:.2f} on top of an open balance of"
@@ -262,7 +289,9 @@ def react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> 
         case PaymentReceived() if message.reference not in order.payment_references:
             saga.emit(
                 OrderPaymentRecorded(
-                    order_id=order_id, amount=message.amount, amount_paid=message.amount_paid,
+                    order_id=order_id,
+                    amount=message.amount,
+                    amount_paid=message.amount_paid,
                     reference=message.reference,
                 )
             )
@@ -270,7 +299,9 @@ def react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> 
             assert order.invoice_id is not None
             saga.emit(OrderConfirmed(order_id=order_id, invoice_id=order.invoice_id, total=order.amount_due))
         case PaymentFailed() if order.stage == "awaiting_payment":
-            return _compensate(order, f"payment {message.reference} failed", "cancelled", "rules", now, policy)
+            return _compensate(
+                order, f"payment {message.reference} failed", "cancelled", "rules", now, policy
+            )
         case RefundIssued() if message.refund_id not in order.refund_ids:
             saga.emit(OrderRefunded(order_id=order_id, amount=message.amount, refund_id=message.refund_id))
         case StockReleased() | InvoiceVoided():
@@ -308,14 +339,22 @@ def steps_to_undo(order: Order, failed_step: str | None = None) -> list[str]:
 
 
 def _compensate(
-    order: Order, reason: str, final_status: Literal["cancelled", "rejected"], actor: str,
-    now: datetime, policy: SagaPolicy, failed_step: str | None = None,
+    order: Order,
+    reason: str,
+    final_status: Literal["cancelled", "rejected"],
+    actor: str,
+    now: datetime,
+    policy: SagaPolicy,
+    failed_step: str | None = None,
 ) -> Reaction:
     saga = _Folding(order)
     steps = steps_to_undo(order, failed_step)
     saga.emit(
         OrderCompensationStarted(
-            order_id=order.order_id, reason=reason, steps=tuple(steps), final_status=final_status,
+            order_id=order.order_id,
+            reason=reason,
+            steps=tuple(steps),
+            final_status=final_status,
             requested_by=actor,
         )
     )
@@ -352,7 +391,10 @@ def _retry_compensation(order: Order, step: str, now: datetime, policy: SagaPoli
                 OrderNeedsAttention(
                     order_id=order.order_id,
                     step=step,
-                    reason=f"{step} got no answer from {COMPENSATIONS[step].participant} after {attempts} attempts",
+                    reason=(
+                        f"{step} got no answer from {COMPENSATIONS[step].participant}"
+                        f" after {attempts} attempts"
+                    ),
                 )
             )
         return saga.reaction
@@ -377,6 +419,10 @@ def _finish(saga: _Folding) -> None:
     assert compensation is not None
     order_id = saga.order.order_id
     if compensation.final_status == "rejected":
-        saga.emit(OrderRejected(order_id=order_id, reason=compensation.reason, rejected_by=compensation.actor))
+        saga.emit(
+            OrderRejected(order_id=order_id, reason=compensation.reason, rejected_by=compensation.actor)
+        )
     else:
-        saga.emit(OrderCancelled(order_id=order_id, reason=compensation.reason, cancelled_by=compensation.actor))
+        saga.emit(
+            OrderCancelled(order_id=order_id, reason=compensation.reason, cancelled_by=compensation.actor)
+        )

@@ -92,8 +92,14 @@ async def list_orders(
 ) -> dict[str, Any]:
     async with _runtime(request).engine.connect() as conn:
         return await queries.list_orders(
-            conn, status=status, customer_id=customer_id, channel=channel,
-            placed_after=placed_after, placed_before=placed_before, cursor=cursor, limit=limit,
+            conn,
+            status=status,
+            customer_id=customer_id,
+            channel=channel,
+            placed_after=placed_after,
+            placed_before=placed_before,
+            cursor=cursor,
+            limit=limit,
         )
 
 
@@ -108,7 +114,9 @@ async def approve_order(
     order_id: str, request: Request, x_actor: Annotated[str | None, Header()] = None
 ) -> dict[str, Any]:
     actor = _actor(x_actor, "user:order-desk")
-    return await _decide(request, order_id, actor, lambda uow: _handlers(request).approve(uow, order_id, actor))
+    return await _decide(
+        request, order_id, actor, lambda uow: _handlers(request).approve(uow, order_id, actor)
+    )
 
 
 @router.post("/orders/{order_id}/reject", tags=["order desk"])
@@ -135,7 +143,9 @@ async def cancel_order(
 async def register_customer(
     body: CustomerIn, request: Request, x_actor: Annotated[str | None, Header()] = None
 ) -> dict[str, Any]:
-    context = MessageContext(correlation_id=f"customer:{body.customer_id}", actor=_actor(x_actor, "api:order"))
+    context = MessageContext(
+        correlation_id=f"customer:{body.customer_id}", actor=_actor(x_actor, "api:order")
+    )
     await _runtime(request).execute(
         context,
         lambda uow: _handlers(request).register_customer(
@@ -145,7 +155,9 @@ async def register_customer(
     return body.model_dump()
 
 
-async def _set_blocked(request: Request, customer_id: str, blocked: bool, reason: str, actor: str) -> dict[str, Any]:
+async def _set_blocked(
+    request: Request, customer_id: str, blocked: bool, reason: str, actor: str
+) -> dict[str, Any]:
     context = MessageContext(correlation_id=f"customer:{customer_id}", actor=actor)
     await _runtime(request).execute(
         context, lambda uow: _handlers(request).set_blocked(uow, customer_id, blocked, reason)
@@ -172,13 +184,22 @@ async def saga_definition() -> dict[str, Any]:
     """The fulfilment saga as a table of steps and compensations."""
     return {
         "steps": [
-            {"step": s.name, "participant": s.participant, "request": s.request,
-             "succeeds_on": s.succeeds_on, "fails_on": s.fails_on, "compensation": s.compensation}
+            {
+                "step": s.name,
+                "participant": s.participant,
+                "request": s.request,
+                "succeeds_on": s.succeeds_on,
+                "fails_on": s.fails_on,
+                "compensation": s.compensation,
+            }
             for s in FULFILMENT_SAGA
         ],
         "compensations": {
-            name: {"participant": c.participant, "command": c.command.message_type,
-                   "completed_by": c.completed_by.message_type}
+            name: {
+                "participant": c.participant,
+                "command": c.command.message_type,
+                "completed_by": c.completed_by.message_type,
+            }
             for name, c in COMPENSATIONS.items()
         },
     }

@@ -47,9 +47,7 @@ def test_order_exactly_at_the_limit_is_approved() -> None:
 def test_order_over_the_limit_is_held_with_its_value_and_the_limit() -> None:
     verdict = review(placed("100.01"), ReviewFacts(), POLICY)
 
-    assert verdict == Verdict(
-        "hold", ("order value 100.01 EUR is over the review limit of 100.00",)
-    )
+    assert verdict == Verdict("hold", ("order value 100.01 EUR is over the review limit of 100.00",))
 
 
 def test_default_limit_is_5000() -> None:
@@ -78,9 +76,7 @@ def test_delivery_with_an_incomplete_address_is_held_naming_only_the_missing_fie
 
     verdict = review(placed(method=method, address=address), ReviewFacts(), POLICY)
 
-    assert verdict == Verdict(
-        "hold", ("delivery address is incomplete (missing city, postal_code)",)
-    )
+    assert verdict == Verdict("hold", ("delivery address is incomplete (missing city, postal_code)",))
 
 
 @pytest.mark.parametrize("address", [None, Address()], ids=["no_address", "empty_address"])

@@ -247,7 +247,10 @@ def compensating(
 ) -> tuple[DomainEvent, ...]:
     """A history whose compensation has started and asked each step once."""
     started = OrderCompensationStarted(
-        order_id=ORDER_ID, reason="why", steps=steps, final_status=final_status,
+        order_id=ORDER_ID,
+        reason="why",
+        steps=steps,
+        final_status=final_status,
         requested_by="rules",
     )
     requested = tuple(
@@ -305,8 +308,12 @@ def credit_check_failed() -> CreditCheckFailed:
 
 def payment_received(amount: Decimal = TOTAL, amount_paid: Decimal = TOTAL) -> PaymentReceived:
     return PaymentReceived(
-        order_id=ORDER_ID, invoice_id=INVOICE_ID, reference="pay-1", method="card",
-        amount=amount, amount_paid=amount_paid,
+        order_id=ORDER_ID,
+        invoice_id=INVOICE_ID,
+        reference="pay-1",
+        method="card",
+        amount=amount,
+        amount_paid=amount_paid,
     )
 
 
@@ -365,9 +372,7 @@ def test_auto_approved_order_is_approved_and_inventory_asked_to_reserve_merged_l
     reaction = start_approved()
 
     result = (
-        expect(reaction)
-        .events(OrderPlaced, OrderApproved, StockReservationRequested)
-        .commands(ReserveStock)
+        expect(reaction).events(OrderPlaced, OrderApproved, StockReservationRequested).commands(ReserveStock)
     )
     assert result.event(OrderApproved).approved_by == "rules"
     assert result.event(StockReservationRequested).lines == REQUESTED_LINES
@@ -426,9 +431,7 @@ def test_order_over_the_amount_limit_is_held_for_a_person_without_commands() -> 
 @pytest.mark.parametrize(
     "address", [None, Address(line1="1 Main St", country="US")], ids=["missing", "incomplete"]
 )
-def test_delivery_without_a_complete_address_is_held(
-    method: ShippingMethod, address: Address | None
-) -> None:
+def test_delivery_without_a_complete_address_is_held(method: ShippingMethod, address: Address | None) -> None:
     reaction = start(placed(method=method, address=address), ReviewFacts(), POLICY)
 
     held = expect(reaction).events(OrderPlaced, OrderHeld).no_commands().event(OrderHeld)
@@ -466,9 +469,7 @@ def test_blocked_customer_is_rejected_without_commands() -> None:
 def test_pickup_order_needs_no_address() -> None:
     reaction = start(placed(method="pickup", address=None), ReviewFacts(), POLICY)
 
-    expect(reaction).events(OrderPlaced, OrderApproved, StockReservationRequested).commands(
-        ReserveStock
-    )
+    expect(reaction).events(OrderPlaced, OrderApproved, StockReservationRequested).commands(ReserveStock)
 
 
 # -- a person approves or rejects a held order -------------------------------------------------
@@ -479,9 +480,7 @@ def test_person_approves_a_held_order_and_stock_is_requested() -> None:
 
     reaction = approve(order, "alice", POLICY)
 
-    result = (
-        expect(reaction).events(OrderApproved, StockReservationRequested).commands(ReserveStock)
-    )
+    result = expect(reaction).events(OrderApproved, StockReservationRequested).commands(ReserveStock)
     assert result.event(OrderApproved).approved_by == "alice"
     assert result.command(ReserveStock).lines == REQUESTED_LINES
     assert and_given(order, reaction).stage == "reserving"
@@ -534,11 +533,7 @@ def test_stock_reserved_allocates_and_requests_an_invoice_due_at_the_payment_dea
 
     reaction = when(order, stock_reserved())
 
-    result = (
-        expect(reaction)
-        .events(OrderStockAllocated, InvoiceRequested)
-        .commands(IssueInvoice)
-    )
+    result = expect(reaction).events(OrderStockAllocated, InvoiceRequested).commands(IssueInvoice)
     assert result.event(OrderStockAllocated).allocations == ALLOCATIONS
     invoice = result.command(IssueInvoice)
     p = placed()
@@ -625,9 +620,7 @@ def test_payment_received_is_recorded_on_the_order() -> None:
 
     reaction = when(order, payment_received(Decimal("10.00"), Decimal("10.00")))
 
-    recorded = expect(reaction).events(OrderPaymentRecorded).no_commands().event(
-        OrderPaymentRecorded
-    )
+    recorded = expect(reaction).events(OrderPaymentRecorded).no_commands().event(OrderPaymentRecorded)
     assert (recorded.amount, recorded.amount_paid) == (Decimal("10.00"), Decimal("10.00"))
     assert and_given(order, reaction).amount_paid == Decimal("10.00")
 
@@ -652,9 +645,7 @@ def test_credit_check_failed_releases_the_stock_and_will_reject_the_order() -> N
     reaction = when(order, credit_check_failed())
 
     result = (
-        expect(reaction)
-        .events(OrderCompensationStarted, CompensationStepRequested)
-        .commands(ReleaseStock)
+        expect(reaction).events(OrderCompensationStarted, CompensationStepRequested).commands(ReleaseStock)
     )
     started = result.event(OrderCompensationStarted)
     assert started.final_status == "rejected"
@@ -671,7 +662,8 @@ def test_credit_check_failed_releases_the_stock_and_will_reject_the_order() -> N
 def test_stock_released_after_a_failed_credit_check_rejects_the_order() -> None:
     order = given(
         *compensating(
-            *invoicing(placed(terms="on_account")), steps=("release_stock",),
+            *invoicing(placed(terms="on_account")),
+            steps=("release_stock",),
             final_status="rejected",
         )
     )
@@ -712,9 +704,7 @@ def test_payment_failed_voids_the_invoice_and_releases_the_stock_in_reverse_orde
     [(stock_released, invoice_voided), (invoice_voided, stock_released)],
     ids=["stock_first", "invoice_first"],
 )
-def test_order_is_cancelled_only_after_the_last_compensation_reply(
-    first: Reply, last: Reply
-) -> None:
+def test_order_is_cancelled_only_after_the_last_compensation_reply(first: Reply, last: Reply) -> None:
     order = given(*awaiting_payment())
     order = and_given(order, when(order, payment_failed()))
 
@@ -778,18 +768,14 @@ def test_cancel_before_stock_was_requested_cancels_at_once_without_commands() ->
     assert and_given(order, reaction).status == "cancelled"
 
 
-@pytest.mark.parametrize(
-    "history", [reserving, awaiting_stock], ids=["reserving", "awaiting_stock"]
-)
+@pytest.mark.parametrize("history", [reserving, awaiting_stock], ids=["reserving", "awaiting_stock"])
 def test_cancel_before_invoicing_only_releases_the_stock(history: History) -> None:
     order = given(*history())
 
     reaction = cancel(order, "changed mind", "alice", NOW, POLICY)
 
     result = (
-        expect(reaction)
-        .events(OrderCompensationStarted, CompensationStepRequested)
-        .commands(ReleaseStock)
+        expect(reaction).events(OrderCompensationStarted, CompensationStepRequested).commands(ReleaseStock)
     )
     started = result.event(OrderCompensationStarted)
     assert started.steps == ("release_stock",)
@@ -959,9 +945,7 @@ LATE_OR_DUPLICATE = {
 }
 
 
-@pytest.mark.parametrize(
-    ("history", "reply"), LATE_OR_DUPLICATE.values(), ids=LATE_OR_DUPLICATE.keys()
-)
+@pytest.mark.parametrize(("history", "reply"), LATE_OR_DUPLICATE.values(), ids=LATE_OR_DUPLICATE.keys())
 def test_late_or_duplicate_reply_changes_nothing(history: History, reply: Reply) -> None:
     order = given(*history())
 
