@@ -88,9 +88,9 @@ class EventConsumer:
 
     def attach(self, broker: KafkaBroker) -> None:
         async def on_batch(message: KafkaMessage) -> None:
-            records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message  # type: ignore[assignment]
+            records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message
             await self.handle_records(records)
-            self._report_lag(message.consumer, records)  # type: ignore[attr-defined]
+            self._report_lag(message.consumer, records)
 
         broker.subscriber(
             *self.topics,

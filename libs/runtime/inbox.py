@@ -18,4 +18,4 @@ async def claim(conn: AsyncConnection, consumer: str, event_id: UUID) -> bool:
         text("INSERT INTO inbox (consumer, event_id) VALUES (:c, :e) ON CONFLICT DO NOTHING"),
         {"c": consumer, "e": event_id},
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)

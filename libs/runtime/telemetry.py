@@ -71,7 +71,7 @@ def configure_tracing(service: str, exporter: str = "none") -> None:
     if exporter == "console":
         span_exporter = ConsoleSpanExporter()
     elif exporter == "otlp":  # pragma: no cover - needs the optional OTLP exporter package
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter,
         )
 

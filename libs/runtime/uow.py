@@ -92,7 +92,7 @@ class UnitOfWork:
         stream_id = kind.stream_id(aggregate_id)
         known = self._seen.get(stream_id) or (self.cache.get(stream_id) if self.cache else None)
         if known is not None:
-            return known  # type: ignore[return-value]
+            return known
         envelopes = await eventstore.read_stream(self.conn, stream_id)
         events = [registry.load(e.event_type, e.event_version, e.payload) for e in envelopes]
         state = kind.replay(events)  # type: ignore[arg-type]

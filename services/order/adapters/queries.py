@@ -77,7 +77,7 @@ async def claim_submission_keys(
             ),
             {"keys": keys, "o": order_id, "h": body_hash},
         )
-    ).rowcount  # type: ignore[attr-defined]
+    ).rowcount
     if inserted != len(keys):
         raise ConcurrencyConflict("the same submission is being placed concurrently")
 
@@ -160,7 +160,8 @@ async def list_orders(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
-    where, params = [], {"limit": limit + 1}
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit + 1}
     for column, value in (("status", status), ("customer_id", customer_id), ("channel", channel)):
         if value:
             where.append(f"{column} = :{column}")

@@ -65,9 +65,8 @@ class OrderHandlers:
         if reaction.events:
             await uow.record(ORDER, order.order_id, version, reaction.events)
         for outgoing in reaction.commands:
-            await uow.send(
-                outgoing.command, outgoing.command.order_id, uuid5(NAMESPACE_URL, outgoing.dedupe_key)
-            )  # type: ignore[attr-defined]
+            # Every command the saga sends is about this order, and keyed by it.
+            await uow.send(outgoing.command, order.order_id, uuid5(NAMESPACE_URL, outgoing.dedupe_key))
         for event in reaction.events:
             if (outcome := OUTCOME_EVENTS.get(event.message_type)) is not None:
                 SAGA_OUTCOMES.labels(outcome).inc()
@@ -127,7 +126,7 @@ class OrderHandlers:
         )
         reaction = saga.start(placed, facts, self.policy)
         await self.apply(uow, Order(order_id=order_id), 0, reaction)
-        final = ORDER.replay(reaction.events)  # type: ignore[arg-type]
+        final = ORDER.replay(reaction.events)
         return Placement(order_id, final.status, created=True)
 
     async def on_intake(self, uow: UnitOfWork, decoded: Decoded) -> None:
