@@ -79,6 +79,7 @@ class EventConsumer:
         self.topics = tuple(dict.fromkeys(settings.topic(t) for t in topics))
         self.dead_letter_topic = dead_letter_topic(self.name)
         self.handlers = dict(handlers)
+        self.handled_types = {model.message_type for model in self.handlers}
         self.engine = engine
         self.settings = settings
         self.actor = actor
@@ -117,6 +118,8 @@ class EventConsumer:
         started = time.perf_counter()
         wanted: list[Received] = []
         for record in records:
+            if not self._wanted(record):
+                continue
             try:
                 decoded = decode(record.value or b"")
             except DecodeError as error:
@@ -134,17 +137,30 @@ class EventConsumer:
         HANDLER_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         faults.crash_point(faults.AFTER_DB_COMMIT_BEFORE_OFFSET_COMMIT)
 
+    def _wanted(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Skip, without decoding, messages whose event_type header names a type this consumer
+        does not handle (a topic carries many). Messages without the header are decoded, so
+        garbage still reaches the dead-letter topic."""
+        for key, value in record.headers or ():
+            if key == "event_type":
+                return value.decode(errors="replace") in self.handled_types
+        return True
+
     async def _apply(self, items: Sequence[Received]) -> None:
         first = items[0].decoded.envelope
         context = MessageContext.caused_by(first, self.actor)
         async with unit_of_work(self.engine, context, projector=self.projector, cache=self.cache) as uow:
             outcomes = []
+            unclaimed = await inbox.claim_all(
+                uow.conn, self.name, [i.decoded.envelope.event_id for i in items]
+            )
             for item in items:
                 envelope = item.decoded.envelope
                 uow.context = MessageContext.caused_by(envelope, self.actor)
-                if not await inbox.claim(uow.conn, self.name, envelope.event_id):
+                if envelope.event_id not in unclaimed:
                     outcomes.append((envelope.event_type, "duplicate"))
                     continue
+                unclaimed.discard(envelope.event_id)  # the same message twice in one batch
                 with consuming_span(
                     f"{self.name} handle {envelope.event_type}",
                     item.headers,

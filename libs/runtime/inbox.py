@@ -19,3 +19,15 @@ async def claim(conn: AsyncConnection, consumer: str, event_id: UUID) -> bool:
         {"c": consumer, "e": event_id},
     )
     return bool(result.rowcount)
+
+
+async def claim_all(conn: AsyncConnection, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+    """claim() for a whole consumed batch in one statement: the ids not handled before."""
+    result = await conn.execute(
+        text(
+            "INSERT INTO inbox (consumer, event_id) SELECT :c, unnest(CAST(:ids AS uuid[]))"
+            " ON CONFLICT DO NOTHING RETURNING event_id"
+        ),
+        {"c": consumer, "ids": event_ids},
+    )
+    return {row.event_id for row in result}

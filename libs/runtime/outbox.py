@@ -40,7 +40,11 @@ async def put(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> Non
             for m in messages
         ],
     )
-    # Delivered only if and when the transaction commits; many NOTIFYs fold into one.
+
+
+async def wake_relay(conn: AsyncConnection) -> None:
+    """Tell the relay there is work. Delivered only when the transaction commits, so it never
+    looks for rows it cannot see yet; one per transaction is enough."""
     await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 

@@ -86,6 +86,7 @@ class UnitOfWork:
     # they enter the shared cache only if the transaction commits.
     _seen: dict[str, tuple[Any, int]] = field(default_factory=dict)
     _unknown: set[str] = field(default_factory=set)
+    wrote_outbox: bool = False
 
     async def load(self, kind: AggregateKind[State], aggregate_id: str) -> tuple[State, int]:
         """Rebuild an aggregate; returns its state and version (0 if it does not exist)."""
@@ -156,16 +157,14 @@ class UnitOfWork:
             raise
         self._advance(kind, kind.stream_id(aggregate_id), expected_version, events)
         if self.projector is not None:
-            for event, envelope in zip(events, envelopes, strict=False):
+            for event, envelope in zip(events, envelopes, strict=True):
                 await self.projector(self.conn, envelope, event)
         headers = trace_headers()
         await outbox.put(
             self.conn,
-            [
-                outbox.OutgoingMessage(e.topic, env, headers)
-                for e, env in zip(events, envelopes, strict=False)
-            ],
+            [outbox.OutgoingMessage(e.topic, env, headers) for e, env in zip(events, envelopes, strict=True)],
         )
+        self.wrote_outbox = True
         self.appended.extend(envelopes)
         return expected_version + len(envelopes)
 
@@ -183,6 +182,7 @@ class UnitOfWork:
             actor=self.context.actor,
         )
         await outbox.put(self.conn, [outbox.OutgoingMessage(command.topic, envelope, trace_headers())])
+        self.wrote_outbox = True
         return envelope
 
 
@@ -197,6 +197,8 @@ async def unit_of_work(
     async with engine.begin() as conn:
         uow = UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector, cache=cache)
         yield uow
+        if uow.wrote_outbox:
+            await outbox.wake_relay(conn)
     uow.committed()
 
 

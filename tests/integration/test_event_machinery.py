@@ -153,6 +153,14 @@ async def test_inbox_accepts_a_message_once_per_consumer(engine: AsyncEngine) ->
         assert await inbox.claim(conn, "reporting", event_id) is True
 
 
+async def test_inbox_claims_a_batch_once_even_with_repeats_inside_it(engine: AsyncEngine) -> None:
+    seen_before, new, repeated = uuid4(), uuid4(), uuid4()
+    async with engine.begin() as conn:
+        await inbox.claim(conn, "order-saga", seen_before)
+        claimed = await inbox.claim_all(conn, "order-saga", [seen_before, new, repeated, repeated])
+    assert claimed == {new, repeated}
+
+
 # --- relay and consumer on the real broker ------------------------------------------------
 
 
