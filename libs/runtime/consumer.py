@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -32,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.events import Decoded, DecodeError, Message, decode
 from libs.events.topics import dead_letter_topic
 from libs.runtime import faults, inbox
-from libs.runtime.db import is_transient
+from libs.runtime.db import ConcurrencyConflict, is_transient
 from libs.runtime.kafka import durable_producer
 from libs.runtime.metrics import (
     CONSUMER_LAG,
@@ -202,6 +203,11 @@ class EventConsumer:
             try:
                 await work()
                 return
+            except ConcurrencyConflict:
+                # Another writer got there first; the state is reloaded on the next attempt.
+                # Not an outage, so no growing backoff: a short random pause breaks ties.
+                HANDLER_ERRORS.labels(self.name, "conflict").inc()
+                await asyncio.sleep(random.uniform(0, 0.02))
             except Exception as error:
                 if not is_transient(error):
                     raise

@@ -153,7 +153,10 @@ class UnitOfWork:
             await eventstore.append(self.conn, envelopes)
         except ConcurrencyConflict:
             if self.cache is not None:
-                self.cache.evict([kind.stream_id(aggregate_id)])
+                # Another replica writes these streams too: forget everything this unit of
+                # work relied on, so the retry reloads it all at once, not one stale stream
+                # per attempt.
+                self.cache.evict([kind.stream_id(aggregate_id), *self._seen])
             raise
         self._advance(kind, kind.stream_id(aggregate_id), expected_version, events)
         if self.projector is not None:
