@@ -128,13 +128,17 @@ def _children(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes, plus (for the first, the parent) that of its
+    children that have exited: PostgreSQL backends come and go."""
     total = 0.0
-    for pid in pids:
+    for index, pid in enumerate(pids):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
         except OSError:
-            pass
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        if index == 0:
+            total += (int(fields[13]) + int(fields[14])) / CLK_TCK
     return total
 
 

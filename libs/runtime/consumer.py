@@ -153,7 +153,7 @@ class EventConsumer:
         async with unit_of_work(self.engine, context, projector=self.projector, cache=self.cache) as uow:
             outcomes = []
             unclaimed = await inbox.claim_all(
-                uow.conn, self.name, [i.decoded.envelope.event_id for i in items]
+                await uow.db(), self.name, [i.decoded.envelope.event_id for i in items]
             )
             for item in items:
                 envelope = item.decoded.envelope

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from libs.runtime.settings import RuntimeSettings
 
@@ -124,3 +128,60 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, asyncpg.PostgresError):
         return getattr(error, "sqlstate", None) in _TRANSIENT_SQLSTATES
     return False
+
+
+async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under an SQLAlchemy one, inside the same transaction.
+
+    The per-message write path (events, outbox, inbox, projections) talks to the driver:
+    measured on this machine, one INSERT costs ~25 µs of CPU through asyncpg and ~135 µs
+    through SQLAlchemy's text() layer, and a message takes a dozen statements. SQLAlchemy
+    still owns the pool and the transaction; it begins lazily, so one statement goes through
+    it first.
+    """
+    await conn.exec_driver_sql("SELECT 1")
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class Sql:
+    """A statement with :named parameters, run on the asyncpg driver connection.
+
+    Names are turned into $1, $2, ... once, when the statement is built; keep instances at
+    module level (or let `sql()` cache them) so that work is not repeated per call.
+    """
+
+    def __init__(self, statement: str) -> None:
+        names: list[str] = []
+
+        def position(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
+
+        self.text = _NAMED.sub(position, statement)
+        self.names = tuple(names)
+
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(params[name] for name in self.names)
+
+    async def execute(self, db: asyncpg.Connection, params: Mapping[str, Any] | None = None) -> str:
+        return str(await db.execute(self.text, *self.args(params or {})))
+
+    async def execute_many(self, db: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        await db.executemany(self.text, [self.args(row) for row in rows])
+
+    async def fetch(
+        self, db: asyncpg.Connection, params: Mapping[str, Any] | None = None
+    ) -> list[asyncpg.Record]:
+        return list(await db.fetch(self.text, *self.args(params or {})))
+
+
+@functools.lru_cache(maxsize=1024)
+def sql(statement: str) -> Sql:
+    """Sql(statement), built once per distinct text (statements assembled at run time)."""
+    return Sql(statement)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.events import Envelope
-from libs.runtime.db import ConcurrencyConflict
+from libs.runtime.db import ConcurrencyConflict, Sql
 
 _COLUMNS = (
     "event_id, event_type, event_version, stream_type, stream_id, version, occurred_at,"
@@ -34,32 +34,35 @@ class StoredEvent:
     envelope: Envelope
 
 
-def _to_envelope(row: Any) -> Envelope:
-    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+def _to_envelope(row: Mapping[str, Any]) -> Envelope:
+    payload = row["payload"] if isinstance(row["payload"], dict) else json.loads(row["payload"])
     return Envelope(
-        event_id=row.event_id,
-        event_type=row.event_type,
-        event_version=row.event_version,
-        aggregate_type=row.stream_type,
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        event_version=row["event_version"],
+        aggregate_type=row["stream_type"],
         # Stream ids are "<aggregate type>-<aggregate id>"; the envelope carries the plain id.
-        aggregate_id=row.stream_id[len(row.stream_type) + 1 :],
-        aggregate_version=row.version,
-        occurred_at=row.occurred_at,
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-        actor=row.actor,
+        aggregate_id=row["stream_id"][len(row["stream_type"]) + 1 :],
+        aggregate_version=row["version"],
+        occurred_at=row["occurred_at"],
+        correlation_id=row["correlation_id"],
+        causation_id=row["causation_id"],
+        actor=row["actor"],
         payload=payload,
     )
 
 
-_INSERT = text(
+_INSERT = Sql(
     f"INSERT INTO events ({_COLUMNS}) VALUES (:event_id, :event_type, :event_version,"
     " :stream_type, :stream_id, :version, :occurred_at, :correlation_id, :causation_id,"
     " :actor, CAST(:payload AS jsonb))"
 )
+_READ_STREAM = Sql(
+    f"SELECT {_COLUMNS} FROM events WHERE stream_id = :stream AND version > :after ORDER BY version"
+)
 
 
-async def append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+async def append(db: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
     """Append events; each envelope's aggregate_version is the version it creates.
 
     Versions of one stream must follow on from what the writer loaded. If another writer got
@@ -85,20 +88,19 @@ async def append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
         for e in envelopes
     ]
     try:
-        await conn.execute(_INSERT, rows)
-    except sa_exc.IntegrityError as error:
-        if "events_pkey" in str(error.orig):
+        await _INSERT.execute_many(db, rows)
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == "events_pkey":
             streams = sorted({f"{e.aggregate_type}-{e.aggregate_id}" for e in envelopes})
             raise ConcurrencyConflict(f"stream(s) {streams} were changed concurrently") from error
         raise
 
 
-async def read_stream(conn: AsyncConnection, stream_id: str, after_version: int = 0) -> list[Envelope]:
-    result = await conn.execute(
-        text(f"SELECT {_COLUMNS} FROM events WHERE stream_id = :s AND version > :v ORDER BY version"),
-        {"s": stream_id, "v": after_version},
-    )
-    return [_to_envelope(row) for row in result]
+async def read_stream(db: asyncpg.Connection, stream_id: str, after_version: int = 0) -> list[Envelope]:
+    return [
+        _to_envelope(row)
+        for row in await _READ_STREAM.fetch(db, {"stream": stream_id, "after": after_version})
+    ]
 
 
 async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
@@ -126,4 +128,7 @@ async def read_all(
         ),
         {"tx": str(after.transaction_id), "gp": after.global_position, "limit": limit},
     )
-    return [StoredEvent(Position(int(row.tx), int(row.global_position)), _to_envelope(row)) for row in result]
+    return [
+        StoredEvent(Position(int(row.tx), int(row.global_position)), _to_envelope(dict(row._mapping)))
+        for row in result
+    ]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.runtime.db import Sql
 
 
 async def claim(conn: AsyncConnection, consumer: str, event_id: UUID) -> bool:
@@ -21,13 +24,13 @@ async def claim(conn: AsyncConnection, consumer: str, event_id: UUID) -> bool:
     return bool(result.rowcount)
 
 
-async def claim_all(conn: AsyncConnection, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+_CLAIM_ALL = Sql(
+    "INSERT INTO inbox (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS uuid[]))"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
+
+async def claim_all(db: asyncpg.Connection, consumer: str, event_ids: list[UUID]) -> set[UUID]:
     """claim() for a whole consumed batch in one statement: the ids not handled before."""
-    result = await conn.execute(
-        text(
-            "INSERT INTO inbox (consumer, event_id) SELECT :c, unnest(CAST(:ids AS uuid[]))"
-            " ON CONFLICT DO NOTHING RETURNING event_id"
-        ),
-        {"c": consumer, "ids": event_ids},
-    )
-    return {row.event_id for row in result}
+    rows = await _CLAIM_ALL.fetch(db, {"consumer": consumer, "ids": event_ids})
+    return {row["event_id"] for row in rows}

@@ -7,10 +7,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.events import Envelope, encode
+from libs.runtime.db import Sql
 
 NOTIFY_CHANNEL = "ordermesh_outbox"
 
@@ -22,14 +24,16 @@ class OutgoingMessage:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-async def put(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
+_INSERT = Sql(
+    "INSERT INTO outbox (topic, key, value, headers) VALUES (:topic, :key, :value, CAST(:headers AS jsonb))"
+)
+
+
+async def put(db: asyncpg.Connection, messages: Sequence[OutgoingMessage]) -> None:
     if not messages:
         return
-    await conn.execute(
-        text(
-            "INSERT INTO outbox (topic, key, value, headers)"
-            " VALUES (:topic, :key, :value, CAST(:headers AS jsonb))"
-        ),
+    await _INSERT.execute_many(
+        db,
         [
             {
                 "topic": m.topic,
@@ -42,10 +46,10 @@ async def put(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> Non
     )
 
 
-async def wake_relay(conn: AsyncConnection) -> None:
+async def wake_relay(db: asyncpg.Connection) -> None:
     """Tell the relay there is work. Delivered only when the transaction commits, so it never
     looks for rows it cannot see yet; one per transaction is enough."""
-    await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    await db.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 async def backlog(conn: AsyncConnection) -> int:

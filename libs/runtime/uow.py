@@ -13,19 +13,21 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.domain import AggregateKind
 from libs.events import Command, DomainEvent, Envelope, make_envelope, registry
 from libs.runtime import eventstore, outbox
-from libs.runtime.db import ConcurrencyConflict
+from libs.runtime.db import ConcurrencyConflict, driver_connection
 from libs.runtime.telemetry import trace_headers
 
 State = TypeVar("State")
 
 # Updates the service's query tables from one just-appended event, inside the same
-# transaction, so read models never lag their events (and can be rebuilt by replaying).
-Projector = Callable[[AsyncConnection, Envelope, DomainEvent], Awaitable[None]]
+# transaction (on its driver connection), so read models never lag their events (and can
+# be rebuilt by replaying).
+Projector = Callable[[asyncpg.Connection, Envelope, DomainEvent], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,13 @@ class UnitOfWork:
     _seen: dict[str, tuple[Any, int]] = field(default_factory=dict)
     _unknown: set[str] = field(default_factory=set)
     wrote_outbox: bool = False
+    _driver: asyncpg.Connection | None = None
+
+    async def db(self) -> asyncpg.Connection:
+        """The driver connection of this transaction, for the per-message write path."""
+        if self._driver is None:
+            self._driver = await driver_connection(self.conn)
+        return self._driver
 
     async def load(self, kind: AggregateKind[State], aggregate_id: str) -> tuple[State, int]:
         """Rebuild an aggregate; returns its state and version (0 if it does not exist)."""
@@ -94,7 +103,7 @@ class UnitOfWork:
         known = self._seen.get(stream_id) or (self.cache.get(stream_id) if self.cache else None)
         if known is not None:
             return known
-        envelopes = await eventstore.read_stream(self.conn, stream_id)
+        envelopes = await eventstore.read_stream(await self.db(), stream_id)
         events = [registry.load(e.event_type, e.event_version, e.payload) for e in envelopes]
         state = kind.replay(events)  # type: ignore[arg-type]
         self._seen[stream_id] = (state, len(envelopes))
@@ -123,7 +132,7 @@ class UnitOfWork:
         self._seen[stream_id] = (state, expected + len(events))
 
     async def history(self, kind: AggregateKind[State], aggregate_id: str) -> list[Envelope]:
-        return await eventstore.read_stream(self.conn, kind.stream_id(aggregate_id))
+        return await eventstore.read_stream(await self.db(), kind.stream_id(aggregate_id))
 
     async def record(
         self,
@@ -149,8 +158,9 @@ class UnitOfWork:
             )
             for offset, event in enumerate(events, start=1)
         ]
+        db = await self.db()
         try:
-            await eventstore.append(self.conn, envelopes)
+            await eventstore.append(db, envelopes)
         except ConcurrencyConflict:
             if self.cache is not None:
                 # Another replica writes these streams too: forget everything this unit of
@@ -161,10 +171,10 @@ class UnitOfWork:
         self._advance(kind, kind.stream_id(aggregate_id), expected_version, events)
         if self.projector is not None:
             for event, envelope in zip(events, envelopes, strict=True):
-                await self.projector(self.conn, envelope, event)
+                await self.projector(db, envelope, event)
         headers = trace_headers()
         await outbox.put(
-            self.conn,
+            db,
             [outbox.OutgoingMessage(e.topic, env, headers) for e, env in zip(events, envelopes, strict=True)],
         )
         self.wrote_outbox = True
@@ -184,7 +194,7 @@ class UnitOfWork:
             causation_id=self.context.causation_id,
             actor=self.context.actor,
         )
-        await outbox.put(self.conn, [outbox.OutgoingMessage(command.topic, envelope, trace_headers())])
+        await outbox.put(await self.db(), [outbox.OutgoingMessage(command.topic, envelope, trace_headers())])
         self.wrote_outbox = True
         return envelope
 
@@ -201,7 +211,7 @@ async def unit_of_work(
         uow = UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector, cache=cache)
         yield uow
         if uow.wrote_outbox:
-            await outbox.wake_relay(conn)
+            await outbox.wake_relay(await uow.db())
     uow.committed()
 
 

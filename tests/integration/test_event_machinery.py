@@ -21,7 +21,7 @@ from libs.events.base import DomainEvent
 from libs.events.topics import dead_letter_topic
 from libs.runtime import eventstore, faults, inbox, outbox
 from libs.runtime.consumer import EventConsumer
-from libs.runtime.db import ConcurrencyConflict
+from libs.runtime.db import ConcurrencyConflict, driver_connection
 from libs.runtime.eventstore import Position
 from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
@@ -157,7 +157,9 @@ async def test_inbox_claims_a_batch_once_even_with_repeats_inside_it(engine: Asy
     seen_before, new, repeated = uuid4(), uuid4(), uuid4()
     async with engine.begin() as conn:
         await inbox.claim(conn, "order-saga", seen_before)
-        claimed = await inbox.claim_all(conn, "order-saga", [seen_before, new, repeated, repeated])
+        claimed = await inbox.claim_all(
+            await driver_connection(conn), "order-saga", [seen_before, new, repeated, repeated]
+        )
     assert claimed == {new, repeated}
 
 

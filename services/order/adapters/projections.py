@@ -6,8 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
 from libs.events import Envelope
 from libs.events.base import DomainEvent
@@ -15,6 +14,7 @@ from libs.events.order import (
     CompensationStepCompleted,
     CompensationStepRequested,
     CustomerBlocked,
+    CustomerEvent,
     CustomerRegistered,
     CustomerUnblocked,
     InvoiceRequested,
@@ -33,6 +33,7 @@ from libs.events.order import (
     OrderStockAllocated,
     StockReservationRequested,
 )
+from libs.runtime.db import Sql, sql
 
 _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     # event -> (status, stage); None leaves the column as it is
@@ -58,13 +59,13 @@ def fingerprint(event: OrderPlaced) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
-async def project(conn: AsyncConnection, envelope: Envelope, event: DomainEvent) -> None:
+async def project(db: asyncpg.Connection, envelope: Envelope, event: DomainEvent) -> None:
     at = envelope.occurred_at
     if isinstance(event, OrderPlaced):
-        await _insert_order(conn, event, at)
+        await _insert_order(db, event, at)
         return
     if isinstance(event, CustomerRegistered | CustomerBlocked | CustomerUnblocked):
-        await _project_customer(conn, event)
+        await _project_customer(db, event)
         return
     order_id: str = getattr(event, "order_id", "")
     changes: dict[str, Any] = {}
@@ -85,30 +86,43 @@ async def project(conn: AsyncConnection, envelope: Envelope, event: DomainEvent)
         changes["reason"] = event.reason
     if changes:
         assignments = ", ".join(f"{column} = :{column}" for column in changes)
-        await conn.execute(
-            text(f"UPDATE orders SET {assignments}, updated_at = :at WHERE order_id = :order_id"),
+        # Few distinct column sets occur, so sql() builds each statement once.
+        await sql(f"UPDATE orders SET {assignments}, updated_at = :at WHERE order_id = :order_id").execute(
+            db,
             {**changes, "at": at, "order_id": order_id},
         )
     if isinstance(event, OrderRefunded):
-        await conn.execute(
-            text(
-                "UPDATE orders SET amount_refunded = amount_refunded + :amount, updated_at = :at"
-                " WHERE order_id = :order_id"
-            ),
-            {"amount": event.amount, "at": at, "order_id": order_id},
-        )
-    await _project_deadlines(conn, event, order_id)
+        await _ADD_REFUND.execute(db, {"amount": event.amount, "at": at, "order_id": order_id})
+    await _project_deadlines(db, event, order_id)
 
 
-async def _insert_order(conn: AsyncConnection, event: OrderPlaced, at: Any) -> None:
-    await conn.execute(
-        text(
-            "INSERT INTO orders (order_id, status, stage, channel, external_id, customer_id,"
-            " customer_name, currency, payment_terms, shipping_method, lines, fingerprint,"
-            " subtotal, placed_at, updated_at) VALUES (:order_id, 'placed', 'review', :channel,"
-            " :external_id, :customer_id, :customer_name, :currency, :payment_terms,"
-            " :shipping_method, CAST(:lines AS jsonb), :fingerprint, :subtotal, :at, :at)"
-        ),
+_ADD_REFUND = Sql(
+    "UPDATE orders SET amount_refunded = amount_refunded + :amount, updated_at = :at"
+    " WHERE order_id = :order_id"
+)
+_INSERT_ORDER = Sql(
+    "INSERT INTO orders (order_id, status, stage, channel, external_id, customer_id,"
+    " customer_name, currency, payment_terms, shipping_method, lines, fingerprint,"
+    " subtotal, placed_at, updated_at) VALUES (:order_id, 'placed', 'review', :channel,"
+    " :external_id, :customer_id, :customer_name, :currency, :payment_terms,"
+    " :shipping_method, CAST(:lines AS jsonb), :fingerprint, :subtotal, :at, :at)"
+)
+_INSERT_CUSTOMER = Sql(
+    "INSERT INTO customers (customer_id, name, email, phone, region)"
+    " VALUES (:id, :name, :email, :phone, :region) ON CONFLICT DO NOTHING"
+)
+_SET_BLOCKED = Sql("UPDATE customers SET blocked = :blocked WHERE customer_id = :id")
+_SET_DEADLINE = Sql(
+    "INSERT INTO saga_deadlines (order_id, kind, due_at) VALUES (:o, :k, :due)"
+    " ON CONFLICT (order_id, kind) DO UPDATE SET due_at = :due"
+)
+_DROP_DEADLINE = Sql("DELETE FROM saga_deadlines WHERE order_id = :o AND kind = :k")
+_DROP_ALL_DEADLINES = Sql("DELETE FROM saga_deadlines WHERE order_id = :o")
+
+
+async def _insert_order(db: asyncpg.Connection, event: OrderPlaced, at: Any) -> None:
+    await _INSERT_ORDER.execute(
+        db,
         {
             "order_id": event.order_id,
             "channel": event.channel,
@@ -126,13 +140,10 @@ async def _insert_order(conn: AsyncConnection, event: OrderPlaced, at: Any) -> N
     )
 
 
-async def _project_customer(conn: AsyncConnection, event: DomainEvent) -> None:
+async def _project_customer(db: asyncpg.Connection, event: CustomerEvent) -> None:
     if isinstance(event, CustomerRegistered):
-        await conn.execute(
-            text(
-                "INSERT INTO customers (customer_id, name, email, phone, region)"
-                " VALUES (:id, :name, :email, :phone, :region) ON CONFLICT DO NOTHING"
-            ),
+        await _INSERT_CUSTOMER.execute(
+            db,
             {
                 "id": event.customer_id,
                 "name": event.name,
@@ -142,27 +153,21 @@ async def _project_customer(conn: AsyncConnection, event: DomainEvent) -> None:
             },
         )
     else:
-        await conn.execute(
-            text("UPDATE customers SET blocked = :blocked WHERE customer_id = :id"),
-            {"blocked": isinstance(event, CustomerBlocked), "id": event.customer_id},  # type: ignore[attr-defined]
+        await _SET_BLOCKED.execute(
+            db, {"blocked": isinstance(event, CustomerBlocked), "id": event.customer_id}
         )
 
 
-async def _project_deadlines(conn: AsyncConnection, event: DomainEvent, order_id: str) -> None:
-    upsert = text(
-        "INSERT INTO saga_deadlines (order_id, kind, due_at) VALUES (:o, :k, :due)"
-        " ON CONFLICT (order_id, kind) DO UPDATE SET due_at = :due"
-    )
-    delete = text("DELETE FROM saga_deadlines WHERE order_id = :o AND kind = :k")
+async def _project_deadlines(db: asyncpg.Connection, event: DomainEvent, order_id: str) -> None:
     if isinstance(event, OrderAwaitingPayment):
-        await conn.execute(upsert, {"o": order_id, "k": "payment", "due": event.payment_deadline})
+        await _SET_DEADLINE.execute(db, {"o": order_id, "k": "payment", "due": event.payment_deadline})
     elif isinstance(event, CompensationStepRequested):
-        await conn.execute(upsert, {"o": order_id, "k": f"compensation:{event.step}", "due": event.retry_at})
-    elif isinstance(event, CompensationStepCompleted):
-        await conn.execute(delete, {"o": order_id, "k": f"compensation:{event.step}"})
+        await _SET_DEADLINE.execute(
+            db, {"o": order_id, "k": f"compensation:{event.step}", "due": event.retry_at}
+        )
+    elif isinstance(event, CompensationStepCompleted | OrderNeedsAttention):
+        await _DROP_DEADLINE.execute(db, {"o": order_id, "k": f"compensation:{event.step}"})
     elif isinstance(event, OrderConfirmed | OrderCompensationStarted):
-        await conn.execute(delete, {"o": order_id, "k": "payment"})
+        await _DROP_DEADLINE.execute(db, {"o": order_id, "k": "payment"})
     elif isinstance(event, OrderCancelled | OrderRejected):
-        await conn.execute(text("DELETE FROM saga_deadlines WHERE order_id = :o"), {"o": order_id})
-    elif isinstance(event, OrderNeedsAttention):
-        await conn.execute(delete, {"o": order_id, "k": f"compensation:{event.step}"})
+        await _DROP_ALL_DEADLINES.execute(db, {"o": order_id})

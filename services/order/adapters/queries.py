@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.domain import InvalidRequest
 from libs.runtime import eventstore
-from libs.runtime.db import ConcurrencyConflict
+from libs.runtime.db import ConcurrencyConflict, driver_connection
 
 
 async def find_known_customer(
@@ -123,7 +123,7 @@ async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] |
     row = (await conn.execute(text("SELECT * FROM orders WHERE order_id = :o"), {"o": order_id})).first()
     if row is None:
         return None
-    history = await eventstore.read_stream(conn, f"order-{order_id}")
+    history = await eventstore.read_stream(await driver_connection(conn), f"order-{order_id}")
     timeline = [
         {
             "at": e.occurred_at.isoformat(),
