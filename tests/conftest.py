@@ -11,12 +11,11 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.runtime.db import create_engine, ensure_database, migrate
+from libs.runtime.db import admin_connection, create_engine, ensure_database, migrate
 from libs.runtime.settings import RuntimeSettings
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -52,13 +51,7 @@ async def engine(store_engine: AsyncEngine) -> AsyncEngine:
 
 
 async def drop_test_databases(settings: RuntimeSettings) -> None:
-    admin = await asyncpg.connect(
-        host=settings.pg_host,
-        port=settings.pg_port,
-        user=settings.pg_user,
-        password=settings.pg_password,
-        database="postgres",
-    )
+    admin = await admin_connection(settings)
     try:
         names = await admin.fetch(
             "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{settings.db_prefix}_%"

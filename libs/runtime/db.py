@@ -34,15 +34,20 @@ def create_engine(settings: RuntimeSettings, service: str) -> AsyncEngine:
     )
 
 
-async def ensure_database(settings: RuntimeSettings, service: str) -> None:
-    """Create the service's database if it is missing (local and test setups)."""
-    admin = await asyncpg.connect(
+async def admin_connection(settings: RuntimeSettings) -> asyncpg.Connection:
+    """A connection to the server's `postgres` database, to create or drop databases."""
+    return await asyncpg.connect(
         host=settings.pg_host,
         port=settings.pg_port,
         user=settings.pg_user,
         password=settings.pg_password,
         database="postgres",
     )
+
+
+async def ensure_database(settings: RuntimeSettings, service: str) -> None:
+    """Create the service's database if it is missing (local and test setups)."""
+    admin = await admin_connection(settings)
     try:
         name = settings.database_name(service)
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)

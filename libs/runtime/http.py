@@ -20,6 +20,7 @@ from libs.domain import DomainError
 from libs.runtime.db import is_transient
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.telemetry import correlation_id_var, tracer
+from libs.runtime.uow import MessageContext
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -28,6 +29,19 @@ log = logging.getLogger(__name__)
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    """The service runtime the app factory attached to the app."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def request_context(x_actor: str | None, correlation_id: str, service: str) -> MessageContext:
+    """Who a request acts for: the X-Actor header's user, else the service's API itself."""
+    return MessageContext(
+        correlation_id=correlation_id, actor=f"user:{x_actor}" if x_actor else f"api:{service}"
+    )
 
 
 class TracingMiddleware:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
-from libs.runtime.service import ServiceRuntime
+from libs.runtime.http import request_context, runtime_of
 from libs.runtime.uow import MessageContext
 from services.billing.adapters import queries
 from services.billing.app import handlers
@@ -39,18 +39,13 @@ class CreditLimitIn(BaseModel):
     credit_limit: Annotated[Amount, Field(ge=0)]
 
 
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
 def _policy(request: Request) -> BillingPolicy:
     policy: BillingPolicy = request.app.state.billing_policy
     return policy
 
 
 def _context(actor: str | None, correlation: str) -> MessageContext:
-    return MessageContext(correlation_id=correlation, actor=f"user:{actor}" if actor else "api:billing")
+    return request_context(actor, correlation, "billing")
 
 
 @router.post("/payments", status_code=201)
@@ -61,7 +56,7 @@ async def record_payment(
     x_actor: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     """The payment gateway's callback. The answer shows where the invoice stands now."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     attempt = PaymentAttempt(body.order_id, body.reference, body.method, body.amount, body.outcome)
 
     # The payment belongs to the order's story: correlate it with the order.
@@ -76,19 +71,19 @@ async def record_payment(
 
 @router.get("/payments")
 async def payments_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         return await queries.payments_of_order(conn, order_id)
 
 
 @router.get("/invoices")
 async def invoices_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         return await queries.invoices_of_order(conn, order_id)
 
 
 @router.get("/invoices/{invoice_id}")
 async def invoice(invoice_id: str, request: Request) -> dict[str, Any]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         found = await queries.invoice(conn, invoice_id)
     if found is None:
         raise NotFound("unknown_invoice", f"no invoice {invoice_id!r}")
@@ -97,7 +92,7 @@ async def invoice(invoice_id: str, request: Request) -> dict[str, Any]:
 
 @router.get("/refunds")
 async def refunds_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         return await queries.refunds_of_order(conn, order_id)
 
 
@@ -108,7 +103,7 @@ async def set_credit_limit(
     request: Request,
     x_actor: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
 
     await runtime.execute(
         _context(x_actor, f"customer:{customer_id}"),
@@ -120,5 +115,5 @@ async def set_credit_limit(
 
 @router.get("/customers/{customer_id}/account")
 async def account(customer_id: str, request: Request) -> dict[str, Any]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         return await queries.account(conn, customer_id, _policy(request).default_credit_limit)

@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -21,6 +20,7 @@ from libs.events import decode, encode, make_envelope
 from libs.events.billing import BillingCommand, InvoiceIssued, IssueInvoice, VoidInvoice
 from libs.events.topics import BILLING_COMMANDS, BILLING_EVENTS
 from libs.events.values import OrderLine, PaymentTerms
+from libs.runtime.db import admin_connection
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.settings import RuntimeSettings
 from services.billing.bootstrap import NAME, build_app
@@ -96,13 +96,7 @@ async def saga(billing_settings: RuntimeSettings) -> AsyncIterator[Saga]:
 
 
 async def _drop_database(settings: RuntimeSettings) -> None:
-    admin = await asyncpg.connect(
-        host=settings.pg_host,
-        port=settings.pg_port,
-        user=settings.pg_user,
-        password=settings.pg_password,
-        database="postgres",
-    )
+    admin = await admin_connection(settings)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{settings.database_name(NAME)}" WITH (FORCE)')
     finally:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
-from libs.runtime.service import ServiceRuntime
+from libs.runtime.http import request_context, runtime_of
 from libs.runtime.uow import MessageContext
 from services.inventory.adapters import queries
 from services.inventory.app import handlers
@@ -34,13 +34,8 @@ class ReceiptIn(BaseModel):
     )
 
 
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
 def _context(actor: str | None, correlation: str) -> MessageContext:
-    return MessageContext(correlation_id=correlation, actor=f"user:{actor}" if actor else "api:inventory")
+    return request_context(actor, correlation, "inventory")
 
 
 @router.post("/warehouses", status_code=201)
@@ -50,7 +45,7 @@ async def register_warehouse(
     response: Response,
     x_actor: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
 
     created = await runtime.execute(
         _context(x_actor, f"warehouse:{body.code}"),
@@ -63,7 +58,7 @@ async def register_warehouse(
 
 @router.get("/warehouses")
 async def list_warehouses(request: Request) -> list[dict[str, Any]]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         return await queries.list_warehouses(conn)
 
 
@@ -74,7 +69,7 @@ async def receive_stock(
     response: Response,
     x_actor: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     receipt_id = body.receipt_id or str(uuid4())
 
     booked = await runtime.execute(
@@ -90,7 +85,7 @@ async def receive_stock(
 
 @router.get("/stock/{sku}")
 async def stock_of(sku: str, request: Request) -> dict[str, Any]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         stock = await queries.stock_of(conn, sku)
     if not stock["warehouses"] and not stock["backorders"]:
         raise NotFound("unknown_sku", f"no stock has ever been received for SKU {sku!r}")
@@ -99,7 +94,7 @@ async def stock_of(sku: str, request: Request) -> dict[str, Any]:
 
 @router.get("/reservations/{order_id}")
 async def reservation_of(order_id: str, request: Request) -> dict[str, Any]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         reservation = await queries.reservation_of(conn, order_id)
     if reservation is None:
         raise NotFound("unknown_reservation", f"no reservation for order {order_id!r}")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
 from libs.events.order import SubmitOrder
-from libs.runtime.service import ServiceRuntime
+from libs.runtime.http import runtime_of
 from libs.runtime.uow import MessageContext
 from services.order.adapters import queries
 from services.order.app.handlers import OrderHandlers
@@ -34,11 +34,6 @@ class CustomerIn(BaseModel):
     blocked: bool = False
 
 
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
 def _handlers(request: Request) -> OrderHandlers:
     handlers: OrderHandlers = request.app.state.handlers
     return handlers
@@ -59,7 +54,7 @@ async def submit_order(
     returns the same order; with a different body it is refused with 409."""
     if idempotency_key:
         submission = submission.model_copy(update={"idempotency_key": idempotency_key})
-    runtime, handlers = _runtime(request), _handlers(request)
+    runtime, handlers = runtime_of(request), _handlers(request)
     correlation = idempotency_key or submission.external_id or "order-submission"
 
     context = MessageContext(correlation_id=correlation, actor=f"channel:{submission.channel}")
@@ -72,7 +67,7 @@ async def submit_order(
 
 @router.get("/orders/{order_id}", tags=["orders"])
 async def get_order(order_id: str, request: Request) -> dict[str, Any]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         detail = await queries.order_detail(conn, order_id)
     if detail is None:
         raise NotFound("unknown_order", f"order {order_id} does not exist")
@@ -90,7 +85,7 @@ async def list_orders(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    async with _runtime(request).engine.connect() as conn:
+    async with runtime_of(request).engine.connect() as conn:
         return await queries.list_orders(
             conn,
             status=status,
@@ -105,7 +100,7 @@ async def list_orders(
 
 async def _decide(request: Request, order_id: str, actor: str, decide: Any) -> dict[str, Any]:
     context = MessageContext(correlation_id=order_id, actor=actor)
-    order = await _runtime(request).execute(context, decide)
+    order = await runtime_of(request).execute(context, decide)
     return {"order_id": order_id, "status": order.status}
 
 
@@ -146,7 +141,7 @@ async def register_customer(
     context = MessageContext(
         correlation_id=f"customer:{body.customer_id}", actor=_actor(x_actor, "api:order")
     )
-    await _runtime(request).execute(
+    await runtime_of(request).execute(
         context,
         lambda uow: _handlers(request).register_customer(
             uow, body.customer_id, body.name, body.email, body.phone, body.region, body.blocked
@@ -159,7 +154,7 @@ async def _set_blocked(
     request: Request, customer_id: str, blocked: bool, reason: str, actor: str
 ) -> dict[str, Any]:
     context = MessageContext(correlation_id=f"customer:{customer_id}", actor=actor)
-    await _runtime(request).execute(
+    await runtime_of(request).execute(
         context, lambda uow: _handlers(request).set_blocked(uow, customer_id, blocked, reason)
     )
     return {"customer_id": customer_id, "blocked": blocked}
