@@ -357,3 +357,24 @@ async def test_poison_messages_are_dead_lettered_and_the_partition_moves_on(
 
 async def _total_is(engine: AsyncEngine, counter_id: str, expected: int) -> bool:
     return (await totals(engine)).get(counter_id) == expected
+
+
+async def test_a_standby_relay_takes_over_when_the_active_one_stops(
+    engine: AsyncEngine, settings: RuntimeSettings, counter_topic: str
+) -> None:
+    active, standby = relay_for(settings), relay_for(settings)
+    active_task = asyncio.create_task(active.run())
+    await increment(engine, "leader", 1)
+    await eventually(lambda: _backlog_empty(engine))
+    standby_task = asyncio.create_task(standby.run())
+    await increment(engine, "leader", 2)
+    await eventually(lambda: _backlog_empty(engine))
+    assert (active.published, standby.published) == (2, 0)  # one publisher at a time
+
+    active.stop()
+    await active_task
+    await increment(engine, "leader", 3)
+    await eventually(lambda: _backlog_empty(engine))
+    standby.stop()
+    await standby_task
+    assert standby.published == 1

@@ -291,3 +291,36 @@ async def test_200_concurrent_orders_on_a_scarce_sku_never_oversell(oms: Oms, sk
     stock = await oms.stock(sku)
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (50, 50, 0)
     assert len(stock["backorders"]) == 150
+
+
+async def test_orders_are_listed_by_filter_with_cursor_paging(oms: Oms, sku: str) -> None:
+    await oms.receive(sku, 20)
+    customer = {"id": f"lister-{uuid4().hex[:6]}", "name": "Lister", "region": "north"}
+    # Different quantities: the same lines again would be held as a possible duplicate.
+    placed = [
+        await oms.place(order_body(sku, quantity=n, terms="on_account", customer=customer))
+        for n in range(1, 6)
+    ]
+    held = await oms.place(order_body(sku, unit_price="9999.00", customer=customer))
+    for order_id in placed:
+        await oms.wait_status(order_id, "confirmed")
+    await oms.wait_status(held, "on_hold")
+
+    pages, cursor = [], None
+    while True:
+        params = {"customer_id": customer["id"], "status": "confirmed", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await oms.order.get("/orders", params=params)).json()
+        pages.append([item["order_id"] for item in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert sorted(sum(pages, [])) == sorted(placed)  # every order once, the held one filtered out
+    newest_first = (await oms.order.get("/orders", params={"customer_id": customer["id"]})).json()["items"]
+    assert newest_first[0]["order_id"] == held
+    bad = await oms.order.get("/orders", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
