@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.runtime.db import admin_connection, create_engine, ensure_database, migrate
+from libs.runtime.db import create_engine, drop_databases, ensure_database, migrate
 from libs.runtime.settings import RuntimeSettings
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -40,7 +40,7 @@ async def store_engine(settings: RuntimeSettings) -> AsyncIterator[AsyncEngine]:
     await migrate(engine)
     yield engine
     await engine.dispose()
-    await drop_test_databases(settings)
+    await drop_databases(settings)
 
 
 @pytest.fixture
@@ -48,18 +48,6 @@ async def engine(store_engine: AsyncEngine) -> AsyncEngine:
     async with store_engine.begin() as conn:
         await conn.execute(text("TRUNCATE events, outbox, inbox"))
     return store_engine
-
-
-async def drop_test_databases(settings: RuntimeSettings) -> None:
-    admin = await admin_connection(settings)
-    try:
-        names = await admin.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{settings.db_prefix}_%"
-        )
-        for row in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def unique_topic(name: str) -> str:

@@ -23,7 +23,7 @@ from libs.domain import AggregateKind
 from libs.events import registry
 from libs.events.base import DomainEvent
 from libs.runtime import outbox
-from libs.runtime.db import create_engine, ensure_database, migrate
+from libs.runtime.db import create_engine, drop_databases, ensure_database, migrate
 from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
@@ -92,9 +92,7 @@ async def run(events: int, writers: int, batch: int) -> dict[str, float]:
     relay.stop()
     await task
     await engine.dispose()
-    from tests.conftest import drop_test_databases  # reuse the cleanup the tests use
-
-    await drop_test_databases(settings)
+    await drop_databases(settings)
     return {
         "events": appended,
         "append_events_per_s": round(appended / append_seconds, 1),

@@ -39,6 +39,7 @@ from libs.events.topics import (
     dead_letter_topic,
 )
 from libs.runtime import faults
+from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
 from tools import infra, invariants, loadgen
 from tools.bench import consumer_lag
@@ -315,10 +316,8 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
         final = await invariants.check(settings)
     finally:
         platform.stop()
-        from tests.conftest import drop_test_databases
-
         if not args.keep:
-            await drop_test_databases(settings)
+            await drop_databases(settings)
     return {
         "violations": sum(r["violations"] for r in rows) + len(final.violations),
         "final_check": final.as_dict(),

@@ -45,6 +45,19 @@ async def admin_connection(settings: RuntimeSettings) -> asyncpg.Connection:
     )
 
 
+async def drop_databases(settings: RuntimeSettings) -> None:
+    """Drop every database of `settings.db_prefix` (a test, chaos or benchmark run's own)."""
+    admin = await admin_connection(settings)
+    try:
+        names = await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{settings.db_prefix}\\_%"
+        )
+        for row in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def ensure_database(settings: RuntimeSettings, service: str) -> None:
     """Create the service's database if it is missing (local and test setups)."""
     admin = await admin_connection(settings)

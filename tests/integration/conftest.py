@@ -11,8 +11,9 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
-from tests.conftest import RUN_ID, drop_test_databases
+from tests.conftest import RUN_ID
 from tools.processes import Platform, eventually_value
 
 E2E_PREFIX = f"ome2e_{RUN_ID}"
@@ -50,7 +51,7 @@ async def platform(e2e_settings: RuntimeSettings) -> AsyncIterator[Platform]:
         yield running
     finally:
         running.stop()
-        await drop_test_databases(e2e_settings)
+        await drop_databases(e2e_settings)
 
 
 class Oms:
