@@ -9,7 +9,16 @@ from uuid import uuid4
 
 import pytest
 
+from libs.events.topics import (
+    BILLING_COMMANDS,
+    BILLING_EVENTS,
+    INVENTORY_COMMANDS,
+    INVENTORY_EVENTS,
+    ORDER_EVENTS,
+)
+from libs.runtime.settings import RuntimeSettings
 from tests.integration.conftest import PAYMENT_DEADLINE_SECONDS, Oms, money, order_body
+from tools.chaos import read_all
 
 pytestmark = pytest.mark.integration
 
@@ -324,3 +333,35 @@ async def test_orders_are_listed_by_filter_with_cursor_paging(oms: Oms, sku: str
     bad = await oms.order.get("/orders", params={"cursor": "not-a-cursor"})
     assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_one_trace_follows_an_order_through_every_kafka_hop(
+    oms: Oms, sku: str, e2e_settings: RuntimeSettings
+) -> None:
+    await oms.receive(sku, 2)
+    trace_id = uuid4().hex
+    response = await oms.order.post(
+        "/orders",
+        json=order_body(sku, terms="on_account"),
+        headers={"traceparent": f"00-{trace_id}-{uuid4().hex[:16]}-01", "Idempotency-Key": str(uuid4())},
+    )
+    order_id = response.json()["order_id"]
+    await oms.wait_status(order_id, "confirmed")
+
+    seen: dict[str, str] = {}
+    for topic in (ORDER_EVENTS, INVENTORY_COMMANDS, INVENTORY_EVENTS, BILLING_COMMANDS, BILLING_EVENTS):
+        for record in await read_all(e2e_settings, e2e_settings.topic(topic)):
+            headers = {k: v.decode() for k, v in record.headers or ()}
+            if record.key == order_id.encode() and "traceparent" in headers:
+                seen[f"{topic}:{headers['event_type']}"] = headers["traceparent"].split("-")[1]
+
+    hops = {
+        f"{ORDER_EVENTS}:OrderPlaced",
+        f"{INVENTORY_COMMANDS}:ReserveStock",
+        f"{INVENTORY_EVENTS}:StockReserved",
+        f"{BILLING_COMMANDS}:IssueInvoice",
+        f"{BILLING_EVENTS}:InvoiceIssued",
+        f"{ORDER_EVENTS}:OrderConfirmed",
+    }
+    assert hops <= set(seen), seen
+    assert {seen[hop] for hop in hops} == {trace_id}
