@@ -3,7 +3,8 @@
 
 SHELL := /bin/bash
 PYTHON_VERSION ?= 3.11
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH if there is one, else a copy the project installs for itself under .local/
+UV ?= $(shell command -v uv 2>/dev/null || echo .local/tools/bin/uv)
 PY := .venv/bin/python
 
 .PHONY: help install up down status clean test test-unit schemas schemas-check lint typecheck bench bench-runtime chaos
@@ -12,7 +13,7 @@ help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(UV):
-	python3 -m pip install --quiet --user uv
+	python3 -m pip install --quiet --disable-pip-version-check --target .local/tools uv
 
 .venv/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON_VERSION)
