@@ -5,6 +5,7 @@ the chaos suite, which kill, stop and restart them."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
@@ -19,6 +20,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = Path(os.environ.get("OM_LOCAL_DIR", ROOT / ".local")) / "logs" / "runs"
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the test or chaos process dies without cleaning up
+    (killed by a timeout, say), the kernel sends the service SIGTERM rather than orphaning it."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -63,6 +71,7 @@ class Platform:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         for name in services or tuple(self.ports):
             if wait:
