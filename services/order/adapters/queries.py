@@ -8,77 +8,68 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.domain import InvalidRequest
 from libs.runtime import eventstore
-from libs.runtime.db import ConcurrencyConflict, driver_connection
+from libs.runtime.db import ConcurrencyConflict, Sql, driver_connection
+
+# The placement path runs these on the driver connection of its unit of work (see
+# libs.runtime.db.Sql): they are on every order's way in.
+_CUSTOMER_BY = {
+    column: Sql(f"SELECT customer_id, blocked FROM customers WHERE {column} = :v LIMIT 1")
+    for column in ("customer_id", "email", "phone")
+}
+_RECENT_DUPLICATE = Sql(
+    "SELECT order_id FROM orders WHERE fingerprint = :f AND order_id <> :o"
+    " AND placed_at >= :since AND status NOT IN ('cancelled', 'rejected')"
+    " ORDER BY placed_at DESC LIMIT 1"
+)
+_EARLIER_SUBMISSION = Sql(
+    "SELECT order_id, body_hash FROM order_submissions WHERE submission_key = ANY(CAST(:keys AS text[]))"
+    " ORDER BY created_at LIMIT 1"
+)
+_CLAIM_KEYS = Sql(
+    "INSERT INTO order_submissions (submission_key, order_id, body_hash)"
+    " SELECT unnest(CAST(:keys AS text[])), :o, :h ON CONFLICT DO NOTHING"
+)
 
 
 async def find_known_customer(
-    conn: AsyncConnection, customer_id: str | None, email: str | None, phone: str | None
+    db: asyncpg.Connection, customer_id: str | None, email: str | None, phone: str | None
 ) -> dict[str, Any] | None:
     """A registered customer matching the submitted id, email or phone (in that order)."""
     for column, value in (("customer_id", customer_id), ("email", email), ("phone", phone)):
         if value:
-            row = (
-                await conn.execute(
-                    text(f"SELECT customer_id, blocked FROM customers WHERE {column} = :v LIMIT 1"),
-                    {"v": value},
-                )
-            ).first()
-            if row:
-                return dict(row._mapping)
+            rows = await _CUSTOMER_BY[column].fetch(db, {"v": value})
+            if rows:
+                return dict(rows[0])
     return None
 
 
 async def recent_duplicate(
-    conn: AsyncConnection, fingerprint: str, order_id: str, since: datetime
+    db: asyncpg.Connection, fingerprint: str, order_id: str, since: datetime
 ) -> str | None:
-    row = (
-        await conn.execute(
-            text(
-                "SELECT order_id FROM orders WHERE fingerprint = :f AND order_id <> :o"
-                " AND placed_at >= :since AND status NOT IN ('cancelled', 'rejected')"
-                " ORDER BY placed_at DESC LIMIT 1"
-            ),
-            {"f": fingerprint, "o": order_id, "since": since},
-        )
-    ).first()
-    return row.order_id if row else None
+    rows = await _RECENT_DUPLICATE.fetch(db, {"f": fingerprint, "o": order_id, "since": since})
+    return str(rows[0]["order_id"]) if rows else None
 
 
-async def earlier_submission(conn: AsyncConnection, keys: list[str]) -> tuple[str, str] | None:
+async def earlier_submission(db: asyncpg.Connection, keys: list[str]) -> tuple[str, str] | None:
     """(order id, body hash) of the order any of these submission keys created before."""
-    row = (
-        await conn.execute(
-            text(
-                "SELECT order_id, body_hash FROM order_submissions WHERE submission_key = ANY(:keys)"
-                " ORDER BY created_at LIMIT 1"
-            ),
-            {"keys": keys},
-        )
-    ).first()
-    return (row.order_id, row.body_hash) if row else None
+    rows = await _EARLIER_SUBMISSION.fetch(db, {"keys": keys})
+    return (rows[0]["order_id"], rows[0]["body_hash"]) if rows else None
 
 
 async def claim_submission_keys(
-    conn: AsyncConnection, keys: list[str], order_id: str, body_hash: str
+    db: asyncpg.Connection, keys: list[str], order_id: str, body_hash: str
 ) -> None:
     """Record the keys of a new submission. A concurrent submission with one of the same keys
     makes ON CONFLICT wait for it; if it committed first we raise ConcurrencyConflict, and the
     retried unit of work then finds its order through earlier_submission()."""
-    inserted = (
-        await conn.execute(
-            text(
-                "INSERT INTO order_submissions (submission_key, order_id, body_hash)"
-                " SELECT unnest(CAST(:keys AS text[])), :o, :h ON CONFLICT DO NOTHING"
-            ),
-            {"keys": keys, "o": order_id, "h": body_hash},
-        )
-    ).rowcount
-    if inserted != len(keys):
+    status = await _CLAIM_KEYS.execute(db, {"keys": keys, "o": order_id, "h": body_hash})
+    if int(status.split()[-1]) != len(keys):  # "INSERT 0 <rows>"
         raise ConcurrencyConflict("the same submission is being placed concurrently")
 
 

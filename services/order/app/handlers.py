@@ -86,7 +86,7 @@ class OrderHandlers:
         order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:{keys[0]}")) if keys else str(uuid4())
         if keys:
             digest = body_hash(submission)
-            earlier = await queries.earlier_submission(uow.conn, keys)
+            earlier = await queries.earlier_submission(await uow.db(), keys)
             if earlier is not None:
                 earlier_order_id, earlier_digest = earlier
                 if earlier_digest != digest:
@@ -97,10 +97,10 @@ class OrderHandlers:
                     )
                 existing, _ = await uow.load(ORDER, earlier_order_id)
                 return Placement(earlier_order_id, existing.status, created=False)
-            await queries.claim_submission_keys(uow.conn, keys, order_id, digest)
+            await queries.claim_submission_keys(await uow.db(), keys, order_id, digest)
         customer = submission.customer
         known = await queries.find_known_customer(
-            uow.conn,
+            await uow.db(),
             customer.id,
             customer_domain.normalise_email(customer.email),
             customer_domain.normalise_phone(customer.phone),
@@ -121,7 +121,7 @@ class OrderHandlers:
         facts = ReviewFacts(
             customer_blocked=bool(known and known["blocked"]),
             possible_duplicate_of=await queries.recent_duplicate(
-                uow.conn, projections.fingerprint(placed), order_id, uow.now - self.duplicate_window
+                await uow.db(), projections.fingerprint(placed), order_id, uow.now - self.duplicate_window
             ),
         )
         reaction = saga.start(placed, facts, self.policy)
