@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -175,7 +175,3 @@ async def list_orders(
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].placed_at, page[-1].order_id) if len(rows) > limit else None
     return {"items": [order_summary(r) for r in page], "next_cursor": next_cursor}
-
-
-def duplicate_window_start(now: datetime, window: timedelta) -> datetime:
-    return now - window
