@@ -1,5 +1,13 @@
 """Unit of work: one database transaction in which a handler loads aggregates, appends their
-new events, queues outgoing messages and (for consumers) records the inbox row."""
+new events, queues outgoing messages and (for consumers) records the inbox row.
+
+Writes are deferred: recording an event, sending a command and projecting into the read model
+only queue rows in memory, and `flush` (run just before the commit) writes them with one
+statement per kind: events, read-model layers (libs.runtime.writes), outbox, NOTIFY. A consumed
+batch of many messages thus costs a handful of round trips instead of a dozen per message. The
+concurrency check is unchanged, only later: the event rows' (stream_id, version) key rejects a
+stale append at flush, and the whole unit of work is retried.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +29,15 @@ from libs.events import Command, DomainEvent, Envelope, make_envelope, registry
 from libs.runtime import eventstore, outbox
 from libs.runtime.db import ConcurrencyConflict, driver_connection
 from libs.runtime.telemetry import trace_headers
+from libs.runtime.writes import WriteBatch
 
 State = TypeVar("State")
+T = TypeVar("T")
 
-# Updates the service's query tables from one just-appended event, inside the same
-# transaction (on its driver connection), so read models never lag their events (and can
-# be rebuilt by replaying).
-Projector = Callable[[asyncpg.Connection, Envelope, DomainEvent], Awaitable[None]]
+# Queues the changes one just-recorded event makes to the service's query tables; they are
+# written in the same transaction, so read models never lag their events (and can be rebuilt
+# by replaying).
+Projector = Callable[[WriteBatch, Envelope, DomainEvent], None]
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,9 @@ class UnitOfWork:
     context: MessageContext
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     appended: list[Envelope] = field(default_factory=list)
+    # The events recorded so far, in order: read-your-writes for handlers, since the query
+    # tables only show them after `flush`.
+    recorded: list[DomainEvent] = field(default_factory=list)
     projector: Projector | None = None
     cache: AggregateCache | None = None
     # States as this unit of work sees them (loaded, then advanced by what it recorded);
@@ -90,6 +103,10 @@ class UnitOfWork:
     _unknown: set[str] = field(default_factory=set)
     wrote_outbox: bool = False
     _driver: asyncpg.Connection | None = None
+    _pending_events: list[Envelope] = field(default_factory=list)
+    _pending_outbox: list[outbox.OutgoingMessage] = field(default_factory=list)
+    _pending_writes: WriteBatch = field(default_factory=WriteBatch)
+    _memo: dict[Any, Any] = field(default_factory=dict)
 
     async def db(self) -> asyncpg.Connection:
         """The driver connection of this transaction, for the per-message write path."""
@@ -143,7 +160,8 @@ class UnitOfWork:
     ) -> int:
         """Append events after `expected_version` and queue them for publication.
 
-        Raises ConcurrencyConflict if the stream moved on since it was loaded.
+        The append happens at `flush`: that raises ConcurrencyConflict if the stream moved on
+        since it was loaded.
         """
         envelopes = [
             make_envelope(
@@ -158,27 +176,17 @@ class UnitOfWork:
             )
             for offset, event in enumerate(events, start=1)
         ]
-        db = await self.db()
-        try:
-            await eventstore.append(db, envelopes)
-        except ConcurrencyConflict:
-            if self.cache is not None:
-                # Another replica writes these streams too: forget everything this unit of
-                # work relied on, so the retry reloads it all at once, not one stale stream
-                # per attempt.
-                self.cache.evict([kind.stream_id(aggregate_id), *self._seen])
-            raise
         self._advance(kind, kind.stream_id(aggregate_id), expected_version, events)
+        self._pending_events.extend(envelopes)
         if self.projector is not None:
             for event, envelope in zip(events, envelopes, strict=True):
-                await self.projector(db, envelope, event)
+                self.projector(self._pending_writes, envelope, event)
         headers = trace_headers()
-        await outbox.put(
-            db,
-            [outbox.OutgoingMessage(e.topic, env, headers) for e, env in zip(events, envelopes, strict=True)],
+        self._pending_outbox.extend(
+            outbox.OutgoingMessage(e.topic, env, headers) for e, env in zip(events, envelopes, strict=True)
         )
-        self.wrote_outbox = True
         self.appended.extend(envelopes)
+        self.recorded.extend(events)
         return expected_version + len(envelopes)
 
     async def send(self, command: Command, key: str, command_id: UUID | None = None) -> Envelope:
@@ -194,9 +202,43 @@ class UnitOfWork:
             causation_id=self.context.causation_id,
             actor=self.context.actor,
         )
-        await outbox.put(await self.db(), [outbox.OutgoingMessage(command.topic, envelope, trace_headers())])
-        self.wrote_outbox = True
+        self._pending_outbox.append(outbox.OutgoingMessage(command.topic, envelope, trace_headers()))
         return envelope
+
+    async def memo(self, key: Any, compute: Callable[[], Awaitable[T]]) -> T:
+        """`compute()` once per unit of work: a query many messages of a batch ask alike."""
+        if key not in self._memo:
+            self._memo[key] = await compute()
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    async def flush(self) -> None:
+        """Write what was recorded and sent so far. Runs before the commit; a handler that
+        must read its own writes back from the query tables calls it first."""
+        if not (self._pending_events or self._pending_writes or self._pending_outbox):
+            return
+        db = await self.db()
+        if self._pending_events:
+            try:
+                await eventstore.append(db, self._pending_events)
+            except ConcurrencyConflict:
+                if self.cache is not None:
+                    # Another replica writes these streams too: forget everything this unit of
+                    # work relied on, so the retry reloads it all at once, not one stale stream
+                    # per attempt.
+                    self.cache.evict(
+                        [*self._seen, *self._unknown, *(_stream_of(e) for e in self._pending_events)]
+                    )
+                raise
+            self._pending_events.clear()
+        await self._pending_writes.flush(db)
+        if self._pending_outbox:
+            await outbox.put(db, self._pending_outbox)
+            self._pending_outbox.clear()
+            self.wrote_outbox = True
+
+
+def _stream_of(envelope: Envelope) -> str:
+    return f"{envelope.aggregate_type}-{envelope.aggregate_id}"
 
 
 @asynccontextmanager
@@ -210,6 +252,7 @@ async def unit_of_work(
     async with engine.begin() as conn:
         uow = UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector, cache=cache)
         yield uow
+        await uow.flush()
         if uow.wrote_outbox:
             await outbox.wake_relay(await uow.db())
     uow.committed()

@@ -83,15 +83,16 @@ async def test_concurrent_appends_to_one_stream_exactly_one_wins(engine: AsyncEn
     start = asyncio.Event()
 
     async def writer(n: int) -> str:
-        async with unit_of_work(engine, CONTEXT) as uow:
-            _, version = await uow.load(COUNTER, "contended")
-            await start.wait()
-            try:
+        try:
+            async with unit_of_work(engine, CONTEXT) as uow:
+                _, version = await uow.load(COUNTER, "contended")
+                await start.wait()
                 await uow.record(
                     COUNTER, "contended", version, [CounterIncremented(counter_id="contended", by=n)]
                 )
-            except ConcurrencyConflict:
-                return "conflict"
+            # The append, and so its concurrency check, runs as the unit of work commits.
+        except ConcurrencyConflict:
+            return "conflict"
         return "won"
 
     tasks = [asyncio.create_task(writer(n)) for n in range(1, 11)]
@@ -112,6 +113,7 @@ async def test_catch_up_reader_never_skips_a_row_committed_late(engine: AsyncEng
         await slow.execute(text("SELECT pg_current_xact_id()"))
         uow = UnitOfWork(slow, CONTEXT)
         await uow.record(COUNTER, "slow", 0, [CounterIncremented(counter_id="slow", by=1)])
+        await uow.flush()
         await increment(engine, "fast")
         async with engine.connect() as reader:
             seen_while_open = await eventstore.read_all(reader, Position())

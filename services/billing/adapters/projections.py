@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import asyncpg
-
 from libs.events import Envelope
 from libs.events.base import DomainEvent
 from libs.events.billing import (
@@ -20,6 +18,7 @@ from libs.events.billing import (
     RefundIssued,
 )
 from libs.runtime.db import Sql
+from libs.runtime.writes import WriteBatch
 
 _INSERT_INVOICE = Sql(
     "INSERT INTO invoices (invoice_id, order_id, customer_id, currency, subtotal, tax,"
@@ -52,41 +51,49 @@ _MARK_PAID = Sql("UPDATE invoices SET status = 'paid' WHERE invoice_id = :i")
 _MARK_VOID = Sql("UPDATE invoices SET status = 'void' WHERE order_id = :o")
 
 
-async def project(db: asyncpg.Connection, envelope: Envelope, event: DomainEvent) -> None:
+def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
+    if isinstance(event, CreditLimitSet | CreditCharged | CreditReleased):
+        account = ("account", event.customer_id)
+        if isinstance(event, CreditLimitSet):
+            writes.add(_SET_CREDIT_LIMIT, {"c": event.customer_id, "limit": event.credit_limit}, account)
+        else:
+            sign = 1 if isinstance(event, CreditCharged) else -1
+            writes.add(_ADD_TO_BALANCE, {"c": event.customer_id, "amount": sign * event.amount}, account)
+        return
+    # An order has one invoice, and its payments and refunds hang off it: one key for all.
+    row = ("order", getattr(event, "order_id", ""))
     if isinstance(event, InvoiceIssued):
-        await _INSERT_INVOICE.execute(
-            db,
+        writes.add(
+            _INSERT_INVOICE,
             {
                 **event.model_dump(exclude={"lines"}),
                 "lines": json.dumps([line.model_dump(mode="json") for line in event.lines]),
                 "at": envelope.occurred_at,
             },
+            row,
         )
     elif isinstance(event, PaymentReceived | PaymentFailed):
-        await _INSERT_PAYMENT.execute(
-            db,
+        writes.add(
+            _INSERT_PAYMENT,
             {
                 **event.model_dump(include={"reference", "order_id", "invoice_id", "method", "amount"}),
                 "outcome": "succeeded" if isinstance(event, PaymentReceived) else "failed",
                 "at": envelope.occurred_at,
             },
+            row,
         )
         if isinstance(event, PaymentReceived):
-            await _SET_PAID.execute(db, {"paid": event.amount_paid, "i": event.invoice_id})
+            writes.add(_SET_PAID, {"paid": event.amount_paid, "i": event.invoice_id}, row)
     elif isinstance(event, InvoicePaid):
-        await _MARK_PAID.execute(db, {"i": event.invoice_id})
+        writes.add(_MARK_PAID, {"i": event.invoice_id}, row)
     elif isinstance(event, InvoiceVoided):
-        await _MARK_VOID.execute(db, {"o": event.order_id})
+        writes.add(_MARK_VOID, {"o": event.order_id}, row)
     elif isinstance(event, RefundIssued):
-        await _INSERT_REFUND.execute(
-            db,
+        writes.add(
+            _INSERT_REFUND,
             {
                 **event.model_dump(include={"refund_id", "order_id", "invoice_id", "amount", "reason"}),
                 "at": envelope.occurred_at,
             },
+            row,
         )
-    elif isinstance(event, CreditLimitSet):
-        await _SET_CREDIT_LIMIT.execute(db, {"c": event.customer_id, "limit": event.credit_limit})
-    elif isinstance(event, CreditCharged | CreditReleased):
-        sign = 1 if isinstance(event, CreditCharged) else -1
-        await _ADD_TO_BALANCE.execute(db, {"c": event.customer_id, "amount": sign * event.amount})

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import asyncpg
-
 from libs.events import Envelope
 from libs.events.base import DomainEvent
 from libs.events.inventory import (
@@ -20,6 +18,7 @@ from libs.events.inventory import (
     WarehouseRegistered,
 )
 from libs.runtime.db import Sql
+from libs.runtime.writes import WriteBatch
 
 _RECEIVE = Sql(
     "INSERT INTO stock_levels (sku, warehouse, on_hand, reserved) VALUES (:sku, :wh, :qty, 0)"
@@ -42,30 +41,38 @@ _QUEUE = Sql("INSERT INTO backorders VALUES (:s, :o, :q, :at) ON CONFLICT DO NOT
 _DEQUEUE = Sql("DELETE FROM backorders WHERE sku = :s AND order_id = :o")
 
 
-async def project(db: asyncpg.Connection, envelope: Envelope, event: DomainEvent) -> None:
+def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
     if isinstance(event, WarehouseRegistered):
-        await _ADD_WAREHOUSE.execute(db, {"c": event.code, "n": event.name, "r": event.region})
+        writes.add(
+            _ADD_WAREHOUSE, {"c": event.code, "n": event.name, "r": event.region}, ("warehouse", event.code)
+        )
     elif isinstance(event, StockReceived):
-        await _RECEIVE.execute(db, {"sku": event.sku, "wh": event.warehouse, "qty": event.quantity})
+        writes.add(
+            _RECEIVE,
+            {"sku": event.sku, "wh": event.warehouse, "qty": event.quantity},
+            ("stock", event.sku, event.warehouse),
+        )
     elif isinstance(event, StockAllocated | StockDeallocated):
         sign = 1 if isinstance(event, StockAllocated) else -1
-        await _CHANGE_RESERVED.execute_many(
-            db,
-            [{"sku": event.sku, "wh": wh, "delta": sign * qty} for wh, qty in event.warehouses.items()],
-        )
+        for wh, qty in event.warehouses.items():
+            writes.add(
+                _CHANGE_RESERVED, {"sku": event.sku, "wh": wh, "delta": sign * qty}, ("stock", event.sku, wh)
+            )
     elif isinstance(event, BackorderQueued):
-        await _QUEUE.execute(
-            db, {"s": event.sku, "o": event.order_id, "q": event.quantity, "at": envelope.occurred_at}
+        writes.add(
+            _QUEUE,
+            {"s": event.sku, "o": event.order_id, "q": event.quantity, "at": envelope.occurred_at},
+            ("backorder", event.sku, event.order_id),
         )
     elif isinstance(event, BackorderDequeued):
-        await _DEQUEUE.execute(db, {"s": event.sku, "o": event.order_id})
+        writes.add(_DEQUEUE, {"s": event.sku, "o": event.order_id}, ("backorder", event.sku, event.order_id))
     elif isinstance(event, StockReserved | StockShortage | StockReleased):
         status = {
             StockReserved: "reserved",
             StockReleased: "released",
         }.get(type(event), "backordered" if getattr(event, "backordered", False) else "refused")
-        await _UPSERT_RESERVATION.execute(
-            db,
+        writes.add(
+            _UPSERT_RESERVATION,
             {
                 "order_id": event.order_id,
                 "status": status,
@@ -77,4 +84,5 @@ async def project(db: asyncpg.Connection, envelope: Envelope, event: DomainEvent
                 "missing": json.dumps([m.model_dump() for m in getattr(event, "missing", ())]),
                 "at": envelope.occurred_at,
             },
+            ("reservation", event.order_id),
         )

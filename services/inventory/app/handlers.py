@@ -44,6 +44,11 @@ class LoadedSkus:
         self.states[sku] = state
 
 
+async def _warehouses_in_region(uow: UnitOfWork, region: str | None) -> list[str]:
+    # Asked alike by most messages of a consumed batch; warehouses are rarely registered.
+    return await uow.memo(("warehouses", region), lambda: queries.warehouses_in_region(uow.conn, region))
+
+
 async def _apply(uow: UnitOfWork, order_id: str, version: int, decision: Decision, skus: LoadedSkus) -> None:
     for sku, events in decision.skus.items():
         await skus.record(uow, sku, events)
@@ -57,7 +62,7 @@ async def reserve_stock(uow: UnitOfWork, decoded: Decoded) -> None:
     reservation, version = await uow.load(RESERVATION, command.order_id)
     skus = LoadedSkus()
     stocks = await skus.ensure(uow, {line.sku for line in command.lines})
-    preferred = await queries.warehouses_in_region(uow.conn, command.region)
+    preferred = await _warehouses_in_region(uow, command.region)
     decision = reservation_domain.decide_reserve(
         reservation, command.order_id, command.lines, command.region, command.backorder, stocks, preferred
     )
@@ -118,7 +123,7 @@ async def serve_backorders(uow: UnitOfWork, sku: str, skus: LoadedSkus) -> None:
 async def _try_serve(uow: UnitOfWork, reservation: Reservation, version: int, skus: LoadedSkus) -> bool:
     wanted = reservation_domain.merge_lines(reservation.lines)
     stocks = await skus.ensure(uow, wanted)
-    preferred = await queries.warehouses_in_region(uow.conn, reservation.region)
+    preferred = await _warehouses_in_region(uow, reservation.region)
     plans = reservation_domain.try_allocate(reservation.order_id, wanted, stocks, preferred)
     if plans is None:
         return False

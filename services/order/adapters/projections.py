@@ -1,12 +1,13 @@
-"""Inline projector: the orders and customers tables and the saga's deadlines."""
+"""Inline projector: the orders and customers tables and the saga's deadlines.
+
+Each event queues its statements on the unit of work's WriteBatch, naming the row it changes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from typing import Any
-
-import asyncpg
 
 from libs.events import Envelope
 from libs.events.base import DomainEvent
@@ -34,6 +35,7 @@ from libs.events.order import (
     StockReservationRequested,
 )
 from libs.runtime.db import Sql, sql
+from libs.runtime.writes import WriteBatch
 
 _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     # event -> (status, stage); None leaves the column as it is
@@ -59,13 +61,13 @@ def fingerprint(event: OrderPlaced) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
-async def project(db: asyncpg.Connection, envelope: Envelope, event: DomainEvent) -> None:
+def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
     at = envelope.occurred_at
     if isinstance(event, OrderPlaced):
-        await _insert_order(db, event, at)
+        _insert_order(writes, event, at)
         return
     if isinstance(event, CustomerRegistered | CustomerBlocked | CustomerUnblocked):
-        await _project_customer(db, event)
+        _project_customer(writes, event)
         return
     order_id: str = getattr(event, "order_id", "")
     changes: dict[str, Any] = {}
@@ -87,13 +89,14 @@ async def project(db: asyncpg.Connection, envelope: Envelope, event: DomainEvent
     if changes:
         assignments = ", ".join(f"{column} = :{column}" for column in changes)
         # Few distinct column sets occur, so sql() builds each statement once.
-        await sql(f"UPDATE orders SET {assignments}, updated_at = :at WHERE order_id = :order_id").execute(
-            db,
+        writes.add(
+            sql(f"UPDATE orders SET {assignments}, updated_at = :at WHERE order_id = :order_id"),
             {**changes, "at": at, "order_id": order_id},
+            ("order", order_id),
         )
     if isinstance(event, OrderRefunded):
-        await _ADD_REFUND.execute(db, {"amount": event.amount, "at": at, "order_id": order_id})
-    await _project_deadlines(db, event, order_id)
+        writes.add(_ADD_REFUND, {"amount": event.amount, "at": at, "order_id": order_id}, ("order", order_id))
+    _project_deadlines(writes, event, order_id)
 
 
 _ADD_REFUND = Sql(
@@ -120,9 +123,9 @@ _DROP_DEADLINE = Sql("DELETE FROM saga_deadlines WHERE order_id = :o AND kind = 
 _DROP_ALL_DEADLINES = Sql("DELETE FROM saga_deadlines WHERE order_id = :o")
 
 
-async def _insert_order(db: asyncpg.Connection, event: OrderPlaced, at: Any) -> None:
-    await _INSERT_ORDER.execute(
-        db,
+def _insert_order(writes: WriteBatch, event: OrderPlaced, at: Any) -> None:
+    writes.add(
+        _INSERT_ORDER,
         {
             "order_id": event.order_id,
             "channel": event.channel,
@@ -137,13 +140,15 @@ async def _insert_order(db: asyncpg.Connection, event: OrderPlaced, at: Any) -> 
             "subtotal": event.subtotal,
             "at": at,
         },
+        ("order", event.order_id),
     )
 
 
-async def _project_customer(db: asyncpg.Connection, event: CustomerEvent) -> None:
+def _project_customer(writes: WriteBatch, event: CustomerEvent) -> None:
+    row = ("customer", event.customer_id)
     if isinstance(event, CustomerRegistered):
-        await _INSERT_CUSTOMER.execute(
-            db,
+        writes.add(
+            _INSERT_CUSTOMER,
             {
                 "id": event.customer_id,
                 "name": event.name,
@@ -151,23 +156,25 @@ async def _project_customer(db: asyncpg.Connection, event: CustomerEvent) -> Non
                 "phone": event.phone,
                 "region": event.region,
             },
+            row,
         )
     else:
-        await _SET_BLOCKED.execute(
-            db, {"blocked": isinstance(event, CustomerBlocked), "id": event.customer_id}
+        writes.add(
+            _SET_BLOCKED, {"blocked": isinstance(event, CustomerBlocked), "id": event.customer_id}, row
         )
 
 
-async def _project_deadlines(db: asyncpg.Connection, event: DomainEvent, order_id: str) -> None:
+def _project_deadlines(writes: WriteBatch, event: DomainEvent, order_id: str) -> None:
+    row = ("deadlines", order_id)  # one key for all of an order's deadlines: DELETE ALL spans them
     if isinstance(event, OrderAwaitingPayment):
-        await _SET_DEADLINE.execute(db, {"o": order_id, "k": "payment", "due": event.payment_deadline})
+        writes.add(_SET_DEADLINE, {"o": order_id, "k": "payment", "due": event.payment_deadline}, row)
     elif isinstance(event, CompensationStepRequested):
-        await _SET_DEADLINE.execute(
-            db, {"o": order_id, "k": f"compensation:{event.step}", "due": event.retry_at}
+        writes.add(
+            _SET_DEADLINE, {"o": order_id, "k": f"compensation:{event.step}", "due": event.retry_at}, row
         )
     elif isinstance(event, CompensationStepCompleted | OrderNeedsAttention):
-        await _DROP_DEADLINE.execute(db, {"o": order_id, "k": f"compensation:{event.step}"})
+        writes.add(_DROP_DEADLINE, {"o": order_id, "k": f"compensation:{event.step}"}, row)
     elif isinstance(event, OrderConfirmed | OrderCompensationStarted):
-        await _DROP_DEADLINE.execute(db, {"o": order_id, "k": "payment"})
+        writes.add(_DROP_DEADLINE, {"o": order_id, "k": "payment"}, row)
     elif isinstance(event, OrderCancelled | OrderRejected):
-        await _DROP_ALL_DEADLINES.execute(db, {"o": order_id})
+        writes.add(_DROP_ALL_DEADLINES, {"o": order_id}, row)

@@ -120,14 +120,23 @@ class OrderHandlers:
         )
         facts = ReviewFacts(
             customer_blocked=bool(known and known["blocked"]),
-            possible_duplicate_of=await queries.recent_duplicate(
-                await uow.db(), projections.fingerprint(placed), order_id, uow.now - self.duplicate_window
-            ),
+            possible_duplicate_of=await self._recent_duplicate(uow, placed),
         )
         reaction = saga.start(placed, facts, self.policy)
         await self.apply(uow, Order(order_id=order_id), 0, reaction)
         final = ORDER.replay(reaction.events)
         return Placement(order_id, final.status, created=True)
+
+    async def _recent_duplicate(self, uow: UnitOfWork, placed: OrderPlaced) -> str | None:
+        fingerprint = projections.fingerprint(placed)
+        # Orders placed earlier in this same unit of work (a consumed batch) are not in the
+        # orders table until it flushes.
+        for event in uow.recorded:
+            if isinstance(event, OrderPlaced) and projections.fingerprint(event) == fingerprint:
+                return event.order_id
+        return await queries.recent_duplicate(
+            await uow.db(), fingerprint, placed.order_id, uow.now - self.duplicate_window
+        )
 
     async def on_intake(self, uow: UnitOfWork, decoded: Decoded) -> None:
         assert isinstance(decoded.message, SubmitOrder)
