@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.events.topics import ALL_TOPICS
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.db import create_engine, ensure_database, migrate
+from libs.runtime.group_commit import GroupCommitter
 from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
@@ -28,7 +29,6 @@ from libs.runtime.uow import (
     MessageContext,
     Projector,
     UnitOfWork,
-    retry_on_conflict,
     unit_of_work,
 )
 
@@ -69,6 +69,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         self.cache = AggregateCache()
+        self.group_commit = GroupCommitter(self.unit_of_work)
 
     def add_consumer(self, consumer: EventConsumer) -> None:
         consumer.cache = self.cache
@@ -78,14 +79,9 @@ class ServiceRuntime:
         return unit_of_work(self.engine, context, projector=self.projector, cache=self.cache)
 
     async def execute(self, context: MessageContext, action: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-        """Run `action` in one unit of work, again on fresh state if a concurrent writer of
-        the same aggregate committed first."""
-
-        async def attempt() -> T:
-            async with self.unit_of_work(context) as uow:
-                return await action(uow)
-
-        return await retry_on_conflict(attempt)
+        """Run `action` in a unit of work (shared with concurrent commands: group commit),
+        again on fresh state if a concurrent writer of the same aggregate committed first."""
+        return await self.group_commit.execute(context, action)
 
     async def start(self) -> None:
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)

@@ -4,6 +4,7 @@ outbox, inbox, relay and consumer, including the faults they exist to survive.""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -23,6 +24,7 @@ from libs.runtime import eventstore, faults, inbox, outbox
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.db import ConcurrencyConflict, driver_connection
 from libs.runtime.eventstore import Position
+from libs.runtime.group_commit import GroupCommitter
 from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
@@ -163,6 +165,81 @@ async def test_inbox_claims_a_batch_once_even_with_repeats_inside_it(engine: Asy
             await driver_connection(conn), "order-saga", [seen_before, new, repeated, repeated]
         )
     assert claimed == {new, repeated}
+
+
+# --- group commit ------------------------------------------------------------------------
+
+
+def committer(engine: AsyncEngine) -> GroupCommitter:
+    return GroupCommitter(lambda context: unit_of_work(engine, context))
+
+
+async def add_to(uow: UnitOfWork, counter_id: str, by: int) -> int:
+    _, version = await uow.load(COUNTER, counter_id)
+    return await uow.record(COUNTER, counter_id, version, [CounterIncremented(counter_id=counter_id, by=by)])
+
+
+async def transactions_of(engine: AsyncEngine, stream_ids: list[str]) -> set[int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT DISTINCT transaction_id::text::bigint FROM events WHERE stream_id = ANY(:s)"),
+            {"s": stream_ids},
+        )
+        return {row[0] for row in rows}
+
+
+async def test_concurrent_commands_commit_together_and_each_gets_its_own_result(
+    engine: AsyncEngine,
+) -> None:
+    group = committer(engine)
+    counters = [f"grouped-{uuid4().hex[:8]}" for _ in range(20)]
+
+    results = await asyncio.gather(
+        *(group.execute(CONTEXT, lambda uow, c=c: add_to(uow, c, 1)) for c in counters)
+    )
+
+    assert results == [1] * 20
+    # All twenty were queued before the committer ran: one transaction for all of them.
+    assert len(await transactions_of(engine, [f"counter-{c}" for c in counters])) == 1
+
+
+async def test_a_failing_command_fails_alone_and_the_rest_of_its_group_commits(engine: AsyncEngine) -> None:
+    group = committer(engine)
+    counters = [f"mixed-{uuid4().hex[:8]}" for _ in range(6)]
+
+    async def refuse(uow: UnitOfWork) -> int:
+        await add_to(uow, "never-" + counters[0], 1)  # recorded, then abandoned with the error
+        raise ValueError("this command is invalid")
+
+    outcomes = await asyncio.gather(
+        *(group.execute(CONTEXT, lambda uow, c=c: add_to(uow, c, 1)) for c in counters[:3]),
+        group.execute(CONTEXT, refuse),
+        *(group.execute(CONTEXT, lambda uow, c=c: add_to(uow, c, 1)) for c in counters[3:]),
+        return_exceptions=True,
+    )
+
+    assert outcomes[:3] == [1, 1, 1] and outcomes[4:] == [1, 1, 1]
+    assert isinstance(outcomes[3], ValueError)
+    async with engine.connect() as conn:
+        for counter in counters:
+            assert await eventstore.stream_version(conn, f"counter-{counter}") == 1
+        assert await eventstore.stream_version(conn, f"counter-never-{counters[0]}") == 0
+
+
+async def test_a_grouped_command_runs_in_its_callers_context(engine: AsyncEngine) -> None:
+    group = committer(engine)
+    caller = contextvars.ContextVar[str]("caller")
+
+    async def call(name: str) -> str:
+        caller.set(name)
+
+        async def whose(uow: UnitOfWork) -> str:
+            await add_to(uow, f"ctx-{name}-{RUN_ID}", 1)
+            return caller.get()
+
+        return await group.execute(CONTEXT, whose)
+
+    assert await asyncio.gather(*(call(f"caller{n}") for n in range(5))) == [f"caller{n}" for n in range(5)]
 
 
 # --- relay and consumer on the real broker ------------------------------------------------
