@@ -138,6 +138,8 @@ class UnitOfWork:
         seen = self._seen.get(stream_id)
         if seen is None and self.cache is not None:
             seen = self.cache.get(stream_id)
+        if seen is None and expected == 0:
+            seen = (kind.initial(), 0)  # a new stream: its state before is the initial one
         if seen is None or seen[1] != expected:
             # Recorded without a load at that version: the new state is not known here.
             self._seen.pop(stream_id, None)

@@ -23,6 +23,7 @@ from services.billing.domain.invoice import (
     decide_payment,
     decide_void,
 )
+from services.billing.domain.invoice import evolve as evolve_invoice
 from services.billing.domain.policy import BillingPolicy
 
 
@@ -66,8 +67,9 @@ async def void_invoice(uow: UnitOfWork, decoded: Decoded) -> None:
     await billing.record(uow, decide_void(billing.invoice, billing.account, command.order_id, command.reason))
 
 
-async def record_payment(uow: UnitOfWork, attempt: PaymentAttempt) -> bool:
-    """Apply the gateway's report once per payment reference; False if it was applied before."""
+async def record_payment(uow: UnitOfWork, attempt: PaymentAttempt) -> Invoice | None:
+    """Apply the gateway's report once per payment reference: the invoice as it stands after
+    it, or None if this reference was applied before."""
     claimed = await inbox.claim(uow.conn, "payments", uuid5(NAMESPACE_URL, f"payment:{attempt.reference}"))
     if not claimed:
         earlier = await queries.payment(uow.conn, attempt.reference)
@@ -76,10 +78,14 @@ async def record_payment(uow: UnitOfWork, attempt: PaymentAttempt) -> bool:
                 "payment_reference_reused",
                 f"payment reference {attempt.reference!r} was already used for order {earlier['order_id']!r}",
             )
-        return False
+        return None
     billing = await load_billing(uow, attempt.order_id)
-    await billing.record(uow, decide_payment(billing.invoice, billing.account, attempt))
-    return True
+    decision = decide_payment(billing.invoice, billing.account, attempt)
+    await billing.record(uow, decision)
+    invoice = billing.invoice
+    for event in decision.invoice:
+        invoice = evolve_invoice(invoice, event)
+    return invoice
 
 
 async def set_credit_limit(uow: UnitOfWork, customer_id: str, credit_limit: Decimal) -> bool:

@@ -61,8 +61,19 @@ async def record_payment(
 
     # The payment belongs to the order's story: correlate it with the order.
     context = _context(x_actor, body.order_id)
-    if not await runtime.execute(context, lambda uow: handlers.record_payment(uow, attempt)):
-        response.status_code = 200  # this reference was applied before
+    invoice = await runtime.execute(context, lambda uow: handlers.record_payment(uow, attempt))
+    if invoice is not None:
+        # Answered from the invoice the decision left, not re-read: no second round trip.
+        return {
+            "reference": attempt.reference,
+            "order_id": attempt.order_id,
+            "invoice_id": invoice.invoice_id,
+            "outcome": attempt.outcome,
+            "amount": queries.money(attempt.amount),
+            "amount_paid": queries.money(invoice.amount_paid),
+            "invoice_status": invoice.status,
+        }
+    response.status_code = 200  # this reference was applied before
     async with runtime.engine.connect() as conn:
         result = await queries.payment_result(conn, body.reference)
     assert result is not None, "a recorded payment always has its row"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,19 +18,23 @@ from libs.runtime import eventstore
 from libs.runtime.db import ConcurrencyConflict, Sql, driver_connection
 
 # The placement path runs these on the driver connection of its unit of work (see
-# libs.runtime.db.Sql): they are on every order's way in.
-_CUSTOMER_BY = {
-    column: Sql(f"SELECT customer_id, blocked FROM customers WHERE {column} = :v LIMIT 1")
-    for column in ("customer_id", "email", "phone")
-}
+# libs.runtime.db.Sql): they are on every order's way in, so what placement needs to know
+# before deciding comes back in one round trip.
+_PLACEMENT_LOOKUP = Sql(
+    "SELECT s.order_id AS earlier_order_id, s.body_hash AS earlier_body_hash,"
+    " c.customer_id, c.blocked FROM (SELECT 1) AS one"
+    " LEFT JOIN LATERAL (SELECT order_id, body_hash FROM order_submissions"
+    "  WHERE submission_key = ANY(CAST(:keys AS text[])) ORDER BY created_at LIMIT 1) AS s ON true"
+    " LEFT JOIN LATERAL (SELECT customer_id, blocked FROM customers"
+    "  WHERE customer_id = :id OR email = :email OR phone = :phone"
+    # A match by id beats one by email, which beats one by phone.
+    "  ORDER BY CASE WHEN customer_id = :id THEN 0 WHEN email = :email THEN 1 ELSE 2 END"
+    "  LIMIT 1) AS c ON true"
+)
 _RECENT_DUPLICATE = Sql(
     "SELECT order_id FROM orders WHERE fingerprint = :f AND order_id <> :o"
     " AND placed_at >= :since AND status NOT IN ('cancelled', 'rejected')"
     " ORDER BY placed_at DESC LIMIT 1"
-)
-_EARLIER_SUBMISSION = Sql(
-    "SELECT order_id, body_hash FROM order_submissions WHERE submission_key = ANY(CAST(:keys AS text[]))"
-    " ORDER BY created_at LIMIT 1"
 )
 _CLAIM_KEYS = Sql(
     "INSERT INTO order_submissions (submission_key, order_id, body_hash)"
@@ -37,16 +42,25 @@ _CLAIM_KEYS = Sql(
 )
 
 
-async def find_known_customer(
-    db: asyncpg.Connection, customer_id: str | None, email: str | None, phone: str | None
-) -> dict[str, Any] | None:
-    """A registered customer matching the submitted id, email or phone (in that order)."""
-    for column, value in (("customer_id", customer_id), ("email", email), ("phone", phone)):
-        if value:
-            rows = await _CUSTOMER_BY[column].fetch(db, {"v": value})
-            if rows:
-                return dict(rows[0])
-    return None
+@dataclass(frozen=True)
+class PlacementLookup:
+    # (order id, body hash) of the order one of the submission's keys created before
+    earlier: tuple[str, str] | None
+    # a registered customer matching the submitted id, email or phone: id and blocked flag
+    known_customer: tuple[str, bool] | None
+
+
+async def placement_lookup(
+    db: asyncpg.Connection, keys: list[str], customer_id: str | None, email: str | None, phone: str | None
+) -> PlacementLookup:
+    rows = await _PLACEMENT_LOOKUP.fetch(
+        db, {"keys": keys, "id": customer_id, "email": email, "phone": phone}
+    )
+    row = rows[0]
+    return PlacementLookup(
+        (row["earlier_order_id"], row["earlier_body_hash"]) if row["earlier_order_id"] else None,
+        (row["customer_id"], row["blocked"]) if row["customer_id"] else None,
+    )
 
 
 async def recent_duplicate(
@@ -54,12 +68,6 @@ async def recent_duplicate(
 ) -> str | None:
     rows = await _RECENT_DUPLICATE.fetch(db, {"f": fingerprint, "o": order_id, "since": since})
     return str(rows[0]["order_id"]) if rows else None
-
-
-async def earlier_submission(db: asyncpg.Connection, keys: list[str]) -> tuple[str, str] | None:
-    """(order id, body hash) of the order any of these submission keys created before."""
-    rows = await _EARLIER_SUBMISSION.fetch(db, {"keys": keys})
-    return (rows[0]["order_id"], rows[0]["body_hash"]) if rows else None
 
 
 async def claim_submission_keys(

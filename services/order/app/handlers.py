@@ -84,11 +84,18 @@ class OrderHandlers:
     async def place(self, uow: UnitOfWork, submission: SubmitOrder) -> Placement:
         keys = submission_keys(submission)
         order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:{keys[0]}")) if keys else str(uuid4())
+        customer = submission.customer
+        lookup = await queries.placement_lookup(
+            await uow.db(),
+            keys,
+            customer.id,
+            customer_domain.normalise_email(customer.email),
+            customer_domain.normalise_phone(customer.phone),
+        )
         if keys:
             digest = body_hash(submission)
-            earlier = await queries.earlier_submission(await uow.db(), keys)
-            if earlier is not None:
-                earlier_order_id, earlier_digest = earlier
+            if lookup.earlier is not None:
+                earlier_order_id, earlier_digest = lookup.earlier
                 if earlier_digest != digest:
                     raise DomainError(
                         "idempotency_conflict",
@@ -98,14 +105,8 @@ class OrderHandlers:
                 existing, _ = await uow.load(ORDER, earlier_order_id)
                 return Placement(earlier_order_id, existing.status, created=False)
             await queries.claim_submission_keys(await uow.db(), keys, order_id, digest)
-        customer = submission.customer
-        known = await queries.find_known_customer(
-            await uow.db(),
-            customer.id,
-            customer_domain.normalise_email(customer.email),
-            customer_domain.normalise_phone(customer.phone),
-        )
-        customer_id = known["customer_id"] if known else customer_domain.contact_key(customer, order_id)
+        known = lookup.known_customer
+        customer_id = known[0] if known else customer_domain.contact_key(customer, order_id)
         placed = OrderPlaced(
             order_id=order_id,
             channel=submission.channel,
@@ -119,7 +120,7 @@ class OrderHandlers:
             subtotal=sum((line.unit_price * line.quantity for line in submission.lines), Decimal("0")),
         )
         facts = ReviewFacts(
-            customer_blocked=bool(known and known["blocked"]),
+            customer_blocked=bool(known and known[1]),
             possible_duplicate_of=await self._recent_duplicate(uow, placed),
         )
         reaction = saga.start(placed, facts, self.policy)
