@@ -277,9 +277,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--orders", type=int, default=3000)
-    parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--orders", type=int, default=5000)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--seconds-at-70", type=float, default=20)
     parser.add_argument("--raw-messages", type=int, default=50_000)
     parser.add_argument("--raw-seconds", type=float, default=5)
