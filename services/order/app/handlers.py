@@ -254,6 +254,7 @@ async def _fire_next_deadline(runtime: ServiceRuntime, handlers: OrderHandlers) 
         try:
             async with uow.conn.begin_nested():
                 await handlers.on_deadline(uow, row.order_id, row.kind)
+                await uow.flush()  # inside the savepoint, so a failing write is caught here too
         except Exception as error:
             if is_transient(error):
                 raise
