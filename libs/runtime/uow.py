@@ -215,27 +215,28 @@ class UnitOfWork:
 
     async def flush(self) -> None:
         """Write what was recorded and sent so far. Runs before the commit; a handler that
-        must read its own writes back from the query tables calls it first."""
+        must read its own writes back from the query tables calls it first. What it takes is
+        gone from the queue even if a write fails: the transaction (or savepoint) that failed
+        is rolled back with it."""
         if not (self._pending_events or self._pending_writes or self._pending_outbox):
             return
+        events, self._pending_events = self._pending_events, []
+        writes, self._pending_writes = self._pending_writes, WriteBatch()
+        messages, self._pending_outbox = self._pending_outbox, []
         db = await self.db()
-        if self._pending_events:
+        if events:
             try:
-                await eventstore.append(db, self._pending_events)
+                await eventstore.append(db, events)
             except ConcurrencyConflict:
                 if self.cache is not None:
                     # Another replica writes these streams too: forget everything this unit of
                     # work relied on, so the retry reloads it all at once, not one stale stream
                     # per attempt.
-                    self.cache.evict(
-                        [*self._seen, *self._unknown, *(_stream_of(e) for e in self._pending_events)]
-                    )
+                    self.cache.evict([*self._seen, *self._unknown, *(_stream_of(e) for e in events)])
                 raise
-            self._pending_events.clear()
-        await self._pending_writes.flush(db)
-        if self._pending_outbox:
-            await outbox.put(db, self._pending_outbox)
-            self._pending_outbox.clear()
+        await writes.flush(db)
+        if messages:
+            await outbox.put(db, messages)
             self.wrote_outbox = True
 
 
