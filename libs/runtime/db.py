@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from libs.runtime.settings import RuntimeSettings
@@ -121,6 +122,10 @@ class ConcurrencyConflict(Exception):
     """Another writer appended to the same stream first; reload and try again."""
 
 
+_ADAPTED_CONNECTION_ERRORS = (
+    AsyncAdapt_asyncpg_dbapi.InterfaceError,
+    AsyncAdapt_asyncpg_dbapi.OperationalError,
+)
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
 
 
@@ -140,6 +145,9 @@ def is_transient(error: BaseException) -> bool:
         code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
         return code in _TRANSIENT_SQLSTATES
     if isinstance(error, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True
+    if isinstance(error, _ADAPTED_CONNECTION_ERRORS):
+        # The driver's errors as SQLAlchemy's asyncpg adapter re-raises them, unwrapped.
         return True
     if isinstance(
         error,
@@ -163,7 +171,14 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     raw = await conn.get_raw_connection()
     adapted: Any = raw.dbapi_connection
     if conn.in_transaction() and adapted._transaction is None:
-        await adapted._start_transaction()
+        try:
+            await adapted._start_transaction()
+        except Exception as error:
+            # Typically a connection that died in the pool (the database restarted). Called
+            # here, outside SQLAlchemy's own statement handling, the failure would not retire
+            # it: do that, and report a transient failure so the work is retried.
+            await conn.invalidate()
+            raise ConnectionError(f"database connection unusable: {error}") from error
     return raw.driver_connection
 
 

@@ -254,10 +254,16 @@ async def unit_of_work(
 ) -> AsyncIterator[UnitOfWork]:
     async with engine.begin() as conn:
         uow = UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector, cache=cache)
-        yield uow
-        await uow.flush()
-        if uow.wrote_outbox:
-            await outbox.wake_relay(await uow.db())
+        try:
+            yield uow
+            await uow.flush()
+            if uow.wrote_outbox:
+                await outbox.wake_relay(await uow.db())
+        except BaseException:
+            if uow._driver is not None and uow._driver.is_closed():
+                # Lost mid-transaction on the driver path: never hand it back to the pool.
+                await conn.invalidate()
+            raise
     uow.committed()
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from uuid import uuid4
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -22,7 +23,7 @@ from libs.events.base import DomainEvent
 from libs.events.topics import dead_letter_topic
 from libs.runtime import eventstore, faults, inbox, outbox
 from libs.runtime.consumer import EventConsumer
-from libs.runtime.db import ConcurrencyConflict, driver_connection
+from libs.runtime.db import ConcurrencyConflict, driver_connection, is_transient
 from libs.runtime.eventstore import Position
 from libs.runtime.group_commit import GroupCommitter
 from libs.runtime.kafka import create_topics, durable_producer
@@ -165,6 +166,34 @@ async def test_inbox_claims_a_batch_once_even_with_repeats_inside_it(engine: Asy
             await driver_connection(conn), "order-saga", [seen_before, new, repeated, repeated]
         )
     assert claimed == {new, repeated}
+
+
+async def test_a_pooled_connection_the_server_killed_is_retired_not_reused(
+    engine: AsyncEngine, settings: RuntimeSettings
+) -> None:
+    await increment(engine, "before-restart")
+    # What a database restart does to the pool's idle connections.
+    admin = await asyncpg.connect(settings.dsn("store"))
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+
+    outcomes = []
+    for _ in range(2 * settings.db_pool_size + 3):
+        try:
+            await increment(engine, "after-restart")
+            outcomes.append("ok")
+        except Exception as error:
+            assert is_transient(error), repr(error)  # retried by every caller, never dead-lettered
+            outcomes.append("transient")
+
+    # Each dead connection fails at most once, then is replaced: the pool heals.
+    assert outcomes[-3:] == ["ok", "ok", "ok"], outcomes
+    assert outcomes.count("transient") <= settings.db_pool_size, outcomes
 
 
 # --- group commit ------------------------------------------------------------------------

@@ -4,21 +4,28 @@ the real broker and database. One test per path through the saga."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from libs.events import encode, make_envelope
+from libs.events.order import SubmitOrder
 from libs.events.topics import (
     BILLING_COMMANDS,
     BILLING_EVENTS,
     INVENTORY_COMMANDS,
     INVENTORY_EVENTS,
     ORDER_EVENTS,
+    ORDER_INTAKE,
 )
 from libs.runtime.settings import RuntimeSettings
 from tests.integration.conftest import PAYMENT_DEADLINE_SECONDS, Oms, money, order_body
 from tools.chaos import read_all
+from tools.processes import eventually_value
 
 pytestmark = pytest.mark.integration
 
@@ -365,3 +372,48 @@ async def test_one_trace_follows_an_order_through_every_kafka_hop(
     }
     assert hops <= set(seen), seen
     assert {seen[hop] for hop in hops} == {trace_id}
+
+
+async def test_the_same_order_twice_in_one_intake_burst_holds_the_second_as_a_duplicate(
+    oms: Oms, sku: str, e2e_settings: RuntimeSettings
+) -> None:
+    # Sent back to back, the two usually arrive in one consumed batch, whose orders reach the
+    # orders table only when the batch commits: the duplicate check must see them anyway.
+    await oms.receive(sku, 5)
+    customer = {"name": "Grace Hopper", "email": f"{uuid4().hex[:8]}@example.com", "region": "north"}
+    producer = AIOKafkaProducer(bootstrap_servers=e2e_settings.kafka_bootstrap, linger_ms=50)
+    await producer.start()
+    try:
+        sent = []
+        for reference in (f"burst-{uuid4().hex[:8]}", f"burst-{uuid4().hex[:8]}"):
+            body = order_body(
+                sku, customer=customer, channel="offline", external_id=reference, terms="on_account"
+            )
+            envelope = make_envelope(
+                SubmitOrder.model_validate(body),
+                event_id=uuid4(),
+                aggregate_id=customer["email"],  # one key: one partition, in order
+                aggregate_version=0,
+                occurred_at=datetime.now(UTC),
+                correlation_id=reference,
+                causation_id=None,
+                actor="channel:offline",
+            )
+            sent.append(await producer.send(e2e_settings.topic(ORDER_INTAKE), encode(envelope), key=b"burst"))
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+    async def listed() -> list[dict[str, Any]]:
+        response = await oms.order.get("/orders", params={"customer_id": f"email:{customer['email']}"})
+        return list(response.json()["items"])
+
+    orders = await eventually_value(listed, lambda items: len(items) == 2, timeout=60)
+    statuses = {}
+    for order in orders:
+        statuses[order["order_id"]] = await oms.wait_status(order["order_id"], "confirmed", "on_hold")
+    held = [order for order in statuses.values() if order["status"] == "on_hold"]
+    assert len(held) == 1, statuses
+    (other,) = set(statuses) - {held[0]["order_id"]}
+    assert f"possible duplicate of order {other}" in held[0]["reason"]
+    assert statuses[other]["status"] == "confirmed"
