@@ -177,9 +177,18 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
             # Typically a connection that died in the pool (the database restarted). Called
             # here, outside SQLAlchemy's own statement handling, the failure would not retire
             # it: do that, and report a transient failure so the work is retried.
-            await conn.invalidate()
+            await retire_connection(conn)
             raise ConnectionError(f"database connection unusable: {error}") from error
     return raw.driver_connection
+
+
+async def retire_connection(conn: AsyncConnection) -> None:
+    """A connection died under us: drop it, and the pool's idle ones with it. After a
+    database restart they are all dead, and trying each in turn (one failed attempt and one
+    backoff apiece) made recovery take tens of seconds; SQLAlchemy does the same when it
+    sees a disconnect itself."""
+    await conn.invalidate()
+    await conn.engine.dispose(close=False)
 
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from libs.domain import AggregateKind
 from libs.events import Command, DomainEvent, Envelope, make_envelope, registry
 from libs.runtime import eventstore, outbox
-from libs.runtime.db import ConcurrencyConflict, driver_connection
+from libs.runtime.db import ConcurrencyConflict, driver_connection, retire_connection
 from libs.runtime.telemetry import trace_headers
 from libs.runtime.writes import WriteBatch
 
@@ -262,7 +262,7 @@ async def unit_of_work(
         except BaseException:
             if uow._driver is not None and uow._driver.is_closed():
                 # Lost mid-transaction on the driver path: never hand it back to the pool.
-                await conn.invalidate()
+                await retire_connection(conn)
             raise
     uow.committed()
 
