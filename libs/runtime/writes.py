@@ -22,12 +22,24 @@ from libs.runtime.db import Sql
 
 class WriteBatch:
     def __init__(self) -> None:
-        self._writes: list[tuple[Sql, tuple[Any, ...], Hashable]] = []
+        self._writes: list[tuple[Sql, dict[str, Any], Hashable]] = []
+        self._last: dict[Hashable, tuple[Sql, dict[str, Any]]] = {}
 
     def add(self, statement: Sql, params: Mapping[str, Any], row: Hashable) -> None:
         """Queue `statement`; `row` identifies what it changes (writes that may touch the same
         row must name the same `row`, so they keep their order)."""
-        self._writes.append((statement, statement.args(params), row))
+        queued = dict(params)
+        self._writes.append((statement, queued, row))
+        self._last[row] = (statement, queued)
+
+    def queued(self, statement: Sql, row: Hashable) -> dict[str, Any] | None:
+        """The parameters of `statement` if it is the last write queued for `row`, else None.
+
+        Changing them is the same as queueing a write after it, one statement cheaper: an
+        INSERT that already carries the row's state after this batch's later events saves an
+        UPDATE per event (a row version and an entry in every index of the table)."""
+        last = self._last.get(row)
+        return last[1] if last is not None and last[0] is statement else None
 
     def __len__(self) -> int:
         return len(self._writes)
@@ -36,12 +48,12 @@ class WriteBatch:
         """The writes in the order `flush` runs them: per layer, each statement's argument rows."""
         depth: dict[Hashable, int] = {}
         layers: list[dict[Sql, list[tuple[Any, ...]]]] = []
-        for statement, args, row in self._writes:
+        for statement, params, row in self._writes:
             layer = depth.get(row, 0)
             depth[row] = layer + 1
             if layer == len(layers):
                 layers.append({})
-            layers[layer].setdefault(statement, []).append(args)
+            layers[layer].setdefault(statement, []).append(statement.args(params))
         return layers
 
     async def flush(self, db: asyncpg.Connection) -> None:
@@ -49,3 +61,4 @@ class WriteBatch:
             for statement, rows in layer.items():
                 await db.executemany(statement.text, rows)
         self._writes.clear()
+        self._last.clear()

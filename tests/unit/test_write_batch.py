@@ -38,3 +38,17 @@ def test_writes_to_one_row_keep_the_order_they_were_added_in() -> None:
         {ADD_RESERVED: [(-5, "hot")]},
     ]
     assert len(batch) == 4
+
+
+def test_a_queued_write_can_be_amended_only_while_it_is_the_rows_last() -> None:
+    batch = WriteBatch()
+    batch.add(INSERT, {"id": "a", "status": "placed"}, ("order", "a"))
+
+    queued = batch.queued(INSERT, ("order", "a"))
+    assert queued is not None
+    queued["status"] = "approved"  # the row is inserted as it stands after the later event
+
+    batch.add(SET_STATUS, {"id": "a", "status": "confirmed"}, ("order", "a"))
+    assert batch.queued(INSERT, ("order", "a")) is None  # an update follows it now
+    assert batch.queued(INSERT, ("order", "b")) is None
+    assert batch.layers() == [{INSERT: [("a", "approved")]}, {SET_STATUS: [("confirmed", "a")]}]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from decimal import Decimal
 from typing import Any
 
 from libs.events import Envelope
@@ -86,7 +87,10 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         changes["reason"] = "; ".join(event.reasons)
     elif isinstance(event, OrderCancelled | OrderRejected | OrderNeedsAttention):
         changes["reason"] = event.reason
-    if changes:
+    queued_insert = writes.queued(_INSERT_ORDER, ("order", order_id))
+    if changes and queued_insert is not None:
+        queued_insert.update(changes, updated_at=at)  # placed in this same transaction
+    elif changes:
         assignments = ", ".join(f"{column} = :{column}" for column in changes)
         # Few distinct column sets occur, so sql() builds each statement once.
         writes.add(
@@ -103,12 +107,15 @@ _ADD_REFUND = Sql(
     "UPDATE orders SET amount_refunded = amount_refunded + :amount, updated_at = :at"
     " WHERE order_id = :order_id"
 )
+# Carries every column a later event may change: events recorded in the same transaction as
+# OrderPlaced amend the queued insert instead of adding updates (WriteBatch.queued).
 _INSERT_ORDER = Sql(
     "INSERT INTO orders (order_id, status, stage, channel, external_id, customer_id,"
     " customer_name, currency, payment_terms, shipping_method, lines, fingerprint,"
-    " subtotal, placed_at, updated_at) VALUES (:order_id, 'placed', 'review', :channel,"
-    " :external_id, :customer_id, :customer_name, :currency, :payment_terms,"
-    " :shipping_method, CAST(:lines AS jsonb), :fingerprint, :subtotal, :at, :at)"
+    " subtotal, total, amount_paid, invoice_id, reason, placed_at, updated_at)"
+    " VALUES (:order_id, :status, :stage, :channel, :external_id, :customer_id, :customer_name,"
+    " :currency, :payment_terms, :shipping_method, CAST(:lines AS jsonb), :fingerprint,"
+    " :subtotal, :total, :amount_paid, :invoice_id, :reason, :at, :updated_at)"
 )
 _INSERT_CUSTOMER = Sql(
     "INSERT INTO customers (customer_id, name, email, phone, region)"
@@ -138,7 +145,14 @@ def _insert_order(writes: WriteBatch, event: OrderPlaced, at: Any) -> None:
             "lines": json.dumps([line.model_dump(mode="json") for line in event.lines]),
             "fingerprint": fingerprint(event),
             "subtotal": event.subtotal,
+            "status": "placed",
+            "stage": "review",
+            "total": None,
+            "amount_paid": Decimal("0"),
+            "invoice_id": None,
+            "reason": None,
             "at": at,
+            "updated_at": at,
         },
         ("order", event.order_id),
     )
