@@ -49,6 +49,8 @@ from libs.runtime.uow import AggregateCache, MessageContext, Projector, UnitOfWo
 log = logging.getLogger(__name__)
 
 Handler = Callable[[UnitOfWork, Decoded], Awaitable[None]]
+# Loads, in a few round trips, the aggregates the batch's handlers will need (UnitOfWork.preload).
+Preload = Callable[[UnitOfWork, Sequence[Decoded]], Awaitable[None]]
 MAX_TRANSIENT_BACKOFF_SECONDS = 5.0
 
 
@@ -73,7 +75,9 @@ class EventConsumer:
         actor: str,
         projector: Projector | None = None,
         cache: AggregateCache | None = None,
+        preload: Preload | None = None,
     ) -> None:
+        self.preload = preload
         self.projector = projector
         self.cache = cache
         self.name = settings.topic(name)  # the consumer group, namespaced like the topics
@@ -155,6 +159,10 @@ class EventConsumer:
             unclaimed = await inbox.claim_all(
                 await uow.db(), self.name, [i.decoded.envelope.event_id for i in items]
             )
+            if self.preload is not None:
+                await self.preload(
+                    uow, [i.decoded for i in items if i.decoded.envelope.event_id in unclaimed]
+                )
             for item in items:
                 envelope = item.decoded.envelope
                 uow.context = MessageContext.caused_by(envelope, self.actor)

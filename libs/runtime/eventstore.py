@@ -103,6 +103,20 @@ async def read_stream(db: asyncpg.Connection, stream_id: str, after_version: int
     ]
 
 
+_READ_STREAMS = Sql(
+    f"SELECT {_COLUMNS} FROM events WHERE stream_id = ANY(CAST(:streams AS text[]))"
+    " ORDER BY stream_id, version"
+)
+
+
+async def read_streams(db: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, list[Envelope]]:
+    """Several streams in one round trip; a stream without events is absent."""
+    found: dict[str, list[Envelope]] = {}
+    for row in await _READ_STREAMS.fetch(db, {"streams": list(stream_ids)}):
+        found.setdefault(row["stream_id"], []).append(_to_envelope(row))
+    return found
+
+
 async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
     result = await conn.execute(
         text("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = :s"), {"s": stream_id}

@@ -53,6 +53,7 @@ def build_runtime(
             settings,
             actor="service:billing",
             projector=project,
+            preload=handlers.preload,
         )
     )
     return runtime

@@ -32,6 +32,7 @@ def build_runtime(settings: RuntimeSettings | None = None) -> ServiceRuntime:
             settings,
             actor="service:inventory",
             projector=project,
+            preload=handlers.preload,
         )
     )
     return runtime

@@ -131,6 +131,23 @@ async def test_catch_up_reader_never_skips_a_row_committed_late(engine: AsyncEng
     assert after == []
 
 
+async def test_preloaded_aggregates_match_what_loading_each_gives(engine: AsyncEngine) -> None:
+    ids = [f"pre-{uuid4().hex[:8]}" for _ in range(3)]
+    for _ in range(2):
+        await increment(engine, ids[0])
+    await increment(engine, ids[1])
+
+    async with unit_of_work(engine, CONTEXT) as uow:
+        await uow.preload(COUNTER, [*ids, ids[0]])  # ids[2] has no events yet
+        preloaded = [await uow.load(COUNTER, i) for i in ids]
+        await uow.record(COUNTER, ids[2], 0, [CounterIncremented(counter_id=ids[2], by=1)])
+    async with unit_of_work(engine, CONTEXT) as uow:
+        loaded_one_by_one = [await uow.load(COUNTER, i) for i in ids]
+
+    assert preloaded == [(Counter(2), 2), (Counter(1), 1), (Counter(0), 0)]
+    assert loaded_one_by_one == [(Counter(2), 2), (Counter(1), 1), (Counter(1), 1)]
+
+
 async def test_rolled_back_work_leaves_no_event_and_no_outbox_row(engine: AsyncEngine) -> None:
     with pytest.raises(RuntimeError):
         async with unit_of_work(engine, CONTEXT) as uow:

@@ -3,6 +3,7 @@ domain, and records the events in the caller's unit of work (one transaction).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from uuid import NAMESPACE_URL, uuid5
@@ -51,6 +52,13 @@ async def load_billing(uow: UnitOfWork, order_id: str, customer_id: str | None =
     customer_id = customer_id or invoice.customer_id
     account, account_version = await uow.load(ACCOUNT, customer_id) if customer_id else (CustomerAccount(), 0)
     return OrderBilling(order_id, invoice, invoice_version, customer_id, account, account_version)
+
+
+async def preload(uow: UnitOfWork, batch: Sequence[Decoded]) -> None:
+    """The invoices and accounts a batch of billing commands will load, in two round trips."""
+    commands = [d.message for d in batch if isinstance(d.message, IssueInvoice | VoidInvoice)]
+    await uow.preload(INVOICE, [c.order_id for c in commands])
+    await uow.preload(ACCOUNT, [c.customer_id for c in commands if isinstance(c, IssueInvoice)])
 
 
 async def issue_invoice(uow: UnitOfWork, decoded: Decoded, policy: BillingPolicy) -> None:

@@ -3,7 +3,7 @@ the caller's unit of work (one transaction)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from uuid import NAMESPACE_URL, uuid5
 
@@ -54,6 +54,13 @@ async def _apply(uow: UnitOfWork, order_id: str, version: int, decision: Decisio
         await skus.record(uow, sku, events)
     if decision.reservation:
         await uow.record(RESERVATION, order_id, version, decision.reservation)
+
+
+async def preload(uow: UnitOfWork, batch: Sequence[Decoded]) -> None:
+    """The reservations and SKUs a batch of inventory commands will load, in two round trips."""
+    commands = [d.message for d in batch if isinstance(d.message, ReserveStock | ReleaseStock)]
+    await uow.preload(RESERVATION, [c.order_id for c in commands])
+    await uow.preload(SKU, [line.sku for c in commands if isinstance(c, ReserveStock) for line in c.lines])
 
 
 async def reserve_stock(uow: UnitOfWork, decoded: Decoded) -> None:
