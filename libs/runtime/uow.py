@@ -120,7 +120,11 @@ class UnitOfWork:
         known = self._seen.get(stream_id) or (self.cache.get(stream_id) if self.cache else None)
         if known is not None:
             return known
-        envelopes = await eventstore.read_stream(await self.db(), stream_id)
+        return self._rebuilt(kind, stream_id, await eventstore.read_stream(await self.db(), stream_id))
+
+    def _rebuilt(
+        self, kind: AggregateKind[State], stream_id: str, envelopes: list[Envelope]
+    ) -> tuple[State, int]:
         events = [registry.load(e.event_type, e.event_version, e.payload) for e in envelopes]
         state = kind.replay(events)  # type: ignore[arg-type]
         self._seen[stream_id] = (state, len(envelopes))
@@ -139,9 +143,7 @@ class UnitOfWork:
             return
         found = await eventstore.read_streams(await self.db(), missing)
         for stream_id in missing:
-            envelopes = found.get(stream_id, [])
-            events = [registry.load(e.event_type, e.event_version, e.payload) for e in envelopes]
-            self._seen[stream_id] = (kind.replay(events), len(envelopes))  # type: ignore[arg-type]
+            self._rebuilt(kind, stream_id, found.get(stream_id, []))
 
     def committed(self) -> None:
         if self.cache is not None:
