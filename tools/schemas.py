@@ -110,24 +110,82 @@ def generated() -> dict[Path, str]:
 
 
 def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What a reader of the old schema could no longer rely on (same type and version)."""
-    problems = []
-    old_payload = old.get("properties", {}).get("payload", {})
-    new_payload = new.get("properties", {}).get("payload", {})
-    old_props, new_props = old_payload.get("properties", {}), new_payload.get("properties", {})
-    for name in old_props:
-        if name not in new_props:
-            problems.append(f"field {name!r} removed")
-        elif _shape(old_props[name]) != _shape(new_props[name]):
-            problems.append(f"field {name!r} changed type")
-    added_required = set(new_payload.get("required", [])) - set(old_payload.get("required", []))
-    problems += [f"field {name!r} became required" for name in sorted(added_required)]
+    """What a reader of the old schema could no longer rely on (same type and version).
+
+    Walks the payload and every model it uses (`$defs`: lines, addresses, ...), so a field
+    removed, retyped or made required inside a nested model is found like a top-level one.
+    Fields are named by their path: `lines[].quantity`, `shipping.address.city`.
+    """
+    problems: list[str] = []
+    _SchemaWalk(old, new, problems).compare(
+        old.get("properties", {}).get("payload", {}), new.get("properties", {}).get("payload", {}), ""
+    )
     return problems
 
 
-def _shape(prop: dict[str, Any]) -> Any:
-    keys = ("type", "$ref", "anyOf", "items", "const", "enum")
-    return json.dumps({k: prop.get(k) for k in keys}, sort_keys=True)
+class _SchemaWalk:
+    def __init__(self, old_root: dict[str, Any], new_root: dict[str, Any], problems: list[str]) -> None:
+        self.old_root, self.new_root, self.problems = old_root, new_root, problems
+
+    def compare(
+        self,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        path: str,
+        inside: frozenset[tuple[str | None, str | None]] = frozenset(),
+    ) -> None:
+        (old, old_ref), (new, new_ref) = _resolve(old, self.old_root), _resolve(new, self.new_root)
+        models = (old_ref, new_ref)
+        if models != (None, None):
+            if models in inside:  # a recursive model, already being compared further up
+                return
+            inside = inside | {models}
+        if _shape(old) != _shape(new):
+            self.problems.append(f"field {path!r} changed type")
+            return
+        old_props, new_props = old.get("properties", {}), new.get("properties", {})
+        for name in old_props:
+            field = f"{path}.{name}" if path else name
+            if name not in new_props:
+                self.problems.append(f"field {field!r} removed")
+            else:
+                self.compare(old_props[name], new_props[name], field, inside)
+        added_required = set(new.get("required", [])) - set(old.get("required", []))
+        for name in sorted(added_required):
+            self.problems.append(f"field {(f'{path}.{name}' if path else name)!r} became required")
+        if isinstance(old.get("items"), dict) and isinstance(new.get("items"), dict):
+            self.compare(old["items"], new["items"], f"{path}[]", inside)
+        for key in ("prefixItems", "anyOf", "oneOf"):  # same length: _shape compared it
+            for old_item, new_item in zip(old.get(key, []), new.get(key, []), strict=True):
+                self.compare(old_item, new_item, path, inside)
+        old_extra, new_extra = old.get("additionalProperties"), new.get("additionalProperties")
+        if isinstance(old_extra, dict) and isinstance(new_extra, dict):
+            self.compare(old_extra, new_extra, f"{path}{{}}", inside)
+
+
+def _resolve(node: dict[str, Any], root: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The schema a `$ref` (or a one-element `allOf`) points at, with the node's own keys,
+    and the name of the model it is, if any."""
+    model = None
+    while True:
+        if "$ref" in node:
+            model = str(node["$ref"]).removeprefix("#/$defs/")
+            target = root.get("$defs", {}).get(model)
+            if target is None:
+                raise ValueError(f"schema reference {node['$ref']!r} does not resolve")
+            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        elif len(node.get("allOf", [])) == 1:
+            node = {**node["allOf"][0], **{k: v for k, v in node.items() if k != "allOf"}}
+        else:
+            return node, model
+
+
+def _shape(node: dict[str, Any]) -> str:
+    """What a reader relies on at one level: the JSON type and its fixed values, and how many
+    alternatives or tuple positions there are (each is then compared on its own)."""
+    shape = {key: node.get(key) for key in ("type", "const", "enum", "format")}
+    shape.update({key: len(node.get(key, [])) for key in ("anyOf", "oneOf", "prefixItems")})
+    return json.dumps(shape, sort_keys=True)
 
 
 def main() -> int:

@@ -1,5 +1,7 @@
 """The public contracts: codec round trip, poison detection, upcasting, committed schemas."""
 
+import copy
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -67,7 +69,6 @@ def test_garbage_is_refused_with_a_reason(raw: bytes, reason: str) -> None:
 def test_schema_invalid_payload_is_refused_naming_the_field() -> None:
     document = envelope_for(placed()).model_dump(mode="json")
     document["payload"]["lines"][0]["quantity"] = -3
-    import json
 
     with pytest.raises(DecodeError, match=r"lines\.0\.quantity"):
         decode(json.dumps(document).encode())
@@ -76,7 +77,6 @@ def test_schema_invalid_payload_is_refused_naming_the_field() -> None:
 def test_unknown_event_type_is_refused() -> None:
     document = envelope_for(placed()).model_dump(mode="json")
     document["event_type"] = "OrderTeleported"
-    import json
 
     with pytest.raises(DecodeError, match="unknown message type"):
         decode(json.dumps(document).encode())
@@ -119,3 +119,51 @@ def test_a_breaking_change_within_a_version_is_detected() -> None:
     assert "field 'channel' removed" in problems
     assert "field 'gift_wrap' became required" in problems
     assert schemas.breaking_changes(old, schemas.message_schema(OrderPlaced)) == []
+
+
+def order_placed_schema() -> dict[str, Any]:
+    return copy.deepcopy(schemas.message_schema(OrderPlaced))
+
+
+def test_a_field_whose_type_changes_within_a_version_is_detected() -> None:
+    old, new = order_placed_schema(), order_placed_schema()
+    new["properties"]["payload"]["properties"]["channel"] = {"type": "integer"}
+    # Optional where it was required to be there: a reader of the old schema meets null.
+    new["properties"]["payload"]["properties"]["customer_id"] = {
+        "anyOf": [{"type": "string"}, {"type": "null"}]
+    }
+    new["properties"]["payload"]["properties"]["payment_terms"]["enum"].append("cash")
+
+    assert sorted(schemas.breaking_changes(old, new)) == [
+        "field 'channel' changed type",
+        "field 'customer_id' changed type",
+        "field 'payment_terms' changed type",
+    ]
+
+
+def test_breaking_changes_inside_nested_models_are_detected() -> None:
+    old, new = order_placed_schema(), order_placed_schema()
+    line = new["$defs"]["OrderLine"]
+    del line["properties"]["sku"]  # lines[] items
+    line["properties"]["quantity"] = {"type": "string"}
+    line["properties"]["discount"] = {"type": "string"}
+    line["required"].append("discount")
+    del new["$defs"]["Address"]["properties"]["city"]  # shipping.address: a model in anyOf
+
+    assert sorted(schemas.breaking_changes(old, new)) == [
+        "field 'lines[].discount' became required",
+        "field 'lines[].quantity' changed type",
+        "field 'lines[].sku' removed",
+        "field 'shipping.address.city' removed",
+    ]
+
+
+def test_compatible_changes_to_nested_models_pass() -> None:
+    old, new = order_placed_schema(), order_placed_schema()
+    # A new optional field in a nested model...
+    new["$defs"]["Address"]["properties"]["region"] = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    # ...and a model renamed in the code, same shape on the wire.
+    new["$defs"]["Line"] = new["$defs"].pop("OrderLine")
+    new["properties"]["payload"]["properties"]["lines"]["items"] = {"$ref": "#/$defs/Line"}
+
+    assert schemas.breaking_changes(old, new) == []
