@@ -18,6 +18,8 @@ class OrderSettings(BaseSettings):
     review_amount_limit: Decimal = Decimal("5000.00")
     duplicate_window_seconds: int = 600
     payment_deadline_seconds: float = 900
+    # JSON, e.g. {"bank-transfer": 259200}: per-channel payment deadlines in seconds
+    payment_deadline_seconds_by_channel: dict[str, float] = {}
     on_account_terms_days: int = 30
     shortage_policy: Literal["backorder", "reject"] = "backorder"
     # JSON, e.g. {"marketplace": "reject"}
@@ -30,6 +32,10 @@ class OrderSettings(BaseSettings):
         return SagaPolicy(
             review=ReviewPolicy(amount_limit=self.review_amount_limit),
             payment_deadline=timedelta(seconds=self.payment_deadline_seconds),
+            payment_deadline_by_channel=tuple(
+                (channel, timedelta(seconds=seconds))
+                for channel, seconds in sorted(self.payment_deadline_seconds_by_channel.items())
+            ),
             on_account_terms=timedelta(days=self.on_account_terms_days),
             backorder_on_shortage=self.shortage_policy == "backorder",
             shortage_policy_by_channel=tuple(

@@ -113,6 +113,9 @@ COMPENSATIONS: dict[str, CompensationStep] = {
 class SagaPolicy:
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     payment_deadline: timedelta = timedelta(minutes=15)
+    # A channel whose customers pay by another route (bank transfer, a marketplace's own
+    # checkout) may need a different deadline than the default.
+    payment_deadline_by_channel: tuple[tuple[str, timedelta], ...] = ()
     on_account_terms: timedelta = timedelta(days=30)
     backorder_on_shortage: bool = True
     # Channels whose orders are rejected instead of backordered (a marketplace, say, that
@@ -123,6 +126,9 @@ class SagaPolicy:
 
     def backorders(self, channel: str) -> bool:
         return dict(self.shortage_policy_by_channel).get(channel, self.backorder_on_shortage)
+
+    def payment_deadline_for(self, channel: str) -> timedelta:
+        return dict(self.payment_deadline_by_channel).get(channel, self.payment_deadline)
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,11 @@ def _request_stock(saga: _Folding, policy: SagaPolicy) -> None:
 def _request_invoice(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
     placed = saga.order.placed
     assert placed is not None
-    due = policy.payment_deadline if placed.payment_terms == "prepaid" else policy.on_account_terms
+    due = (
+        policy.payment_deadline_for(placed.channel)
+        if placed.payment_terms == "prepaid"
+        else policy.on_account_terms
+    )
     saga.emit(InvoiceRequested(order_id=placed.order_id))
     saga.send(
         IssueInvoice(

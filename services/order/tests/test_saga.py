@@ -987,3 +987,15 @@ def test_dedupe_keys_distinguish_each_kind_of_command_and_each_attempt() -> None
 
     assert len(set(keys)) == len(keys)
     assert all(ORDER_ID in key for key in keys)
+
+
+
+def test_a_channel_with_its_own_payment_deadline_gets_it_on_the_invoice() -> None:
+    policy = SagaPolicy(payment_deadline_by_channel=(("bank-transfer", timedelta(days=3)),))
+    order = given(*reserving(placed(channel="bank-transfer")))
+
+    reaction = react(order, stock_reserved(), NOW, policy)
+
+    assert expect(reaction).command(IssueInvoice).due_at == NOW + timedelta(days=3)
+    default = react(given(*reserving()), stock_reserved(), NOW, policy)
+    assert expect(default).command(IssueInvoice).due_at == NOW + policy.payment_deadline
