@@ -12,6 +12,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import RecordMetadata
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -64,6 +67,19 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.05):  # t
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+async def consumed_through(settings: RuntimeSettings, group: str, record: RecordMetadata) -> bool:
+    """Whether the consumer group has committed an offset past `record`. Offsets are committed
+    after the batch is handled, so whatever the record caused (a dead letter, say) is done."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    committed = offsets.get(TopicPartition(record.topic, record.partition))
+    return committed is not None and committed.offset > record.offset
 
 
 os.environ.setdefault("OM_LOG_JSON", "false")

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import ClassVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 from uuid import uuid4
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.domain import AggregateKind
-from libs.events import decode, encode, make_envelope, registry
+from libs.events import Envelope, decode, encode, make_envelope, registry
 from libs.events.base import DomainEvent
+from libs.events.registry import UnknownMessageType
 from libs.events.topics import dead_letter_topic
 from libs.runtime import eventstore, faults, inbox, outbox
 from libs.runtime.consumer import EventConsumer
@@ -30,7 +34,8 @@ from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.uow import MessageContext, UnitOfWork, unit_of_work
-from tests.conftest import RUN_ID, eventually
+from tests.conftest import RUN_ID, consumed_through, eventually
+from tools.chaos import read_all
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +45,35 @@ COUNTER_TOPIC = f"test.{RUN_ID}.counter.events"
 @registry.register
 class CounterIncremented(DomainEvent):
     message_type: ClassVar[str] = f"TestCounterIncremented{RUN_ID}"
+    aggregate_type: ClassVar[str] = "counter"
+    topic: ClassVar[str] = COUNTER_TOPIC
+    counter_id: str
+    by: int
+
+
+@registry.register
+class CounterStepped(DomainEvent):
+    """Version 2: v1 called the amount `steps` (the upcaster below renames it)."""
+
+    message_type: ClassVar[str] = f"TestCounterStepped{RUN_ID}"
+    message_version: ClassVar[int] = 2
+    aggregate_type: ClassVar[str] = "counter"
+    topic: ClassVar[str] = COUNTER_TOPIC
+    counter_id: str
+    by: int
+
+
+@registry.upcaster(CounterStepped.message_type, 1)
+def _stepped_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"counter_id": payload["counter_id"], "by": payload["steps"]}
+
+
+@registry.register
+class CounterScaled(DomainEvent):
+    """Version 2, and nobody wrote the upcaster from version 1."""
+
+    message_type: ClassVar[str] = f"TestCounterScaled{RUN_ID}"
+    message_version: ClassVar[int] = 2
     aggregate_type: ClassVar[str] = "counter"
     topic: ClassVar[str] = COUNTER_TOPIC
     counter_id: str
@@ -83,13 +117,15 @@ async def test_appended_events_read_back_in_version_order(engine: AsyncEngine) -
 
 async def test_concurrent_appends_to_one_stream_exactly_one_wins(engine: AsyncEngine) -> None:
     await increment(engine, "contended")
-    start = asyncio.Event()
+    writers = 10
+    all_loaded = asyncio.Barrier(writers)  # no writer appends before every one has loaded
 
     async def writer(n: int) -> str:
         try:
             async with unit_of_work(engine, CONTEXT) as uow:
                 _, version = await uow.load(COUNTER, "contended")
-                await start.wait()
+                assert version == 1
+                await asyncio.wait_for(all_loaded.wait(), timeout=30)
                 await uow.record(
                     COUNTER, "contended", version, [CounterIncremented(counter_id="contended", by=n)]
                 )
@@ -98,12 +134,9 @@ async def test_concurrent_appends_to_one_stream_exactly_one_wins(engine: AsyncEn
             return "conflict"
         return "won"
 
-    tasks = [asyncio.create_task(writer(n)) for n in range(1, 11)]
-    await asyncio.sleep(0.2)  # let every writer load version 1 before any appends
-    start.set()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
+    results = await asyncio.gather(*(writer(n) for n in range(1, writers + 1)), return_exceptions=True)
     assert results.count("won") == 1, results
-    assert results.count("conflict") == 9, results
+    assert results.count("conflict") == writers - 1, results
     async with engine.connect() as conn:
         assert await eventstore.stream_version(conn, "counter-contended") == 2
 
@@ -336,9 +369,19 @@ async def running_consumer(
 ) -> AsyncIterator[EventConsumer]:
     group = f"test-{RUN_ID}-{uuid4().hex[:6]}"
     consumer = EventConsumer(
-        group, [counter_topic], {CounterIncremented: add_to_projection}, projection, settings, "service:test"
+        group,
+        [counter_topic],
+        {
+            CounterIncremented: add_to_projection,
+            CounterStepped: add_to_projection,
+            CounterScaled: add_to_projection,
+        },
+        projection,
+        settings,
+        "service:test",
     )
     await create_topics(settings, [dead_letter_topic(group)])
+    await start_at_the_end(settings, group, counter_topic)
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
     consumer.attach(broker)
     await broker.start()
@@ -349,29 +392,23 @@ async def running_consumer(
         await consumer.close()
 
 
-def relay_for(settings: RuntimeSettings) -> OutboxRelay:
-    return OutboxRelay(settings.dsn("store"), lambda: durable_producer(settings, "test-relay"), "test")
-
-
-async def read_topic(settings: RuntimeSettings, topic: str, expected: int) -> list:  # type: ignore[type-arg]
+async def start_at_the_end(settings: RuntimeSettings, group: str, topic: str) -> None:
+    """Commit the group's offsets at the topic's current end: the consumer sees only what its
+    test sends, not the poison earlier tests left on the shared topic."""
+    partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
     consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
-    records: list = []  # type: ignore[type-arg]
     try:
-        deadline = asyncio.get_running_loop().time() + 20
-        while len(records) < expected and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for partition_records in batch.values():
-                records.extend(partition_records)
+        consumer.assign(partitions)
+        await consumer.commit(dict(await consumer.end_offsets(partitions)))
     finally:
         await consumer.stop()
-    return records
+
+
+def relay_for(settings: RuntimeSettings) -> OutboxRelay:
+    return OutboxRelay(settings.dsn("store"), lambda: durable_producer(settings, "test-relay"), "test")
 
 
 async def test_relay_publishes_every_row_keyed_and_in_order_per_aggregate(
@@ -387,7 +424,7 @@ async def test_relay_publishes_every_row_keyed_and_in_order_per_aggregate(
     finally:
         relay.stop()
         await task
-    records = [r for r in await read_topic(settings, counter_topic, 50) if r.key.startswith(b"order-")]
+    records = [r for r in await read_all(settings, counter_topic) if r.key.startswith(b"order-")]
     assert len(records) == 50
     by_key: dict[bytes, list[int]] = {}
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
@@ -446,39 +483,86 @@ async def _duplicates_seen(engine: AsyncEngine, group: str) -> bool:
     return duplicate == 1 and (await totals(engine)).get("dup") == 5
 
 
-async def test_poison_messages_are_dead_lettered_and_the_partition_moves_on(
-    engine: AsyncEngine, settings: RuntimeSettings, running_consumer: EventConsumer
-) -> None:
-    def message(counter_id: str, by: int) -> bytes:
-        return encode(
-            make_envelope(
-                CounterIncremented(counter_id=counter_id, by=by),
-                event_id=uuid4(),
-                aggregate_id=counter_id,
-                aggregate_version=1,
-                occurred_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
-                correlation_id=counter_id,
-                causation_id=None,
-                actor="test",
-            )
+def counter_message(message: DomainEvent, counter_id: str) -> bytes:
+    return encode(
+        make_envelope(
+            message,
+            event_id=uuid4(),
+            aggregate_id=counter_id,
+            aggregate_version=1,
+            occurred_at=datetime.now(UTC),
+            correlation_id=counter_id,
+            causation_id=None,
+            actor="test",
         )
+    )
 
+
+def as_an_older_release_wrote_it(
+    event_type: str, version: int, payload: dict[str, Any], counter_id: str, position: int = 1
+) -> Envelope:
+    """An envelope of an older version, its payload as that version had it."""
+    return Envelope(
+        event_id=uuid4(),
+        event_type=event_type,
+        event_version=version,
+        aggregate_type="counter",
+        aggregate_id=counter_id,
+        aggregate_version=position,
+        occurred_at=datetime.now(UTC),
+        correlation_id=counter_id,
+        causation_id=None,
+        actor="older-release",
+        payload=payload,
+    )
+
+
+async def send_all(settings: RuntimeSettings, key: bytes, values: list[bytes]) -> RecordMetadata:
+    """Send to the counter topic in order on one key (so one partition), with the event_type
+    header the relay adds when there is a type to name; returns where the last one landed."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     try:
-        # Same key, so all four land on one partition, in this order.
-        for value in (message("p", 1), message("p", -1), b"{not json", message("p", 2)):
-            await producer.send_and_wait(COUNTER_TOPIC, value, key=b"p")
+        for value in values:
+            try:
+                headers = [("event_type", decode_type(value).encode())]
+            except ValueError:
+                headers = []
+            last = await producer.send_and_wait(COUNTER_TOPIC, value, key=key, headers=headers)
     finally:
         await producer.stop()
+    return last
+
+
+def decode_type(value: bytes) -> str:
+    return str(json.loads(value)["event_type"])
+
+
+async def test_poison_messages_are_dead_lettered_and_the_partition_moves_on(
+    engine: AsyncEngine, settings: RuntimeSettings, running_consumer: EventConsumer
+) -> None:
+    negative = counter_message(CounterIncremented(counter_id="p", by=-1), "p")
+    garbage = b"{not json"
+    last = await send_all(
+        settings,
+        b"p",
+        [
+            counter_message(CounterIncremented(counter_id="p", by=1), "p"),
+            negative,
+            garbage,
+            counter_message(CounterIncremented(counter_id="p", by=2), "p"),
+        ],
+    )
 
     await eventually(lambda: _total_is(engine, "p", 3))
-    dead = await read_topic(settings, dead_letter_topic(running_consumer.name), 2)
-    reasons = {dict(r.headers)["dlq.reason"].decode(): dict(r.headers) for r in dead}
-    assert len(dead) == 2
-    handler_failure = next(h for reason, h in reasons.items() if "counters only grow" in reason)
-    assert handler_failure["dlq.attempts"] == str(settings.consumer_max_attempts).encode()
-    assert any(reason.startswith("undecodable: not JSON") for reason in reasons)
+    await eventually(lambda: consumed_through(settings, running_consumer.name, last))
+    dead = await read_all(settings, running_consumer.dead_letter_topic)
+
+    reasons = {r.value: dict(r.headers) for r in dead}
+    assert sorted(r.value for r in dead) == sorted([negative, garbage])  # nothing else, nothing twice
+    assert b"counters only grow" in reasons[negative]["dlq.reason"]
+    assert reasons[negative]["dlq.attempts"] == str(settings.consumer_max_attempts).encode()
+    assert reasons[garbage]["dlq.reason"].startswith(b"undecodable: not JSON")
 
 
 async def _total_is(engine: AsyncEngine, counter_id: str, expected: int) -> bool:
@@ -504,3 +588,91 @@ async def test_a_standby_relay_takes_over_when_the_active_one_stops(
     standby.stop()
     await standby_task
     assert standby.published == 1
+
+
+# --- upcasting: old versions on the wire and in the store ----------------------------------
+
+
+async def test_an_old_version_from_kafka_is_upcast_and_one_without_an_upcaster_is_dead_lettered(
+    engine: AsyncEngine, settings: RuntimeSettings, running_consumer: EventConsumer
+) -> None:
+    counter_id = f"up-{uuid4().hex[:8]}"
+    v1 = {"counter_id": counter_id, "steps": 4}
+    old_stepped = encode(as_an_older_release_wrote_it(CounterStepped.message_type, 1, v1, counter_id))
+    no_upcaster = encode(
+        as_an_older_release_wrote_it(
+            CounterScaled.message_type, 1, {"counter_id": counter_id, "factor": 2}, counter_id
+        )
+    )
+    last = await send_all(
+        settings,
+        counter_id.encode(),
+        [old_stepped, no_upcaster, counter_message(CounterStepped(counter_id=counter_id, by=3), counter_id)],
+    )
+
+    await eventually(lambda: _total_is(engine, counter_id, 7))  # 4 (upcast from v1) + 3 (v2)
+    await eventually(lambda: consumed_through(settings, running_consumer.name, last))
+    on_the_topic = [r.value for r in await read_all(settings, COUNTER_TOPIC) if r.key == counter_id.encode()]
+    dead = await read_all(settings, running_consumer.dead_letter_topic)
+
+    assert decode(on_the_topic[0]).envelope.payload == v1
+    assert decode(on_the_topic[0]).message == CounterStepped(counter_id=counter_id, by=4)
+    assert [r.value for r in dead] == [no_upcaster]
+    assert dict(dead[0].headers)["dlq.reason"].decode() == (
+        f"undecodable: no upcaster for {CounterScaled.message_type} v1"
+    )
+
+
+async def append_as_stored(
+    engine: AsyncEngine, counter_id: str, events: list[tuple[str, int, dict[str, Any]]]
+) -> None:
+    """Write events as an older release of the code did: (type, version, payload) as is."""
+    envelopes = [
+        as_an_older_release_wrote_it(event_type, version, payload, counter_id, position)
+        for position, (event_type, version, payload) in enumerate(events, start=1)
+    ]
+    async with engine.begin() as conn:
+        await eventstore.append(await driver_connection(conn), envelopes)
+
+
+async def test_replaying_a_stream_upcasts_the_old_events_in_the_store(engine: AsyncEngine) -> None:
+    counter_id = f"replay-{uuid4().hex[:8]}"
+    await append_as_stored(
+        engine,
+        counter_id,
+        [
+            (CounterIncremented.message_type, 1, {"counter_id": counter_id, "by": 1}),
+            (CounterStepped.message_type, 1, {"counter_id": counter_id, "steps": 10}),
+            (CounterStepped.message_type, 2, {"counter_id": counter_id, "by": 100}),
+        ],
+    )
+
+    after = await increment(engine, counter_id, 1000)  # load (replay), decide, record
+    async with unit_of_work(engine, CONTEXT) as uow:
+        state, version = await uow.load(COUNTER, counter_id)
+        stored = await uow.history(COUNTER, counter_id)
+
+    assert (state.total, version, after) == (1111, 4, 4)
+    # The store keeps what was written; upcasting happens on the way out.
+    assert [e.event_version for e in stored] == [1, 1, 2, 1]
+    assert stored[1].payload == {"counter_id": counter_id, "steps": 10}
+
+
+async def test_replaying_a_stream_with_an_event_no_upcaster_reaches_fails_naming_it(
+    engine: AsyncEngine,
+) -> None:
+    counter_id = f"stuck-{uuid4().hex[:8]}"
+    await append_as_stored(
+        engine,
+        counter_id,
+        [
+            (CounterIncremented.message_type, 1, {"counter_id": counter_id, "by": 1}),
+            (CounterScaled.message_type, 1, {"counter_id": counter_id, "factor": 2}),
+        ],
+    )
+
+    with pytest.raises(UnknownMessageType, match=f"no upcaster for {CounterScaled.message_type} v1"):
+        await increment(engine, counter_id, 1)
+
+    async with engine.connect() as conn:  # nothing was appended on top of the unreadable stream
+        assert await eventstore.stream_version(conn, f"counter-{counter_id}") == 2
