@@ -55,21 +55,38 @@ def encode(envelope: Envelope) -> bytes:
     return envelope.model_dump_json().encode()
 
 
+# Nothing we publish comes near this (the models bound every size); anything larger is not
+# ours, and parsing it would only cost time and memory.
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
 def decode(raw: bytes) -> Decoded:
+    """Bytes -> envelope + typed message. Every failure, however odd the bytes, is a
+    DecodeError with a reason, so a consumer can dead-letter it and move on."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(raw)} bytes is over the limit of {MAX_MESSAGE_BYTES}")
     try:
         document: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DecodeError(f"not JSON: {error}") from error
+    except RecursionError as error:
+        raise DecodeError("not JSON we accept: nested too deeply") from error
+    except ValueError as error:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors, and so is an integer
+        # literal longer than Python converts (sys.get_int_max_str_digits).
+        raise DecodeError(f"not JSON we accept: {str(error)[:200]}") from error
     try:
         envelope = Envelope.model_validate(document)
     except ValidationError as error:
         raise DecodeError(f"invalid envelope: {_summary(error)}") from error
+    except (RecursionError, ValueError) as error:
+        raise DecodeError(f"invalid envelope: {str(error)[:200]}") from error
     try:
         message = registry.load(envelope.event_type, envelope.event_version, envelope.payload)
     except UnknownMessageType as error:
         raise DecodeError(str(error)) from error
     except ValidationError as error:
         raise DecodeError(f"invalid {envelope.event_type} payload: {_summary(error)}") from error
+    except (RecursionError, ValueError) as error:
+        raise DecodeError(f"invalid {envelope.event_type} payload: {str(error)[:200]}") from error
     return Decoded(envelope, message)
 
 

@@ -66,6 +66,9 @@ class OrderRejected(OrderEvent):
 class StockReservationRequested(OrderEvent):
     message_type: ClassVar[str] = "StockReservationRequested"
     lines: tuple[SkuQuantity, ...]
+    reply_by: datetime | None = Field(
+        default=None, description="When the request is sent again if inventory has not answered"
+    )
 
 
 @registry.register
@@ -83,6 +86,32 @@ class OrderStockAllocated(OrderEvent):
 @registry.register
 class InvoiceRequested(OrderEvent):
     message_type: ClassVar[str] = "InvoiceRequested"
+    reply_by: datetime | None = Field(
+        default=None, description="When the request is sent again if billing has not answered"
+    )
+
+
+@registry.register
+class OrderStepResent(OrderEvent):
+    """A forward step's participant had not answered by its deadline: the request was sent
+    again (same message id, so a participant that did get it changes nothing)."""
+
+    message_type: ClassVar[str] = "OrderStepResent"
+    step: str
+    attempt: int = Field(ge=2)
+    reply_by: datetime
+
+
+@registry.register
+class OrderReplyIgnored(OrderEvent):
+    """A participant's reply that the saga did not expect where the order stood (late, or
+    repeated under another id): recorded so no reply ever vanishes without a trace."""
+
+    message_type: ClassVar[str] = "OrderReplyIgnored"
+    reply_type: str
+    reply_id: str
+    stage: str
+    status: str
 
 
 @registry.register

@@ -16,6 +16,7 @@ Per consumed batch:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -52,6 +54,35 @@ Handler = Callable[[UnitOfWork, Decoded], Awaitable[None]]
 # Loads, in a few round trips, the aggregates the batch's handlers will need (UnitOfWork.preload).
 Preload = Callable[[UnitOfWork, Sequence[Decoded]], Awaitable[None]]
 MAX_TRANSIENT_BACKOFF_SECONDS = 5.0
+# A dead letter carries the original bytes; one too large for the broker (with our headers
+# added) carries this much of them instead, and says so in a header.
+DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
+
+
+async def _raw_bodies(message: Any) -> Any:
+    """FastStream's decoder, replaced: the handler reads the raw records itself. The default
+    one parses every body as JSON before our code sees it, and a body that breaks Python's
+    parser (nested thousands deep, an integer of thousands of digits) then fails the whole
+    batch on every redelivery, outside any dead-letter handling."""
+    return message.body
+
+
+async def _tolerant_parse(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's batch parser decodes headers as strict UTF-8; a record with a garbage
+    header would fail the batch forever. Such headers are read with replacement instead."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        cleaned = tuple(
+            dataclasses.replace(
+                record,
+                headers=[
+                    (key, value.decode(errors="replace").encode()) for key, value in record.headers or ()
+                ],
+            )
+            for record in records
+        )
+        return await original(cleaned)
 
 
 @dataclass(frozen=True)
@@ -89,13 +120,22 @@ class EventConsumer:
         self.settings = settings
         self.actor = actor
         self._dlq_producer: AIOKafkaProducer | None = None
+        # When the batch being handled started (monotonic), None while idle: a batch that
+        # takes far longer than any should means the consumer is stuck (see `stalled`).
+        self.busy_since: float | None = None
+        self.batches = 0
 
     # -- wiring -------------------------------------------------------------------------
 
     def attach(self, broker: KafkaBroker) -> None:
         async def on_batch(message: KafkaMessage) -> None:
             records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message
-            await self.handle_records(records)
+            self.busy_since = time.monotonic()
+            try:
+                await self.handle_records(records)
+            finally:
+                self.busy_since = None
+            self.batches += 1
             self._report_lag(message.consumer, records)
 
         broker.subscriber(
@@ -109,8 +149,18 @@ class EventConsumer:
             max_poll_interval_ms=300_000,
             session_timeout_ms=6_000,  # the broker's minimum: a dead member is noticed fast
             heartbeat_interval_ms=1_000,
+            decoder=_raw_bodies,
+            parser=_tolerant_parse,
             title=self.name,
         )(on_batch)
+
+    def stalled(self, now: float, after_seconds: float) -> str | None:
+        """Why this consumer is making no progress, or None. A batch that keeps failing for a
+        transient reason (the database away) or a dead letter the broker keeps refusing
+        holds its partitions: the service is then not ready, and the metric says which."""
+        if self.busy_since is not None and now - self.busy_since > after_seconds:
+            return f"one batch has been in progress for {now - self.busy_since:.0f}s"
+        return None
 
     async def close(self) -> None:
         if self._dlq_producer is not None:
@@ -123,12 +173,15 @@ class EventConsumer:
         started = time.perf_counter()
         wanted: list[Received] = []
         for record in records:
-            if not self._wanted(record):
-                continue
             try:
+                if not self._wanted(record):
+                    continue
                 decoded = decode(record.value or b"")
             except DecodeError as error:
                 await self.dead_letter(record, f"undecodable: {error}", attempts=1)
+                continue
+            except Exception as error:  # whatever the bytes do to a parser: never stall on them
+                await self.dead_letter(record, f"undecodable: {type(error).__name__}: {error}", attempts=1)
                 continue
             if type(decoded.message) in self.handlers:
                 wanted.append(Received(record, decoded))
@@ -243,6 +296,7 @@ class EventConsumer:
         ]
         if detail:
             headers.append(("dlq.detail", detail[-4000:].encode()))
+        value = record.value
         pause = 0.1
         while True:
             try:
@@ -251,10 +305,23 @@ class EventConsumer:
                     await producer.start()
                     self._dlq_producer = producer
                 await self._dlq_producer.send_and_wait(
-                    self.dead_letter_topic, value=record.value, key=record.key, headers=headers
+                    self.dead_letter_topic, value=value, key=record.key, headers=headers
                 )
                 DEAD_LETTERS.labels(self.name).inc()
+                log.warning(
+                    "dead-lettered %s to %s: %s",
+                    f"{record.topic}/{record.partition}@{record.offset}",
+                    self.dead_letter_topic,
+                    reason[:500],
+                )
                 return
+            except MessageSizeTooLargeError:
+                # The broker will never take it whole: keep our headers and less and less of
+                # the original bytes, so the dead letter (its reason above all) gets through.
+                value = (value or b"")[: min(DEAD_LETTER_MAX_VALUE_BYTES, len(value or b"") // 2)]
+                headers = [h for h in headers if h[0].startswith("dlq.") and h[0] != "dlq.truncated"]
+                headers.append(("dlq.truncated", str(len(record.value or b"")).encode()))
+                log.warning("dead letter too large for the broker; sending %d bytes of it", len(value))
             except Exception:
                 log.warning("dead-letter publish failed; retrying", exc_info=True)
                 await asyncio.sleep(pause)

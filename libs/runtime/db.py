@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import hashlib
 import logging
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,16 +129,56 @@ _ADAPTED_CONNECTION_ERRORS = (
     AsyncAdapt_asyncpg_dbapi.OperationalError,
 )
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
+# OSErrors that mean "the network or the peer is away for now"; any other OSError (a file
+# that is missing, a permission) does not go away by retrying.
+_TRANSIENT_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+    errno.EAGAIN,
+    errno.EADDRNOTAVAIL,
+}
 
 
-def is_transient(error: BaseException) -> bool:
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and what it wraps: SQLAlchemy's `orig`, then the exception chain."""
+    found: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in found and len(found) < 8:
+        found.append(current)
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return found
+
+
+def is_bad_value(error: BaseException) -> bool:
+    """True when the database refused a value itself (a NUL or a lone surrogate in a text, a
+    number out of its column's range): a property of the input, never of the moment, so it
+    must not be retried. HTTP answers 422; a consumer dead-letters the message."""
+    for cause in _causes(error):
+        if isinstance(cause, asyncpg.exceptions._base.DataError | UnicodeEncodeError):
+            return True
+        if isinstance(cause, asyncpg.PostgresError):
+            return str(getattr(cause, "sqlstate", "") or "").startswith("22")  # data exception
+    return False
+
+
+def is_transient(error: BaseException) -> bool:  # noqa: C901 - one branch per error family
     """True for failures that go away by themselves (lost connection, conflict, restart).
 
     Those are retried without limit; anything else is a property of the message and is
     retried a bounded number of times before the message is dead-lettered.
     """
-    if isinstance(error, ConcurrencyConflict | ConnectionError | OSError | asyncio.TimeoutError):
+    if is_bad_value(error):
+        return False
+    if isinstance(error, ConcurrencyConflict | ConnectionError | asyncio.TimeoutError | socket.gaierror):
         return True
+    if isinstance(error, OSError):
+        return error.errno in _TRANSIENT_ERRNOS
     if isinstance(error, sa_exc.DBAPIError):
         if error.connection_invalidated:
             return True

@@ -62,15 +62,16 @@ _READ_STREAM = Sql(
 )
 
 
-async def append(db: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
-    """Append events; each envelope's aggregate_version is the version it creates.
+async def append(db: asyncpg.Connection, envelopes: Sequence[Envelope]) -> dict[str, int]:
+    """Append events; each envelope's aggregate_version is the version it creates. Returns
+    the JSON size of what each stream got (what the aggregate cache weighs entries by).
 
     Versions of one stream must follow on from what the writer loaded. If another writer got
     there first the primary key (stream_id, version) rejects the row and we raise
     ConcurrencyConflict; the caller's transaction is then unusable and must be retried.
     """
     if not envelopes:
-        return
+        return {}
     rows = [
         {
             "event_id": e.event_id,
@@ -94,6 +95,26 @@ async def append(db: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
             streams = sorted({f"{e.aggregate_type}-{e.aggregate_id}" for e in envelopes})
             raise ConcurrencyConflict(f"stream(s) {streams} were changed concurrently") from error
         raise
+    sizes: dict[str, int] = {}
+    for row in rows:
+        stream_id, payload = str(row["stream_id"]), str(row["payload"])
+        sizes[stream_id] = sizes.get(stream_id, 0) + len(payload)
+    return sizes
+
+
+_STREAM_VERSIONS = Sql(
+    "SELECT stream_id, max(version) AS version FROM events"
+    " WHERE stream_id = ANY(CAST(:streams AS text[])) GROUP BY stream_id"
+)
+
+
+async def stream_versions(db: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, int]:
+    """The current version of several streams in one round trip (an index-only lookup on the
+    primary key); a stream without events is absent."""
+    return {
+        row["stream_id"]: row["version"]
+        for row in await _STREAM_VERSIONS.fetch(db, {"streams": list(stream_ids)})
+    }
 
 
 async def read_stream(db: asyncpg.Connection, stream_id: str, after_version: int = 0) -> list[Envelope]:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.domain import DomainError
-from libs.runtime.db import is_transient
+from libs.runtime.db import is_bad_value, is_transient
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.telemetry import correlation_id_var, tracer
 from libs.runtime.uow import MessageContext
@@ -74,6 +74,54 @@ class TracingMiddleware:
             correlation_id_var.reset(token)
 
 
+class BodyLimitMiddleware:
+    """Refuses a request body over `max_bytes` with 413 before anything reads it whole: a
+    single huge request must cost the service nothing (and never reach the outbox, whose
+    rows the broker accepts only up to about 1 MB). Checks the declared Content-Length and
+    counts what actually arrives, for chunked bodies."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "request body too large",
+            f"the request body is over the limit of {self.max_bytes} bytes",
+            limit_bytes=self.max_bytes,
+        )
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
 def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], title: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +136,7 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], title: str
     for router in routers:
         app.include_router(router)
 
+    app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.http_max_body_bytes)
     app.add_middleware(TracingMiddleware)
 
     @app.exception_handler(DomainError)
@@ -108,6 +157,16 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], title: str
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        if is_bad_value(error):
+            # The database refused a value of the request (a NUL character in a name, say):
+            # bad input, not our failure. Nothing was applied.
+            cause = str(getattr(error, "orig", None) or error).splitlines()[0][:300]
+            return problem(
+                422,
+                "invalid request",
+                f"a value of the request cannot be stored: {cause}",
+                errors=[{"field": "body", "message": cause}],
+            )
         if is_transient(error):
             # The database (or broker) is away for a moment: nothing was applied; retry.
             response = problem(503, "temporarily unavailable", "a dependency is restarting; retry shortly")

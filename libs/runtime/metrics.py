@@ -17,6 +17,18 @@ HANDLER_ERRORS = Counter("ordermesh_handler_errors_total", "Failed handling atte
 DEAD_LETTERS = Counter("ordermesh_dead_letters_total", "Messages dead-lettered", ["consumer"])
 OUTBOX_BACKLOG = Gauge("ordermesh_outbox_backlog", "Outbox rows not yet published", ["service"])
 OUTBOX_PUBLISHED = Counter("ordermesh_outbox_published_total", "Outbox rows published to Kafka", ["service"])
+CONSUMER_STALLED = Gauge(
+    "ordermesh_consumer_stalled", "1 while a consumer makes no progress (see /ready)", ["consumer"]
+)
+RELAY_HEALTHY = Gauge(
+    "ordermesh_relay_healthy", "1 while the outbox relay publishes (or stands by)", ["service"]
+)
+OUTBOX_PARKED = Gauge(
+    "ordermesh_outbox_parked", "Outbox rows the broker refused for good, set aside", ["service"]
+)
+BACKGROUND_TASK_DEAD = Gauge(
+    "ordermesh_background_task_dead", "1 when a background loop of the service died", ["task"]
+)
 CONSUMER_LAG = Gauge("ordermesh_consumer_lag", "Messages behind the partition end", ["consumer", "topic"])
 SAGA_OUTCOMES = Counter("ordermesh_saga_outcomes_total", "Sagas finished", ["outcome"])
 SAGA_SECONDS = Histogram(

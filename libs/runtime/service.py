@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from libs.runtime.consumer import EventConsumer
 from libs.runtime.db import create_engine, ensure_database, migrate
 from libs.runtime.group_commit import GroupCommitter
 from libs.runtime.kafka import create_topics, durable_producer
+from libs.runtime.metrics import BACKGROUND_TASK_DEAD, CONSUMER_STALLED
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.telemetry import configure_logging, configure_tracing
@@ -67,8 +69,10 @@ class ServiceRuntime:
             logger=None,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.dead_tasks: dict[str, str] = {}
         self.started = False
-        self.cache = AggregateCache()
+        self._stopping = False
+        self.cache = AggregateCache(max_bytes=self.settings.aggregate_cache_mb * 1024 * 1024)
         self.group_commit = GroupCommitter(self.unit_of_work)
 
     def add_consumer(self, consumer: EventConsumer) -> None:
@@ -98,6 +102,7 @@ class ServiceRuntime:
             self._spawn(self.relay.run(), "relay")
         for loop in self.background:
             self._spawn(loop(), loop.__qualname__)
+        self._spawn(self._watch(), "watchdog")
         if self.run_consumers and self.consumers:
             for consumer in self.consumers:
                 consumer.attach(self.broker)
@@ -106,6 +111,8 @@ class ServiceRuntime:
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
+        self.started = False
+        self._stopping = True  # from here on, a background task that ends is not a death
         self.relay.stop()
         if self.run_consumers and self.consumers:
             await self.broker.stop()
@@ -117,23 +124,59 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.engine.dispose()
-        self.started = False
 
     async def ready(self) -> dict[str, bool]:
-        checks = {"started": self.started, "database": False}
+        checks = {"started": self.started, "database": False, **self.progress_checks()}
         with contextlib.suppress(Exception):
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
                 checks["database"] = True
         return checks
 
+    def progress_checks(self) -> dict[str, bool]:
+        """Whether the relay, every consumer and every background loop make progress."""
+        return {name: problem is None for name, problem in self.stalls().items()}
+
+    def stalls(self) -> dict[str, str | None]:
+        now, after = time.monotonic(), self.settings.stall_seconds
+        found: dict[str, str | None] = {}
+        if self.run_relay:
+            found["relay"] = self.relay.stalled(now, after) or self.dead_tasks.get("relay")
+        if self.run_consumers:
+            for consumer in self.consumers:
+                found[f"consumer:{consumer.name}"] = consumer.stalled(now, after)
+        for loop in self.background:
+            found[f"loop:{loop.__qualname__}"] = self.dead_tasks.get(loop.__qualname__)
+        return found
+
+    async def _watch(self, every_seconds: float = 5.0) -> None:
+        """Publish the progress checks as metrics, and log each change, so a stuck consumer or
+        relay is seen on a dashboard and in the logs, not only by whoever calls /ready."""
+        reported: dict[str, str | None] = {}
+        while True:
+            for name, problem in self.stalls().items():
+                if name.startswith("consumer:"):
+                    CONSUMER_STALLED.labels(name.removeprefix("consumer:")).set(problem is not None)
+                if problem != reported.get(name) and (problem is None) != (reported.get(name) is None):
+                    if problem is None:
+                        log.info("%s makes progress again", name)
+                    else:
+                        log.error("%s makes no progress: %s", name, problem)
+                reported[name] = problem
+            await asyncio.sleep(every_seconds)
+
     def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coroutine)
         task.set_name(f"{self.name}:{name}")
-        task.add_done_callback(_log_crash)
+        task.add_done_callback(lambda done: self._task_ended(name, done))
         self._tasks.append(task)
 
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s died", task.get_name(), exc_info=task.exception())
+    def _task_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        """A background loop runs until the service stops; one that ends before is dead, and
+        the service is not ready until it is restarted."""
+        if self._stopping:
+            return
+        error = None if task.cancelled() else task.exception()
+        self.dead_tasks[name] = f"died: {type(error).__name__}: {error}" if error else "ended"
+        BACKGROUND_TASK_DEAD.labels(name).set(1)
+        log.error("background task %s died", task.get_name(), exc_info=error)

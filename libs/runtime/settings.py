@@ -28,6 +28,13 @@ class RuntimeSettings(BaseSettings):
     consumer_retry_backoff_ms: int = 50
     consumer_batch_size: int = 200
     relay_batch_size: int = 500
+    # A consumer batch in progress, or an outbox relay failing, for longer than this makes the
+    # service not ready (/ready answers 503) and sets the stalled metrics.
+    stall_seconds: float = 60
+    # The aggregate cache of one process is bounded by this much (estimated) memory.
+    aggregate_cache_mb: int = 64
+    # Largest HTTP request body accepted (413 above it).
+    http_max_body_bytes: int = 1024 * 1024
     # Names of fault-injection points that crash the process (chaos tests only; empty in
     # production). See libs/runtime/faults.py.
     faults: str = ""

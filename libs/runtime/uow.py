@@ -12,6 +12,8 @@ stale append at flush, and the whole unit of work is retried.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -24,13 +26,14 @@ from uuid import UUID, uuid4
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from libs.domain import AggregateKind
+from libs.domain import AggregateKind, DomainError
 from libs.events import Command, DomainEvent, Envelope, make_envelope, registry
 from libs.runtime import eventstore, outbox
 from libs.runtime.db import ConcurrencyConflict, driver_connection, retire_connection
 from libs.runtime.telemetry import trace_headers
 from libs.runtime.writes import WriteBatch
 
+log = logging.getLogger(__name__)
 State = TypeVar("State")
 T = TypeVar("T")
 
@@ -56,34 +59,65 @@ class MessageContext:
 class AggregateCache:
     """Aggregate states this process has loaded or written, by stream, with their version.
 
-    Trusted without a read: if another process (a replica) appended meanwhile, the append
-    fails on the (stream_id, version) key, the stream is evicted and the work retried on
-    fresh state. So the cache saves the read and the replay, never a concurrency check.
-    Only committed states enter it. Bounded: the least recently used streams go first.
+    Never trusted blindly: a unit of work that served a state from here checks, before it
+    commits, that the stream is still at that version (one query for all such streams; none
+    when it appends to them, because the append's (stream_id, version) key is the check).
+    Another replica may have moved the stream on meanwhile: after a partition moved away and
+    back, or when an HTTP command or a deadline ran there. Then the entry is evicted and the
+    work retried on fresh state, so a stale copy can never decide anything, not even to do
+    nothing. Only committed states enter it.
+
+    Bounded by memory, not entries: each entry is weighed by the JSON size of its events
+    times OBJECT_OVERHEAD, and the least recently used go first.
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+    # Python objects of an aggregate's state take several times the bytes of the JSON they
+    # were built from (measured on an Order: ~6x); erring high keeps the bound a bound.
+    OBJECT_OVERHEAD = 8
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: OrderedDict[str, tuple[Any, int, int]] = OrderedDict()
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, stream_id: str) -> tuple[Any, int] | None:
         entry = self._entries.get(stream_id)
-        if entry is not None:
-            self._entries.move_to_end(stream_id)
-        return entry
-
-    def put(self, stream_id: str, state: Any, version: int) -> None:
-        self._entries[stream_id] = (state, version)
+        if entry is None:
+            return None
         self._entries.move_to_end(stream_id)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        return entry[0], entry[1]
+
+    def weight(self, stream_id: str) -> int:
+        entry = self._entries.get(stream_id)
+        return entry[2] if entry is not None else 0
+
+    def put(self, stream_id: str, state: Any, version: int, json_bytes: int) -> None:
+        weight = 256 + json_bytes * self.OBJECT_OVERHEAD
+        self.evict([stream_id])
+        if weight > self._max_bytes:
+            return  # larger than the whole cache: always read from the store
+        self._entries[stream_id] = (state, version, weight)
+        self._bytes += weight
+        while self._bytes > self._max_bytes:
+            _, (_, _, dropped) = self._entries.popitem(last=False)
+            self._bytes -= dropped
 
     def evict(self, stream_ids: Iterable[str]) -> None:
         for stream_id in stream_ids:
-            self._entries.pop(stream_id, None)
+            entry = self._entries.pop(stream_id, None)
+            if entry is not None:
+                self._bytes -= entry[2]
 
     def clear(self) -> None:
         self._entries.clear()
+        self._bytes = 0
 
 
 @dataclass
@@ -101,6 +135,11 @@ class UnitOfWork:
     # they enter the shared cache only if the transaction commits.
     _seen: dict[str, tuple[Any, int]] = field(default_factory=dict)
     _unknown: set[str] = field(default_factory=set)
+    # Streams served from the shared cache and not yet checked against the store, with the
+    # version trusted; and the JSON size of each seen stream's events (the cache's weight).
+    _unverified: dict[str, int] = field(default_factory=dict)
+    _json_bytes: dict[str, int] = field(default_factory=dict)
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
     wrote_outbox: bool = False
     _driver: asyncpg.Connection | None = None
     _pending_events: list[Envelope] = field(default_factory=list)
@@ -117,9 +156,14 @@ class UnitOfWork:
     async def load(self, kind: AggregateKind[State], aggregate_id: str) -> tuple[State, int]:
         """Rebuild an aggregate; returns its state and version (0 if it does not exist)."""
         stream_id = kind.stream_id(aggregate_id)
-        known = self._seen.get(stream_id) or (self.cache.get(stream_id) if self.cache else None)
+        known = self._seen.get(stream_id)
         if known is not None:
             return known
+        cached = self.cache.get(stream_id) if self.cache else None
+        if cached is not None:
+            self._seen[stream_id] = cached
+            self._unverified[stream_id] = cached[1]
+            return cached
         return self._rebuilt(kind, stream_id, await eventstore.read_stream(await self.db(), stream_id))
 
     def _rebuilt(
@@ -128,28 +172,63 @@ class UnitOfWork:
         events = [registry.load(e.event_type, e.event_version, e.payload) for e in envelopes]
         state = kind.replay(events)  # type: ignore[arg-type]
         self._seen[stream_id] = (state, len(envelopes))
+        self._json_bytes[stream_id] = sum(len(json.dumps(e.payload)) for e in envelopes)
         return state, len(envelopes)
 
     async def preload(self, kind: AggregateKind[State], aggregate_ids: Iterable[str]) -> None:
         """Load, in one round trip, the aggregates a batch is about to ask for one by one: the
         later load() calls then cost nothing. Most are new streams (the invoice of a new order),
         for which a load is a query that finds nothing."""
-        missing = [
-            stream_id
-            for stream_id in dict.fromkeys(kind.stream_id(a) for a in aggregate_ids)
-            if stream_id not in self._seen and (self.cache is None or self.cache.get(stream_id) is None)
-        ]
+        wanted = [s for s in dict.fromkeys(kind.stream_id(a) for a in aggregate_ids) if s not in self._seen]
+        cached = {s: c for s in wanted if self.cache is not None and (c := self.cache.get(s)) is not None}
+        stale = await self._stale({s: c[1] for s, c in cached.items()})
+        missing = [s for s in wanted if s not in cached or s in stale]
+        self._seen.update({s: c for s, c in cached.items() if s not in stale})
         if not missing:
             return
         found = await eventstore.read_streams(await self.db(), missing)
         for stream_id in missing:
             self._rebuilt(kind, stream_id, found.get(stream_id, []))
 
+    async def _stale(self, trusted: dict[str, int]) -> set[str]:
+        """Which of these streams have moved past the version we trust (one query). Those
+        are evicted from the shared cache."""
+        if not trusted:
+            return set()
+        current = await eventstore.stream_versions(await self.db(), list(trusted))
+        stale = {s for s, version in trusted.items() if current.get(s, 0) != version}
+        if stale and self.cache is not None:
+            self.cache.evict(stale)
+        return stale
+
+    async def verify_cached_reads(self) -> None:
+        """Raise ConcurrencyConflict if a state served from the cache was stale: the decision
+        taken on it is void, and the work is retried on fresh state."""
+        appended = {_stream_of(e) for e in self._pending_events}
+        trusted = {s: v for s, v in self._unverified.items() if s not in appended}
+        self._unverified = {}
+        stale = await self._stale(trusted)
+        if stale:
+            if self.cache is not None:
+                self.cache.evict([*self._seen, *self._unknown])
+            raise ConcurrencyConflict(f"cached state of {sorted(stale)} was stale")
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        """Run `effect` once the transaction has committed: metrics and logs that describe an
+        outcome, which must not count a rolled-back attempt (a conflict retry, a group
+        commit re-run) a second time."""
+        self._after_commit.append(effect)
+
     def committed(self) -> None:
         if self.cache is not None:
             for stream_id, (state, version) in self._seen.items():
-                self.cache.put(stream_id, state, version)
+                self.cache.put(stream_id, state, version, self._json_bytes.get(stream_id, 0))
             self.cache.evict(self._unknown)
+        for effect in self._after_commit:
+            try:
+                effect()
+            except Exception:
+                log.exception("an after-commit effect failed")
 
     def _advance(
         self, kind: AggregateKind[State], stream_id: str, expected: int, events: Sequence[DomainEvent]
@@ -157,6 +236,10 @@ class UnitOfWork:
         seen = self._seen.get(stream_id)
         if seen is None and self.cache is not None:
             seen = self.cache.get(stream_id)
+            if seen is not None and seen[1] == expected:
+                self._json_bytes.setdefault(
+                    stream_id, self.cache.weight(stream_id) // AggregateCache.OBJECT_OVERHEAD
+                )
         if seen is None and expected == 0:
             seen = (kind.initial(), 0)  # a new stream: its state before is the initial one
         if seen is None or seen[1] != expected:
@@ -243,9 +326,11 @@ class UnitOfWork:
         writes, self._pending_writes = self._pending_writes, WriteBatch()
         messages, self._pending_outbox = self._pending_outbox, []
         db = await self.db()
+        if self._unverified:
+            await self.verify_cached_reads()
         if events:
             try:
-                await eventstore.append(db, events)
+                written = await eventstore.append(db, events)
             except ConcurrencyConflict:
                 if self.cache is not None:
                     # Another replica writes these streams too: forget everything this unit of
@@ -253,6 +338,8 @@ class UnitOfWork:
                     # per attempt.
                     self.cache.evict([*self._seen, *self._unknown, *(_stream_of(e) for e in events)])
                 raise
+            for stream_id, size in written.items():
+                self._json_bytes[stream_id] = self._json_bytes.get(stream_id, 0) + size
         await writes.flush(db)
         if messages:
             await outbox.put(db, messages)
@@ -274,7 +361,14 @@ async def unit_of_work(
     async with engine.begin() as conn:
         uow = UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector, cache=cache)
         try:
-            yield uow
+            try:
+                yield uow
+            except DomainError as refusal:
+                # A refusal decided on a cached state may be wrong (the order was approved on
+                # another replica meanwhile): only a refusal on current state stands.
+                if uow._unverified:
+                    await uow.verify_cached_reads()
+                raise refusal
             await uow.flush()
             if uow.wrote_outbox:
                 await outbox.wake_relay(await uow.db())

@@ -26,6 +26,8 @@ class OrderSettings(BaseSettings):
     shortage_policy_by_channel: dict[str, Literal["backorder", "reject"]] = {}
     compensation_retry_seconds: float = 30
     compensation_max_attempts: int = 5
+    step_reply_seconds: float = 120
+    step_max_attempts: int = 3
     deadline_poll_seconds: float = 0.2
 
     def saga_policy(self) -> SagaPolicy:
@@ -44,4 +46,6 @@ class OrderSettings(BaseSettings):
             ),
             compensation_retry_after=timedelta(seconds=self.compensation_retry_seconds),
             compensation_max_attempts=self.compensation_max_attempts,
+            step_reply_after=timedelta(seconds=self.step_reply_seconds),
+            step_max_attempts=self.step_max_attempts,
         )

@@ -32,6 +32,7 @@ from libs.events.order import (
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
+    OrderStepResent,
     OrderStockAllocated,
     StockReservationRequested,
 )
@@ -178,17 +179,41 @@ def _project_customer(writes: WriteBatch, event: CustomerEvent) -> None:
         )
 
 
-def _project_deadlines(writes: WriteBatch, event: DomainEvent, order_id: str) -> None:
+# The forward step whose reply deadline an event settles (its participant answered).
+_ANSWERS = {
+    OrderStockAllocated: "reserve_stock",
+    OrderAwaitingStock: "reserve_stock",
+    OrderAwaitingPayment: "invoice",
+    OrderConfirmed: "invoice",
+}
+
+
+def _project_deadlines(writes: WriteBatch, event: DomainEvent, order_id: str) -> None:  # noqa: C901
     row = ("deadlines", order_id)  # one key for all of an order's deadlines: DELETE ALL spans them
+    if isinstance(event, StockReservationRequested | InvoiceRequested) and event.reply_by is not None:
+        step = "reserve_stock" if isinstance(event, StockReservationRequested) else "invoice"
+        writes.add(_SET_DEADLINE, {"o": order_id, "k": f"reply:{step}", "due": event.reply_by}, row)
+    elif isinstance(event, OrderStepResent):
+        writes.add(_SET_DEADLINE, {"o": order_id, "k": f"reply:{event.step}", "due": event.reply_by}, row)
+    if (answered := _ANSWERS.get(type(event))) is not None:
+        writes.add(_DROP_DEADLINE, {"o": order_id, "k": f"reply:{answered}"}, row)
     if isinstance(event, OrderAwaitingPayment):
         writes.add(_SET_DEADLINE, {"o": order_id, "k": "payment", "due": event.payment_deadline}, row)
     elif isinstance(event, CompensationStepRequested):
         writes.add(
             _SET_DEADLINE, {"o": order_id, "k": f"compensation:{event.step}", "due": event.retry_at}, row
         )
-    elif isinstance(event, CompensationStepCompleted | OrderNeedsAttention):
+    elif isinstance(event, CompensationStepCompleted):
         writes.add(_DROP_DEADLINE, {"o": order_id, "k": f"compensation:{event.step}"}, row)
-    elif isinstance(event, OrderConfirmed | OrderCompensationStarted):
+    elif isinstance(event, OrderNeedsAttention):
+        # Parked for a person: nothing is chased any more for that step.
+        writes.add(_DROP_DEADLINE, {"o": order_id, "k": f"compensation:{event.step}"}, row)
+        writes.add(_DROP_DEADLINE, {"o": order_id, "k": f"reply:{event.step}"}, row)
+    elif isinstance(event, OrderConfirmed):
         writes.add(_DROP_DEADLINE, {"o": order_id, "k": "payment"}, row)
+    elif isinstance(event, OrderCompensationStarted):
+        writes.add(_DROP_DEADLINE, {"o": order_id, "k": "payment"}, row)
+        for step in ("reserve_stock", "invoice"):
+            writes.add(_DROP_DEADLINE, {"o": order_id, "k": f"reply:{step}"}, row)
     elif isinstance(event, OrderCancelled | OrderRejected):
         writes.add(_DROP_ALL_DEADLINES, {"o": order_id}, row)

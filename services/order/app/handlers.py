@@ -11,13 +11,15 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from sqlalchemy import text
 
 from libs.domain import DomainError, NotFound
 from libs.events import Decoded
-from libs.events.order import OrderPlaced, SubmitOrder
+from libs.events.base import DomainEvent
+from libs.events.order import OrderNeedsAttention, OrderPlaced, OrderReplyIgnored, SubmitOrder
 from libs.runtime.db import is_transient
 from libs.runtime.metrics import NEEDS_ATTENTION, SAGA_OUTCOMES
 from libs.runtime.service import ServiceRuntime
@@ -68,16 +70,7 @@ class OrderHandlers:
             # Every command the saga sends is about this order, and keyed by it.
             await uow.send(outgoing.command, order.order_id, uuid5(NAMESPACE_URL, outgoing.dedupe_key))
         for event in reaction.events:
-            if (outcome := OUTCOME_EVENTS.get(event.message_type)) is not None:
-                SAGA_OUTCOMES.labels(outcome).inc()
-            elif event.message_type == "OrderNeedsAttention":
-                NEEDS_ATTENTION.inc()
-                log.error(
-                    "order %s needs attention: %s",
-                    order.order_id,
-                    event.reason,  # type: ignore[attr-defined]
-                    extra={"order_id": order.order_id},
-                )
+            uow.after_commit(partial(_report_outcome, order.order_id, event))
 
     # -- placing -------------------------------------------------------------------------
 
@@ -123,7 +116,7 @@ class OrderHandlers:
             customer_blocked=bool(known and known[1]),
             possible_duplicate_of=await self._recent_duplicate(uow, placed),
         )
-        reaction = saga.start(placed, facts, self.policy)
+        reaction = saga.start(placed, facts, self.policy, uow.now)
         await self.apply(uow, Order(order_id=order_id), 0, reaction)
         final = ORDER.replay(reaction.events)
         return Placement(order_id, final.status, created=True)
@@ -153,7 +146,7 @@ class OrderHandlers:
 
     async def approve(self, uow: UnitOfWork, order_id: str, actor: str) -> Order:
         order, version = await self._load_existing(uow, order_id)
-        reaction = saga.approve(order, actor, self.policy)
+        reaction = saga.approve(order, actor, self.policy, uow.now)
         await self.apply(uow, order, version, reaction)
         return _after(order, reaction)
 
@@ -174,7 +167,13 @@ class OrderHandlers:
     async def on_participant_event(self, uow: UnitOfWork, decoded: Decoded) -> None:
         order_id: str = decoded.message.order_id  # type: ignore[attr-defined]
         order, version = await uow.load(ORDER, order_id)
-        await self.apply(uow, order, version, saga.react(order, decoded.message, uow.now, self.policy))
+        reply_id = str(decoded.envelope.event_id)
+        if not order.exists:
+            unknown = f"{decoded.envelope.event_type} {reply_id} names unknown order {order_id}"
+            uow.after_commit(partial(log.warning, unknown))
+            return
+        reaction = saga.react(order, decoded.message, uow.now, self.policy, reply_id)
+        await self.apply(uow, order, version, reaction)
 
     async def on_deadline(self, uow: UnitOfWork, order_id: str, kind: str) -> None:
         order, version = await uow.load(ORDER, order_id)
@@ -203,6 +202,25 @@ class OrderHandlers:
         state, version = await uow.load(customer_domain.CUSTOMER, customer_id)
         events = customer_domain.decide_block(state, customer_id, blocked, reason)
         await uow.record(customer_domain.CUSTOMER, customer_id, version, events)
+
+
+def _report_outcome(order_id: str, event: DomainEvent) -> None:
+    """Metrics and log lines for the saga's outcomes: run after the commit, so an attempt
+    that is rolled back and run again (a conflict, a group commit re-run) counts once."""
+    if (outcome := OUTCOME_EVENTS.get(event.message_type)) is not None:
+        SAGA_OUTCOMES.labels(outcome).inc()
+    elif isinstance(event, OrderNeedsAttention):
+        NEEDS_ATTENTION.inc()
+        log.error("order %s needs attention: %s", order_id, event.reason, extra={"order_id": order_id})
+    elif isinstance(event, OrderReplyIgnored):
+        log.info(
+            "order %s: %s %s ignored (stage %s)",
+            order_id,
+            event.reply_type,
+            event.reply_id,
+            event.stage,
+            extra={"order_id": order_id},
+        )
 
 
 def _after(order: Order, reaction: Reaction) -> Order:

@@ -25,6 +25,7 @@ from libs.events.order import (
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
+    OrderStepResent,
     OrderStockAllocated,
     StockReservationRequested,
 )
@@ -78,6 +79,8 @@ class Order:
     payment_deadline: datetime | None = None
     compensation: Compensation | None = None
     last_reason: str | None = None
+    # How many times each forward step's request was sent (absent: once).
+    step_attempts: dict[str, int] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -98,9 +101,12 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
             return replace(state, status="approved", hold_reasons=())
         case StockReservationRequested():
             return replace(state, stage="reserving", stock_requested=True)
+        case OrderStepResent():
+            return replace(state, step_attempts={**state.step_attempts, event.step: event.attempt})
         case OrderAwaitingStock():
             return replace(state, status="awaiting_stock")
         case OrderStockAllocated():
+            # Also after a needs_attention park for a late answer: the saga goes on.
             return replace(state, status="approved", stock_allocated=True)
         case InvoiceRequested():
             return replace(state, stage="invoicing", invoice_requested=True)

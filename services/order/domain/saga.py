@@ -47,6 +47,8 @@ from libs.events.order import (
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
+    OrderReplyIgnored,
+    OrderStepResent,
     OrderStockAllocated,
     StockReservationRequested,
 )
@@ -63,6 +65,9 @@ class Step:
     succeeds_on: tuple[str, ...]
     fails_on: tuple[str, ...]
     compensation: str | None
+    # A request to a participant that must answer: unanswered by the policy's reply deadline
+    # it is sent again, and after the last attempt the order is parked in needs_attention.
+    reply_deadline: bool = False
 
 
 # The saga as a table: forward steps in order, with the compensation that undoes each one.
@@ -83,8 +88,17 @@ FULFILMENT_SAGA: tuple[Step, ...] = (
         ("StockReserved",),
         ("StockShortage -> backorder, or reject by policy",),
         "release_stock",
+        reply_deadline=True,
     ),
-    Step("invoice", "billing", "IssueInvoice", ("InvoiceIssued",), ("CreditCheckFailed",), "void_invoice"),
+    Step(
+        "invoice",
+        "billing",
+        "IssueInvoice",
+        ("InvoiceIssued",),
+        ("CreditCheckFailed",),
+        "void_invoice",
+        reply_deadline=True,
+    ),
     Step(
         "payment",
         "billing",
@@ -123,6 +137,10 @@ class SagaPolicy:
     shortage_policy_by_channel: tuple[tuple[str, bool], ...] = ()
     compensation_retry_after: timedelta = timedelta(seconds=30)
     compensation_max_attempts: int = 5
+    # Forward steps (reserve, invoice): a participant that has not answered by then is asked
+    # again; after the last attempt the order needs a person (it never waits forever).
+    step_reply_after: timedelta = timedelta(minutes=2)
+    step_max_attempts: int = 3
 
     def backorders(self, channel: str) -> bool:
         return dict(self.shortage_policy_by_channel).get(channel, self.backorder_on_shortage)
@@ -169,7 +187,7 @@ class _Folding:
 # --- forward steps --------------------------------------------------------------------
 
 
-def start(placed: OrderPlaced, facts: ReviewFacts, policy: SagaPolicy) -> Reaction:
+def start(placed: OrderPlaced, facts: ReviewFacts, policy: SagaPolicy, now: datetime) -> Reaction:
     """Place the order and run the automatic review at once (no extra hop through Kafka)."""
     saga = _Folding(Order())
     saga.emit(placed)
@@ -182,18 +200,18 @@ def start(placed: OrderPlaced, facts: ReviewFacts, policy: SagaPolicy) -> Reacti
         saga.emit(OrderHeld(order_id=placed.order_id, reasons=verdict.reasons))
     else:
         saga.emit(OrderApproved(order_id=placed.order_id, approved_by="rules"))
-        _request_stock(saga, policy)
+        _request_stock(saga, policy, now)
     return saga.reaction
 
 
-def approve(order: Order, actor: str, policy: SagaPolicy) -> Reaction:
+def approve(order: Order, actor: str, policy: SagaPolicy, now: datetime) -> Reaction:
     if order.status != "on_hold":
         raise DomainError(
             "not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be approved"
         )
     saga = _Folding(order)
     saga.emit(OrderApproved(order_id=order.order_id, approved_by=actor))
-    _request_stock(saga, policy)
+    _request_stock(saga, policy, now)
     return saga.reaction
 
 
@@ -212,56 +230,114 @@ def cancel(order: Order, reason: str, actor: str, now: datetime, policy: SagaPol
     return _compensate(order, f"cancelled: {reason}", "cancelled", actor, now, policy)
 
 
-def _request_stock(saga: _Folding, policy: SagaPolicy) -> None:
-    placed = saga.order.placed
-    assert placed is not None
+def _requested_lines(placed: OrderPlaced) -> tuple[SkuQuantity, ...]:
     wanted: dict[str, int] = {}
     for line in placed.lines:
         wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
-    lines = tuple(SkuQuantity(sku=sku, quantity=q) for sku, q in wanted.items())
-    saga.emit(StockReservationRequested(order_id=placed.order_id, lines=lines))
-    saga.send(
-        ReserveStock(
-            order_id=placed.order_id,
-            lines=lines,
-            region=placed.customer.region,
-            backorder=policy.backorders(placed.channel),
-        ),
-        f"{placed.order_id}:reserve",
+    return tuple(SkuQuantity(sku=sku, quantity=q) for sku, q in wanted.items())
+
+
+def _reserve_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
+    placed = order.placed
+    assert placed is not None
+    command = ReserveStock(
+        order_id=placed.order_id,
+        lines=_requested_lines(placed),
+        region=placed.customer.region,
+        backorder=policy.backorders(placed.channel),
     )
+    return Outgoing(command, f"{placed.order_id}:reserve")
 
 
-def _request_invoice(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
-    placed = saga.order.placed
+def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
+    placed = order.placed
     assert placed is not None
     due = (
         policy.payment_deadline_for(placed.channel)
         if placed.payment_terms == "prepaid"
         else policy.on_account_terms
     )
-    saga.emit(InvoiceRequested(order_id=placed.order_id))
-    saga.send(
-        IssueInvoice(
-            order_id=placed.order_id,
-            customer_id=placed.customer_id,
-            currency=placed.currency,
-            lines=placed.lines,
-            payment_terms=placed.payment_terms,
-            shipping_method=placed.shipping.method,
-            due_at=now + due,
-        ),
-        f"{placed.order_id}:invoice",
+    command = IssueInvoice(
+        order_id=placed.order_id,
+        customer_id=placed.customer_id,
+        currency=placed.currency,
+        lines=placed.lines,
+        payment_terms=placed.payment_terms,
+        shipping_method=placed.shipping.method,
+        due_at=now + due,
     )
+    return Outgoing(command, f"{placed.order_id}:invoice")
+
+
+# The request each forward step with a reply deadline sends (and sends again, unanswered).
+FORWARD_REQUESTS = {"reserve_stock": _reserve_request, "invoice": _invoice_request}
+
+
+def _request_stock(saga: _Folding, policy: SagaPolicy, now: datetime) -> None:
+    placed = saga.order.placed
+    assert placed is not None
+    saga.emit(
+        StockReservationRequested(
+            order_id=placed.order_id,
+            lines=_requested_lines(placed),
+            reply_by=now + policy.step_reply_after,
+        )
+    )
+    request = _reserve_request(saga.order, now, policy)
+    saga.send(request.command, request.dedupe_key)
+
+
+def _request_invoice(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
+    placed = saga.order.placed
+    assert placed is not None
+    saga.emit(InvoiceRequested(order_id=placed.order_id, reply_by=now + policy.step_reply_after))
+    request = _invoice_request(saga.order, now, policy)
+    saga.send(request.command, request.dedupe_key)
+
+
+def waiting_on(order: Order) -> str | None:
+    """The forward step whose participant the order waits for, if any. A backordered order
+    waits for stock to arrive, not for an answer: that is not a step to chase."""
+    if order.stage == "reserving" and order.status != "awaiting_stock":
+        return "reserve_stock"
+    if order.stage == "invoicing":
+        return "invoice"
+    return None
 
 
 # --- replies from participants ----------------------------------------------------------
 
 
-def react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> Reaction:  # noqa: C901
-    """Move the saga on after a participant's event. Anything not expected in the current
-    stage (a late or repeated reply) changes nothing."""
+def react(  # noqa: C901 - one case per reply
+    order: Order, message: Message, now: datetime, policy: SagaPolicy, reply_id: str = ""
+) -> Reaction:
+    """Move the saga on after a participant's event. A reply not expected where the order
+    stands (late, or repeated) changes nothing but the timeline: it is recorded as ignored,
+    never dropped without a trace (see `_expected_without_effect`)."""
     if not order.exists:
         return Reaction()
+    reaction = _react(order, message, now, policy)
+    if reaction.events or _expected_without_effect(order, message):
+        return reaction
+    ignored = OrderReplyIgnored(
+        order_id=order.order_id,
+        reply_type=message.message_type,
+        reply_id=reply_id,
+        stage=order.stage,
+        status=order.status,
+    )
+    return Reaction([ignored], reaction.commands)
+
+
+def _expected_without_effect(order: Order, message: Message) -> bool:
+    """Replies that arrive in the normal course and need nothing from the order: the
+    payment of an on-account order, confirmed when its invoice was issued."""
+    placed = order.placed
+    on_account = placed is not None and placed.payment_terms == "on_account"
+    return isinstance(message, InvoicePaid) and order.stage == "done" and on_account
+
+
+def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> Reaction:  # noqa: C901
     saga = _Folding(order)
     order_id = order.order_id
     match message:
@@ -321,7 +397,7 @@ def react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> 
 
 # --- deadlines ------------------------------------------------------------------------
 
-DeadlineKind = Literal["payment", "compensation"]
+DeadlineKind = Literal["payment", "compensation", "reply"]
 
 
 def deadline_reached(order: Order, kind: str, now: datetime, policy: SagaPolicy) -> Reaction:
@@ -331,7 +407,40 @@ def deadline_reached(order: Order, kind: str, now: datetime, policy: SagaPolicy)
         return Reaction()
     if kind.startswith("compensation:"):
         return _retry_compensation(order, kind.removeprefix("compensation:"), now, policy)
+    if kind.startswith("reply:"):
+        return _chase_reply(order, kind.removeprefix("reply:"), now, policy)
     return Reaction()
+
+
+def _chase_reply(order: Order, step_name: str, now: datetime, policy: SagaPolicy) -> Reaction:
+    """The participant of a forward step has not answered: ask again, or, after the last
+    attempt, park the order for a person (who may cancel it: the compensations then undo
+    whatever the participant did or did not do)."""
+    if waiting_on(order) != step_name or order.status == "needs_attention":
+        return Reaction()
+    step = next(s for s in FULFILMENT_SAGA if s.name == step_name)
+    attempts = order.step_attempts.get(step_name, 1)
+    saga = _Folding(order)
+    if attempts >= policy.step_max_attempts:
+        saga.emit(
+            OrderNeedsAttention(
+                order_id=order.order_id,
+                step=step_name,
+                reason=f"{step.participant} did not answer {step.request} after {attempts} attempts",
+            )
+        )
+        return saga.reaction
+    saga.emit(
+        OrderStepResent(
+            order_id=order.order_id,
+            step=step_name,
+            attempt=attempts + 1,
+            reply_by=now + policy.step_reply_after,
+        )
+    )
+    request = FORWARD_REQUESTS[step_name](saga.order, now, policy)
+    saga.send(request.command, request.dedupe_key)
+    return saga.reaction
 
 
 # --- compensation ---------------------------------------------------------------------

@@ -51,6 +51,8 @@ from libs.events.order import (
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
+    OrderReplyIgnored,
+    OrderStepResent,
     OrderStockAllocated,
     StockReservationRequested,
 )
@@ -132,6 +134,10 @@ class Expect:
 
     def nothing(self) -> None:
         self.events().no_commands()
+
+    def ignored(self) -> OrderReplyIgnored:
+        """The reply changed nothing but the timeline: it is recorded as ignored."""
+        return self.events(OrderReplyIgnored).no_commands().event(OrderReplyIgnored)
 
     def event(self, kind: type[E]) -> E:
         """The one event of this type in the reaction."""
@@ -346,7 +352,7 @@ def when(order: Order, message: Message) -> Reaction:
 
 
 def start_approved(policy: SagaPolicy = POLICY, p: OrderPlaced | None = None) -> Reaction:
-    return start(p or placed(), ReviewFacts(), policy)
+    return start(p or placed(), ReviewFacts(), policy, NOW)
 
 
 # -- the saga table ------------------------------------------------------------------------
@@ -419,7 +425,7 @@ def test_reserve_stock_backorder_flag_follows_the_channel_shortage_policy_over_t
 def test_order_over_the_amount_limit_is_held_for_a_person_without_commands() -> None:
     policy = replace(POLICY, review=ReviewPolicy(amount_limit=Decimal("30.00")))
 
-    reaction = start(placed(), ReviewFacts(), policy)
+    reaction = start(placed(), ReviewFacts(), policy, NOW)
 
     held = expect(reaction).events(OrderPlaced, OrderHeld).no_commands().event(OrderHeld)
     assert len(held.reasons) == 1
@@ -432,7 +438,7 @@ def test_order_over_the_amount_limit_is_held_for_a_person_without_commands() -> 
     "address", [None, Address(line1="1 Main St", country="US")], ids=["missing", "incomplete"]
 )
 def test_delivery_without_a_complete_address_is_held(method: ShippingMethod, address: Address | None) -> None:
-    reaction = start(placed(method=method, address=address), ReviewFacts(), POLICY)
+    reaction = start(placed(method=method, address=address), ReviewFacts(), POLICY, NOW)
 
     held = expect(reaction).events(OrderPlaced, OrderHeld).no_commands().event(OrderHeld)
     assert len(held.reasons) == 1
@@ -442,7 +448,7 @@ def test_delivery_without_a_complete_address_is_held(method: ShippingMethod, add
 
 
 def test_possible_duplicate_is_held() -> None:
-    reaction = start(placed(), ReviewFacts(possible_duplicate_of="o-0"), POLICY)
+    reaction = start(placed(), ReviewFacts(possible_duplicate_of="o-0"), POLICY, NOW)
 
     held = expect(reaction).events(OrderPlaced, OrderHeld).no_commands().event(OrderHeld)
     assert held.reasons == ("possible duplicate of order o-0",)
@@ -451,13 +457,13 @@ def test_possible_duplicate_is_held() -> None:
 def test_several_hold_reasons_are_all_reported() -> None:
     policy = replace(POLICY, review=ReviewPolicy(amount_limit=Decimal("1.00")))
 
-    reaction = start(placed(address=None), ReviewFacts(possible_duplicate_of="o-0"), policy)
+    reaction = start(placed(address=None), ReviewFacts(possible_duplicate_of="o-0"), policy, NOW)
 
     assert len(expect(reaction).events(OrderPlaced, OrderHeld).event(OrderHeld).reasons) == 3
 
 
 def test_blocked_customer_is_rejected_without_commands() -> None:
-    reaction = start(placed(), ReviewFacts(customer_blocked=True), POLICY)
+    reaction = start(placed(), ReviewFacts(customer_blocked=True), POLICY, NOW)
 
     result = expect(reaction).events(OrderPlaced, OrderRejected).no_commands()
     rejected = result.event(OrderRejected)
@@ -467,7 +473,7 @@ def test_blocked_customer_is_rejected_without_commands() -> None:
 
 
 def test_pickup_order_needs_no_address() -> None:
-    reaction = start(placed(method="pickup", address=None), ReviewFacts(), POLICY)
+    reaction = start(placed(method="pickup", address=None), ReviewFacts(), POLICY, NOW)
 
     expect(reaction).events(OrderPlaced, OrderApproved, StockReservationRequested).commands(ReserveStock)
 
@@ -478,7 +484,7 @@ def test_pickup_order_needs_no_address() -> None:
 def test_person_approves_a_held_order_and_stock_is_requested() -> None:
     order = given(*on_hold())
 
-    reaction = approve(order, "alice", POLICY)
+    reaction = approve(order, "alice", POLICY, NOW)
 
     result = expect(reaction).events(OrderApproved, StockReservationRequested).commands(ReserveStock)
     assert result.event(OrderApproved).approved_by == "alice"
@@ -510,7 +516,7 @@ def test_only_a_held_order_can_be_approved_by_a_person(history: History) -> None
     order = given(*history())
 
     with pytest.raises(DomainError) as refused:
-        approve(order, "alice", POLICY)
+        approve(order, "alice", POLICY, NOW)
 
     assert refused.value.code == "not_on_hold"
 
@@ -817,7 +823,8 @@ def test_the_same_refund_reported_twice_is_recorded_once() -> None:
 
     reaction = when(order, refund_issued(TOTAL, "rf-1"))
 
-    expect(reaction).nothing()
+    assert expect(reaction).ignored().reply_type == "RefundIssued"
+    assert and_given(order, reaction).amount_refunded == TOTAL
 
 
 @pytest.mark.parametrize(
@@ -941,17 +948,35 @@ LATE_OR_DUPLICATE = {
         ),
         invoice_voided,
     ),
-    "reply_for_an_unknown_order": (lambda: (), stock_reserved),
 }
 
 
 @pytest.mark.parametrize(("history", "reply"), LATE_OR_DUPLICATE.values(), ids=LATE_OR_DUPLICATE.keys())
-def test_late_or_duplicate_reply_changes_nothing(history: History, reply: Reply) -> None:
+def test_late_or_duplicate_reply_changes_nothing_but_is_recorded_on_the_timeline(
+    history: History, reply: Reply
+) -> None:
     order = given(*history())
 
-    reaction = when(order, reply())
+    reaction = react(order, reply(), NOW, POLICY, reply_id="evt-9")
 
-    expect(reaction).nothing()
+    ignored = expect(reaction).ignored()
+    assert (ignored.reply_type, ignored.reply_id) == (type(reply()).__name__, "evt-9")
+    assert (ignored.stage, ignored.status) == (order.stage, order.status)
+    after = and_given(order, reaction)
+    assert (after.status, after.stage) == (order.status, order.stage)
+
+
+def test_reply_for_an_unknown_order_changes_nothing() -> None:
+    expect(when(given(), stock_reserved())).nothing()
+
+
+def test_payment_of_a_confirmed_on_account_order_needs_nothing_and_is_not_flagged() -> None:
+    order = given(
+        *invoicing(placed(terms="on_account")),
+        OrderConfirmed(order_id=ORDER_ID, invoice_id=INVOICE_ID, total=TOTAL),
+    )
+
+    expect(when(order, invoice_paid())).nothing()
 
 
 # -- deterministic dedupe keys -------------------------------------------------------------
@@ -961,7 +986,7 @@ def test_every_command_dedupe_key_is_the_same_for_the_same_decision() -> None:
     def keys() -> list[str]:
         reactions = [
             start_approved(),
-            approve(given(*on_hold()), "alice", POLICY),
+            approve(given(*on_hold()), "alice", POLICY, NOW),
             when(given(*reserving()), stock_reserved()),
             when(given(*awaiting_payment()), payment_failed()),
             cancel(given(*awaiting_stock()), "x", "alice", NOW, POLICY),
@@ -999,3 +1024,77 @@ def test_a_channel_with_its_own_payment_deadline_gets_it_on_the_invoice() -> Non
     assert expect(reaction).command(IssueInvoice).due_at == NOW + timedelta(days=3)
     default = react(given(*reserving()), stock_reserved(), NOW, policy)
     assert expect(default).command(IssueInvoice).due_at == NOW + policy.payment_deadline
+
+
+# -- forward steps have reply deadlines ---------------------------------------------------------
+
+
+def test_reserve_and_invoice_requests_carry_a_reply_deadline() -> None:
+    reserving_reaction = start_approved()
+    asked = expect(reserving_reaction).event(StockReservationRequested)
+    assert asked.reply_by == NOW + POLICY.step_reply_after
+
+    invoicing_reaction = when(given(*reserving()), stock_reserved())
+    assert expect(invoicing_reaction).event(InvoiceRequested).reply_by == NOW + POLICY.step_reply_after
+
+
+@pytest.mark.parametrize(
+    ("history", "step", "command"),
+    [(reserving, "reserve_stock", ReserveStock), (invoicing, "invoice", IssueInvoice)],
+    ids=["reserve", "invoice"],
+)
+def test_unanswered_forward_step_is_sent_again_with_the_same_message_id(
+    history: Callable[[], tuple[DomainEvent, ...]], step: str, command: type[Command]
+) -> None:
+    order = given(*history())
+    later = NOW + POLICY.step_reply_after
+
+    reaction = deadline_reached(order, f"reply:{step}", later, POLICY)
+
+    resent = expect(reaction).events(OrderStepResent).commands(command).event(OrderStepResent)
+    assert (resent.step, resent.attempt, resent.reply_by) == (step, 2, later + POLICY.step_reply_after)
+    first_key = (start_approved() if step == "reserve_stock" else when(given(*reserving()), stock_reserved()))
+    assert reaction.commands[0].dedupe_key == first_key.commands[0].dedupe_key
+
+
+def test_forward_step_unanswered_after_the_last_attempt_parks_the_order_for_a_person() -> None:
+    order = given(*reserving())
+    for attempt in range(2, POLICY.step_max_attempts + 1):
+        order = and_given(order, deadline_reached(order, "reply:reserve_stock", NOW, POLICY))
+        assert order.step_attempts["reserve_stock"] == attempt
+
+    reaction = deadline_reached(order, "reply:reserve_stock", NOW, POLICY)
+
+    parked = expect(reaction).events(OrderNeedsAttention).no_commands().event(OrderNeedsAttention)
+    assert parked.step == "reserve_stock"
+    assert "inventory did not answer ReserveStock" in parked.reason
+    assert and_given(order, reaction).status == "needs_attention"
+    # A person may then cancel: the compensations undo whatever inventory did.
+    cancelled = cancel(and_given(order, reaction), "gave up", "alice", NOW, POLICY)
+    assert expect(cancelled).command(ReleaseStock).order_id == ORDER_ID
+
+
+def test_a_late_answer_after_the_park_carries_the_saga_on() -> None:
+    parked = given(
+        *reserving(),
+        OrderNeedsAttention(order_id=ORDER_ID, step="reserve_stock", reason="no answer"),
+    )
+
+    reaction = when(parked, stock_reserved())
+
+    expect(reaction).events(OrderStockAllocated, InvoiceRequested).commands(IssueInvoice)
+    assert and_given(parked, reaction).status == "approved"
+
+
+@pytest.mark.parametrize(
+    "history",
+    [awaiting_stock, awaiting_payment, confirmed],
+    ids=["backordered", "awaiting_payment", "confirmed"],
+)
+def test_reply_deadline_of_a_step_already_answered_changes_nothing(
+    history: Callable[[], tuple[DomainEvent, ...]],
+) -> None:
+    order = given(*history())
+
+    for step in ("reserve_stock", "invoice"):
+        expect(deadline_reached(order, f"reply:{step}", NOW + timedelta(hours=1), POLICY)).nothing()
