@@ -10,7 +10,17 @@ from pydantic import Field
 from libs.events.base import Command, DomainEvent
 from libs.events.registry import registry
 from libs.events.topics import BILLING_COMMANDS, BILLING_EVENTS
-from libs.events.values import Currency, Money, OrderLine, PaymentTerms, ShippingMethod
+from libs.events.values import (
+    Currency,
+    CustomerId,
+    Money,
+    Note,
+    OrderId,
+    OrderLine,
+    OrderLines,
+    PaymentTerms,
+    ShippingMethod,
+)
 
 
 class InvoiceEvent(DomainEvent):
@@ -116,15 +126,15 @@ class CreditReleased(CustomerAccountEvent):
 class BillingCommand(Command):
     aggregate_type: ClassVar[str] = "invoice"
     topic: ClassVar[str] = BILLING_COMMANDS
-    order_id: str
+    order_id: OrderId
 
 
 @registry.register
 class IssueInvoice(BillingCommand):
     message_type: ClassVar[str] = "IssueInvoice"
-    customer_id: str
+    customer_id: CustomerId
     currency: Currency
-    lines: tuple[OrderLine, ...] = Field(min_length=1)
+    lines: OrderLines
     payment_terms: PaymentTerms
     shipping_method: ShippingMethod
     due_at: datetime = Field(description="Prepaid: the payment deadline. On account: net terms.")
@@ -135,4 +145,4 @@ class VoidInvoice(BillingCommand):
     """Compensation: void the order's invoice (if any) and refund whatever was paid."""
 
     message_type: ClassVar[str] = "VoidInvoice"
-    reason: str
+    reason: Note

@@ -9,7 +9,7 @@ from pydantic import Field
 from libs.events.base import Command, DomainEvent
 from libs.events.registry import registry
 from libs.events.topics import INVENTORY_COMMANDS, INVENTORY_EVENTS
-from libs.events.values import Allocation, Quantity, SkuQuantity
+from libs.events.values import Allocation, Note, OrderId, Quantity, Region, SkuQuantities, SkuQuantity
 
 
 class WarehouseEvent(DomainEvent):
@@ -102,18 +102,18 @@ class StockReleased(ReservationEvent):
 class InventoryCommand(Command):
     aggregate_type: ClassVar[str] = "reservation"
     topic: ClassVar[str] = INVENTORY_COMMANDS
-    order_id: str
+    order_id: OrderId
 
 
 @registry.register
 class ReserveStock(InventoryCommand):
     message_type: ClassVar[str] = "ReserveStock"
-    lines: tuple[SkuQuantity, ...] = Field(min_length=1)
-    region: str | None = None
+    lines: SkuQuantities
+    region: Region | None = None
     backorder: bool = True
 
 
 @registry.register
 class ReleaseStock(InventoryCommand):
     message_type: ClassVar[str] = "ReleaseStock"
-    reason: str
+    reason: Note

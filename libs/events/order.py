@@ -12,10 +12,12 @@ from libs.events.registry import registry
 from libs.events.topics import ORDER_EVENTS, ORDER_INTAKE
 from libs.events.values import (
     Allocation,
+    Channel,
     Currency,
     CustomerSnapshot,
     Money,
     OrderLine,
+    OrderLines,
     PaymentTerms,
     Shipping,
     SkuQuantity,
@@ -195,10 +197,10 @@ class SubmitOrder(Command):
     topic: ClassVar[str] = ORDER_INTAKE
 
     idempotency_key: str | None = Field(default=None, max_length=200)
-    channel: str = Field(min_length=1, max_length=40)
+    channel: Channel
     external_id: str | None = Field(default=None, max_length=200)
     customer: CustomerSnapshot
-    lines: tuple[OrderLine, ...] = Field(min_length=1, max_length=500)
+    lines: OrderLines
     currency: Currency
     payment_terms: PaymentTerms
     shipping: Shipping

@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
+from libs.events.values import CustomerId, OrderId, PaymentMethod, Reference
 from libs.runtime.http import request_context, runtime_of
 from libs.runtime.uow import MessageContext
 from services.billing.adapters import queries
@@ -18,19 +19,16 @@ from services.billing.domain.policy import BillingPolicy
 
 router = APIRouter(tags=["billing"])
 
+# What the numeric(14,2) columns hold.
 Amount = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
 
 
 class PaymentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    order_id: str = Field(min_length=1, max_length=64)
+    order_id: OrderId
     amount: Annotated[Amount, Field(gt=0)]
-    method: str = Field(min_length=1, max_length=40)
-    reference: str = Field(
-        min_length=1,
-        max_length=200,
-        description="The gateway's reference; a repeated one is applied once",
-    )
+    method: PaymentMethod
+    reference: Reference = Field(description="The gateway's reference; a repeated one is applied once")
     outcome: PaymentOutcome
 
 
@@ -109,7 +107,7 @@ async def refunds_of_order(order_id: str, request: Request) -> list[dict[str, An
 
 @router.put("/customers/{customer_id}/credit-limit")
 async def set_credit_limit(
-    customer_id: str,
+    customer_id: Annotated[CustomerId, Path()],
     body: CreditLimitIn,
     request: Request,
     x_actor: Annotated[str | None, Header()] = None,

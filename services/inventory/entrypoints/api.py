@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
+from libs.events.values import Quantity, Sku, WarehouseCode
 from libs.runtime.http import request_context, runtime_of
 from libs.runtime.uow import MessageContext
 from services.inventory.adapters import queries
@@ -19,16 +20,16 @@ router = APIRouter(tags=["inventory"])
 
 class WarehouseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    code: WarehouseCode
     name: str = Field(min_length=1, max_length=200)
     region: str = Field(min_length=1, max_length=40)
 
 
 class ReceiptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sku: str = Field(min_length=1, max_length=64)
-    warehouse: str = Field(min_length=1, max_length=32)
-    quantity: int = Field(gt=0, le=1_000_000)
+    sku: Sku
+    warehouse: WarehouseCode
+    quantity: Quantity
     receipt_id: str | None = Field(
         default=None, max_length=200, description="Your reference; a repeated one is booked once"
     )
