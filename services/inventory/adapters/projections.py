@@ -36,6 +36,10 @@ _UPSERT_RESERVATION = Sql(
     " allocations = CAST(:allocations AS jsonb), missing = CAST(:missing AS jsonb), updated_at = :at"
 )
 
+_BOOK_RECEIPT = Sql(
+    "INSERT INTO stock_receipts (receipt_id, sku, warehouse, quantity, received_at)"
+    " VALUES (:r, :sku, :wh, :qty, :at) ON CONFLICT DO NOTHING"
+)
 _ADD_WAREHOUSE = Sql("INSERT INTO warehouses VALUES (:c, :n, :r) ON CONFLICT DO NOTHING")
 _QUEUE = Sql("INSERT INTO backorders VALUES (:s, :o, :q, :at) ON CONFLICT DO NOTHING")
 _DEQUEUE = Sql("DELETE FROM backorders WHERE sku = :s AND order_id = :o")
@@ -51,6 +55,17 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
             _RECEIVE,
             {"sku": event.sku, "wh": event.warehouse, "qty": event.quantity},
             ("stock", event.sku, event.warehouse),
+        )
+        writes.add(
+            _BOOK_RECEIPT,
+            {
+                "r": event.receipt_id,
+                "sku": event.sku,
+                "wh": event.warehouse,
+                "qty": event.quantity,
+                "at": envelope.occurred_at,
+            },
+            ("receipt", event.receipt_id),
         )
     elif isinstance(event, StockAllocated | StockDeallocated):
         sign = 1 if isinstance(event, StockAllocated) else -1

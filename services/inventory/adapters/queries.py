@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.inventory.domain.stock import Receipt
+
 
 async def warehouses_in_region(conn: AsyncConnection, region: str | None) -> list[str]:
     if not region:
@@ -20,6 +22,16 @@ async def warehouses_in_region(conn: AsyncConnection, region: str | None) -> lis
 async def warehouse_exists(conn: AsyncConnection, code: str) -> bool:
     row = await conn.execute(text("SELECT 1 FROM warehouses WHERE code = :c"), {"c": code})
     return row.first() is not None
+
+
+async def receipt(conn: AsyncConnection, receipt_id: str) -> Receipt | None:
+    row = (
+        await conn.execute(
+            text("SELECT sku, warehouse, quantity FROM stock_receipts WHERE receipt_id = :r"),
+            {"r": receipt_id},
+        )
+    ).first()
+    return Receipt(receipt_id, row.sku, row.warehouse, row.quantity) if row else None
 
 
 async def list_warehouses(conn: AsyncConnection) -> list[dict[str, Any]]:

@@ -10,14 +10,14 @@ from uuid import NAMESPACE_URL, uuid5
 from libs.domain import InvalidRequest
 from libs.events import Decoded
 from libs.events.base import DomainEvent
-from libs.events.inventory import BackorderDequeued, ReleaseStock, ReserveStock
+from libs.events.inventory import BackorderDequeued, ReleaseStock, ReserveStock, StockReceived
 from libs.runtime import inbox
 from libs.runtime.uow import UnitOfWork
 from services.inventory.adapters import queries
 from services.inventory.domain import reservation as reservation_domain
 from services.inventory.domain import warehouse as warehouse_domain
 from services.inventory.domain.reservation import RESERVATION, Decision, Reservation
-from services.inventory.domain.stock import SKU, SkuStock, decide_receipt
+from services.inventory.domain.stock import SKU, Receipt, SkuStock, check_repeated_receipt, decide_receipt
 from services.inventory.domain.stock import evolve as evolve_stock
 
 
@@ -98,16 +98,29 @@ async def register_warehouse(uow: UnitOfWork, code: str, name: str, region: str)
 
 
 async def receive_stock(uow: UnitOfWork, sku: str, warehouse: str, quantity: int, receipt_id: str) -> bool:
-    """Book a receipt (once per receipt id) and serve the SKU's backorders, oldest first."""
+    """Book a receipt (once per receipt id) and serve the SKU's backorders, oldest first.
+    False if this receipt was booked before; refused if its id was booked for other stock."""
     if not await queries.warehouse_exists(uow.conn, warehouse):
         raise InvalidRequest("unknown_warehouse", f"warehouse {warehouse!r} is not registered")
     if not await inbox.claim(uow.conn, "stock-receipts", uuid5(NAMESPACE_URL, f"receipt:{receipt_id}")):
+        booked = _booked_in(uow, receipt_id) or await queries.receipt(uow.conn, receipt_id)
+        if booked is not None:
+            check_repeated_receipt(booked, Receipt(receipt_id, sku, warehouse, quantity))
         return False
     skus = LoadedSkus()
     stocks = await skus.ensure(uow, [sku])
     await skus.record(uow, sku, decide_receipt(stocks[sku], sku, warehouse, quantity, receipt_id))
     await serve_backorders(uow, sku, skus)
     return True
+
+
+def _booked_in(uow: UnitOfWork, receipt_id: str) -> Receipt | None:
+    """A receipt booked earlier in this unit of work (a group of concurrent requests): not in
+    the stock_receipts table until it flushes."""
+    for event in uow.recorded:
+        if isinstance(event, StockReceived) and event.receipt_id == receipt_id:
+            return Receipt(receipt_id, event.sku, event.warehouse, event.quantity)
+    return None
 
 
 async def serve_backorders(uow: UnitOfWork, sku: str, skus: LoadedSkus) -> None:

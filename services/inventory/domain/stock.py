@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from libs.domain import AggregateKind, InvalidRequest
+from libs.domain import AggregateKind, DomainError, InvalidRequest
 from libs.events.base import DomainEvent
 from libs.events.inventory import (
     BackorderDequeued,
@@ -111,3 +111,26 @@ def decide_receipt(
     if quantity <= 0:
         raise InvalidRequest("invalid_quantity", "a receipt's quantity must be a positive integer")
     return [StockReceived(sku=sku, warehouse=warehouse, quantity=quantity, receipt_id=receipt_id)]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What one receipt id books: a quantity of a SKU into a warehouse."""
+
+    receipt_id: str
+    sku: str
+    warehouse: str
+    quantity: int
+
+    def __str__(self) -> str:
+        return f"{self.sku} x {self.quantity} at {self.warehouse}"
+
+
+def check_repeated_receipt(booked: Receipt, again: Receipt) -> None:
+    """A receipt id names one delivery. Sent again with the same stock it is a repeat that
+    changes nothing; with other stock it is a mistake the sender has to hear about."""
+    if (booked.sku, booked.warehouse, booked.quantity) != (again.sku, again.warehouse, again.quantity):
+        raise DomainError(
+            "receipt_reused",
+            f"receipt {again.receipt_id} was already used for {booked}; this request says {again}",
+        )

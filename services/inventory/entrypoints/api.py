@@ -31,7 +31,9 @@ class ReceiptIn(BaseModel):
     warehouse: WarehouseCode
     quantity: Quantity
     receipt_id: str | None = Field(
-        default=None, max_length=200, description="Your reference; a repeated one is booked once"
+        default=None,
+        max_length=200,
+        description="Your reference: the same receipt again is booked once; other stock under it is refused",
     )
 
 
