@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.billing.domain.invoice import PaymentAttempt
+
 
 def money(amount: Decimal) -> str:
     return f"{amount:.2f}"
@@ -80,17 +82,17 @@ async def payments_of_order(conn: AsyncConnection, order_id: str) -> list[dict[s
     return [_payment(row) for row in rows]
 
 
-async def payment(conn: AsyncConnection, reference: str) -> dict[str, Any] | None:
+async def payment_attempt(conn: AsyncConnection, reference: str) -> PaymentAttempt | None:
+    """The payment applied under `reference`, as the gateway reported it."""
     row = (
         await conn.execute(
-            text(
-                "SELECT reference, order_id, invoice_id, method, amount, outcome, recorded_at"
-                " FROM payments WHERE reference = :r"
-            ),
+            text("SELECT order_id, method, amount, outcome FROM payments WHERE reference = :r"),
             {"r": reference},
         )
     ).first()
-    return _payment(row) if row else None
+    if row is None:
+        return None
+    return PaymentAttempt(row.order_id, reference, row.method, row.amount, row.outcome)
 
 
 async def payment_result(conn: AsyncConnection, reference: str) -> dict[str, Any] | None:

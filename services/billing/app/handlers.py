@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from uuid import NAMESPACE_URL, uuid5
 
-from libs.domain import DomainError
 from libs.events import Decoded
-from libs.events.billing import IssueInvoice, VoidInvoice
+from libs.events.billing import IssueInvoice, PaymentFailed, PaymentReceived, VoidInvoice
 from libs.runtime import inbox
 from libs.runtime.uow import UnitOfWork
 from services.billing.adapters import queries
@@ -20,6 +19,8 @@ from services.billing.domain.invoice import (
     Decision,
     Invoice,
     PaymentAttempt,
+    PaymentOutcome,
+    check_repeated_payment,
     decide_issue,
     decide_payment,
     decide_void,
@@ -80,12 +81,11 @@ async def record_payment(uow: UnitOfWork, attempt: PaymentAttempt) -> Invoice | 
     it, or None if this reference was applied before."""
     claimed = await inbox.claim(uow.conn, "payments", uuid5(NAMESPACE_URL, f"payment:{attempt.reference}"))
     if not claimed:
-        earlier = await queries.payment(uow.conn, attempt.reference)
-        if earlier is not None and earlier["order_id"] != attempt.order_id:
-            raise DomainError(
-                "payment_reference_reused",
-                f"payment reference {attempt.reference!r} was already used for order {earlier['order_id']!r}",
-            )
+        applied = _applied_in(uow, attempt.reference) or await queries.payment_attempt(
+            uow.conn, attempt.reference
+        )
+        if applied is not None:
+            check_repeated_payment(applied, attempt)
         return None
     billing = await load_billing(uow, attempt.order_id)
     decision = decide_payment(billing.invoice, billing.account, attempt)
@@ -94,6 +94,16 @@ async def record_payment(uow: UnitOfWork, attempt: PaymentAttempt) -> Invoice | 
     for event in decision.invoice:
         invoice = evolve_invoice(invoice, event)
     return invoice
+
+
+def _applied_in(uow: UnitOfWork, reference: str) -> PaymentAttempt | None:
+    """A payment applied earlier in this unit of work (a group of concurrent requests): not in
+    the payments table until it flushes."""
+    for event in uow.recorded:
+        if isinstance(event, PaymentReceived | PaymentFailed) and event.reference == reference:
+            outcome: PaymentOutcome = "succeeded" if isinstance(event, PaymentReceived) else "failed"
+            return PaymentAttempt(event.order_id, reference, event.method, event.amount, outcome)
+    return None
 
 
 async def set_credit_limit(uow: UnitOfWork, customer_id: str, credit_limit: Decimal) -> bool:

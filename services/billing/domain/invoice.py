@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Literal
 from uuid import NAMESPACE_URL, uuid5
 
-from libs.domain import AggregateKind, InvalidRequest, NotFound
+from libs.domain import AggregateKind, DomainError, InvalidRequest, NotFound
 from libs.events.base import DomainEvent
 from libs.events.billing import (
     CreditCharged,
@@ -102,6 +102,24 @@ class PaymentAttempt:
     method: str
     amount: Decimal
     outcome: PaymentOutcome
+
+    def __str__(self) -> str:
+        return f"a {self.outcome} {self.method} payment of {self.amount:.2f} for order {self.order_id}"
+
+
+def check_repeated_payment(applied: PaymentAttempt, again: PaymentAttempt) -> None:
+    """A payment reference names one payment. Reported again as it was, it is the gateway's
+    retry and changes nothing; reported as another payment, it must not be dropped unheard."""
+    if (applied.order_id, applied.method, applied.amount, applied.outcome) != (
+        again.order_id,
+        again.method,
+        again.amount,
+        again.outcome,
+    ):
+        raise DomainError(
+            "payment_reference_reused",
+            f"payment reference {again.reference} was already used for {applied}; this request says {again}",
+        )
 
 
 def decide_issue(

@@ -28,7 +28,10 @@ class PaymentIn(BaseModel):
     order_id: OrderId
     amount: Annotated[Amount, Field(gt=0)]
     method: PaymentMethod
-    reference: Reference = Field(description="The gateway's reference; a repeated one is applied once")
+    reference: Reference = Field(
+        description="The gateway's reference: the same payment again is applied once;"
+        " another payment under it is refused",
+    )
     outcome: PaymentOutcome
 
 

@@ -3,6 +3,7 @@ Kafka messages, payments through the HTTP API, and the read API shows the outcom
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -138,16 +139,21 @@ async def issued_invoice(api: httpx.AsyncClient, order_id: str) -> dict[str, Any
 
 
 async def pay(
-    api: httpx.AsyncClient, order_id: str, amount: str, reference: str | None = None
+    api: httpx.AsyncClient,
+    order_id: str,
+    amount: str,
+    reference: str | None = None,
+    method: str = "card",
+    outcome: str = "succeeded",
 ) -> httpx.Response:
     return await api.post(
         "/payments",
         json={
             "order_id": order_id,
             "amount": amount,
-            "method": "card",
+            "method": method,
             "reference": reference or f"PAY-{uuid4().hex[:10]}",
-            "outcome": "succeeded",
+            "outcome": outcome,
         },
     )
 
@@ -200,6 +206,74 @@ async def test_repeated_payment_reference_is_applied_once(api: httpx.AsyncClient
     payments = (await api.get("/payments", params={"order_id": order_id})).json()
     assert [(p["reference"], p["amount"]) for p in payments] == [(f"GW-{order_id}", "5.00")]
     assert (await invoice_of(api, order_id) or {})["amount_paid"] == "5.00"
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"amount": "6.00"}, "a succeeded card payment of 6.00"),
+        ({"method": "bank-transfer"}, "a succeeded bank-transfer payment of 5.00"),
+        ({"outcome": "failed"}, "a failed card payment of 5.00"),
+    ],
+    ids=["amount", "method", "outcome"],
+)
+async def test_a_payment_reference_reused_for_another_payment_is_refused_naming_the_difference(
+    api: httpx.AsyncClient, saga: Saga, change: dict[str, str], says: str
+) -> None:
+    order_id = new_order()
+    await saga.send(issue(order_id))
+    await issued_invoice(api, order_id)
+    reference = f"GW-{order_id}"
+    assert (await pay(api, order_id, "5.00", reference=reference)).status_code == 201
+
+    reused = await pay(api, order_id, reference=reference, **{"amount": "5.00", **change})
+
+    assert reused.status_code == 409, reused.text
+    assert reused.headers["content-type"] == "application/problem+json"
+    assert reused.json()["detail"] == (
+        f"payment reference {reference} was already used for a succeeded card payment of 5.00"
+        f" for order {order_id}; this request says {says} for order {order_id}"
+    )
+    payments = (await api.get("/payments", params={"order_id": order_id})).json()
+    assert [(p["reference"], p["amount"], p["outcome"]) for p in payments] == [
+        (reference, "5.00", "succeeded")
+    ]
+
+
+async def test_a_payment_reference_reused_for_another_order_is_refused(
+    api: httpx.AsyncClient, saga: Saga
+) -> None:
+    first, second = new_order(), new_order()
+    for order_id in (first, second):
+        await saga.send(issue(order_id))
+        await issued_invoice(api, order_id)
+    assert (await pay(api, first, "5.00", reference=f"GW-{first}")).status_code == 201
+
+    reused = await pay(api, second, "5.00", reference=f"GW-{first}")
+
+    assert reused.status_code == 409, reused.text
+    assert f"this request says a succeeded card payment of 5.00 for order {second}" in reused.json()["detail"]
+    assert (await api.get("/payments", params={"order_id": second})).json() == []
+
+
+async def test_concurrent_reports_of_one_reference_apply_one_payment(
+    api: httpx.AsyncClient, saga: Saga
+) -> None:
+    """Concurrent requests share a transaction (group commit): the second report of a
+    reference meets the first before the payments table does."""
+    order_id = new_order()
+    await saga.send(issue(order_id))
+    await issued_invoice(api, order_id)
+
+    same = await asyncio.gather(*(pay(api, order_id, "1.00", reference=f"GW1-{order_id}") for _ in range(2)))
+    other = await asyncio.gather(
+        pay(api, order_id, "2.00", reference=f"GW2-{order_id}"),
+        pay(api, order_id, "3.00", reference=f"GW2-{order_id}"),
+    )
+
+    assert sorted(r.status_code for r in same) == [200, 201], [r.text for r in same]
+    assert sorted(r.status_code for r in other) == [201, 409], [r.text for r in other]
+    assert (await invoice_of(api, order_id) or {})["amount_paid"] == "3.00"
 
 
 async def test_void_after_payment_refunds_once_even_if_delivered_twice(
