@@ -3,6 +3,9 @@ broker's 1 MB limit, and refuse what an order may not add up to, naming the fiel
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,7 +14,7 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from libs.events import encode, make_envelope
+from libs.events import DecodeError, Envelope, decode, encode, make_envelope
 from libs.events.base import Message
 from libs.events.billing import InvoiceIssued, IssueInvoice
 from libs.events.inventory import ReserveStock, StockReserved
@@ -69,8 +72,8 @@ def maximal_order_body() -> dict[str, Any]:
     }
 
 
-def encoded_size(message: Message) -> int:
-    envelope = make_envelope(
+def envelope_of(message: Message) -> Envelope:
+    return make_envelope(
         message,
         event_id=uuid4(),
         aggregate_id=str(uuid4()),
@@ -80,7 +83,10 @@ def encoded_size(message: Message) -> int:
         causation_id=str(uuid4()),
         actor="channel:" + text(40),
     )
-    return len(encode(envelope))
+
+
+def encoded_size(message: Message) -> int:
+    return len(encode(envelope_of(message)))
 
 
 def what_a_maximal_order_causes() -> list[Message]:
@@ -194,3 +200,23 @@ def test_a_value_past_its_limit_is_refused_naming_the_field(path: tuple[Any, ...
     target[path[-1]] = value
 
     assert ".".join(map(str, path)) in errors_of(body)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda body: body["shipping"]["address"].update(line1="x" * 201), "shipping.address.line1"),
+        (lambda body: body["lines"].append(dict(body["lines"][0])), "lines"),
+    ],
+    ids=["address-line", "sku-over-its-limit"],
+)
+def test_an_intake_submission_past_a_limit_is_undecodable_naming_the_field(
+    change: Callable[[dict[str, Any]], None], field: str
+) -> None:
+    """The intake consumer dead-letters what it cannot decode, with this reason."""
+    submission = SubmitOrder.model_validate(maximal_order_body())
+    document = json.loads(encode(envelope_of(submission)))
+    change(document["payload"])
+
+    with pytest.raises(DecodeError, match=rf"invalid SubmitOrder payload: {re.escape(field)}: "):
+        decode(json.dumps(document).encode())

@@ -54,7 +54,7 @@ async def record_payment(
     body: PaymentIn,
     request: Request,
     response: Response,
-    x_actor: Annotated[str | None, Header()] = None,
+    x_actor: Annotated[str | None, Header(max_length=100)] = None,
 ) -> dict[str, Any]:
     """The payment gateway's callback. The answer shows where the invoice stands now."""
     runtime = runtime_of(request)
@@ -113,7 +113,7 @@ async def set_credit_limit(
     customer_id: Annotated[CustomerId, Path()],
     body: CreditLimitIn,
     request: Request,
-    x_actor: Annotated[str | None, Header()] = None,
+    x_actor: Annotated[str | None, Header(max_length=100)] = None,
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
 

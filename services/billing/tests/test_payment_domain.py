@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
-from libs.domain import InvalidRequest, NotFound
+from libs.domain import DomainError, InvalidRequest, NotFound
 from libs.events.billing import (
     CreditReleased,
     InvoicePaid,
@@ -17,6 +18,8 @@ from libs.events.billing import (
 )
 from services.billing.domain.invoice import (
     Invoice,
+    PaymentAttempt,
+    check_repeated_payment,
     decide_payment,
     decide_void,
     invoice_id_for,
@@ -156,3 +159,22 @@ def test_prepaid_payment_releases_no_credit() -> None:
     decision = decide_payment(invoice, account_after(), payment("120.00"))
 
     assert decision.account == []
+
+
+def test_the_same_payment_reported_again_is_a_repeat() -> None:
+    check_repeated_payment(payment("10.00"), payment("10"))
+
+
+@pytest.mark.parametrize(
+    "again",
+    [payment("10.01"), payment("10.00", outcome="failed"), replace(payment("10.00"), method="wire")],
+    ids=["amount", "outcome", "method"],
+)
+def test_another_payment_under_a_used_reference_is_refused_naming_both(again: PaymentAttempt) -> None:
+    with pytest.raises(
+        DomainError, match="payment reference PAY-1 was already used for a succeeded card"
+    ) as refused:
+        check_repeated_payment(payment("10.00"), again)
+
+    assert refused.value.code == "payment_reference_reused" and refused.value.status == 409
+    assert f"this request says {again}" in refused.value.message

@@ -46,7 +46,7 @@ async def register_warehouse(
     body: WarehouseIn,
     request: Request,
     response: Response,
-    x_actor: Annotated[str | None, Header()] = None,
+    x_actor: Annotated[str | None, Header(max_length=100)] = None,
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
 
@@ -70,7 +70,7 @@ async def receive_stock(
     body: ReceiptIn,
     request: Request,
     response: Response,
-    x_actor: Annotated[str | None, Header()] = None,
+    x_actor: Annotated[str | None, Header(max_length=100)] = None,
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
     receipt_id = body.receipt_id or str(uuid4())
