@@ -53,6 +53,7 @@ class ServiceRuntime:
     run_consumers: bool = True
 
     def __post_init__(self) -> None:
+        self.run_consumers = self.run_consumers and self.settings.run_consumers
         self.engine = create_engine(self.settings, self.name)
         self.relay = OutboxRelay(
             self.settings.dsn(self.name),

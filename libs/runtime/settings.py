@@ -28,6 +28,9 @@ class RuntimeSettings(BaseSettings):
     consumer_retry_backoff_ms: int = 50
     consumer_batch_size: int = 200
     relay_batch_size: int = 500
+    # false: this process serves HTTP (and stands by for the relay and deadlines) but does not
+    # consume; for deployments that scale the API apart from the workers.
+    run_consumers: bool = True
     # A consumer batch in progress, or an outbox relay failing, for longer than this makes the
     # service not ready (/ready answers 503) and sets the stalled metrics.
     stall_seconds: float = 60
