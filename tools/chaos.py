@@ -1,12 +1,15 @@
 """`make chaos`: each fault under steady load, then the invariant checker.
 
-Runs its own order, inventory and billing processes (two inventory replicas, so a stopped
-consumer's partitions move to the other) in a topic namespace and databases of their own, on
-the local Kafka and PostgreSQL (started if needed). Prints one table and writes
-bench/results/chaos-latest.json with a top-level `violations` count.
+Runs two replicas of every service that consumes (found from each service's own wiring), in
+a topic namespace and databases of their own, on the local Kafka and PostgreSQL (started if
+needed). Load runs before, during and after each fault. Every wait is on a condition (the
+consumer groups rebalanced, a replica ready, the lag moving, the broker answering), bounded
+by a timeout, so a slow machine changes how long a run takes, not its result. Prints its
+progress, then one table, and writes bench/results/chaos-latest.json with a top-level
+`violations` count.
 
     python -m tools.chaos                    every fault
-    python -m tools.chaos --faults kill-inventory,poison --rate 10 --seconds 6
+    python -m tools.chaos --faults rebalance-ping-pong,scarce-stock --rate 10 --seconds 6
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,86 +29,311 @@ from uuid import uuid4
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.structs import TopicPartition
 
 from libs.events import make_envelope
 from libs.events.inventory import ReserveStock
-from libs.events.topics import (
-    BILLING_COMMANDS,
-    BILLING_EVENTS,
-    INVENTORY_COMMANDS,
-    INVENTORY_EVENTS,
-    ORDER_INTAKE,
-    dead_letter_topic,
-)
+from libs.events.topics import dead_letter_topic
 from libs.runtime import faults
 from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
 from tools import infra, invariants, loadgen
-from tools.bench import consumer_lag
-from tools.processes import Platform
+from tools.processes import ConsumerGroup, Platform, consumer_groups, replica_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CONSUMED = {  # topic -> consumer group that reads it
-    ORDER_INTAKE: "order-intake",
-    INVENTORY_COMMANDS: "inventory-commands",
-    BILLING_COMMANDS: "billing-commands",
-    INVENTORY_EVENTS: "order-saga",
-}
+REPLICAS = 2
+PARTITIONS = 4
+REJECT_CHANNELS = frozenset({"marketplace"})  # shortage policy of the run: the others backorder
+POISON_PER_TOPIC = 4
+WAIT_SECONDS = 180.0  # the most any one condition may take before the fault counts as failed
+
+
+class Progress:
+    """One line per step, stamped with the time since the run began."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def say(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:7.1f}s] {message}", flush=True)
+
+
+# --- what the broker says about the consumer groups ---------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupView:
+    state: str  # Stable, PreparingRebalance, CompletingRebalance, Empty, Dead
+    members: tuple[frozenset[TopicPartition], ...]  # each member's assignment
+
+    def balanced(self, members: int, partitions: set[TopicPartition]) -> bool:
+        """Stable with exactly `members` members, every partition assigned, none idle."""
+        assigned = set().union(*self.members) if self.members else set()
+        return (
+            self.state == "Stable"
+            and len(self.members) == members
+            and assigned == partitions
+            and all(self.members)
+        )
+
+
+async def describe(settings: RuntimeSettings, groups: Iterable[str]) -> dict[str, GroupView]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        views = {}
+        # One group per request: aiokafka reads a v3 answer with the v2 layout, which holds
+        # for the first group only (the rest of the buffer is misread).
+        responses = [r for g in groups for r in await admin.describe_consumer_groups([g])]
+        for response in responses:
+            for group in response.groups:
+                _error, name, state, _type, _protocol, members = group[:6]
+                views[name] = GroupView(
+                    state,
+                    tuple(
+                        frozenset(ConsumerProtocolMemberAssignment.decode(m[4]).partitions())
+                        if m[4]
+                        else frozenset()
+                        for m in members
+                    ),
+                )
+        return views
+    finally:
+        await admin.close()
+
+
+async def committed(settings: RuntimeSettings, groups: Iterable[ConsumerGroup]) -> dict[str, dict[Any, int]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        return {
+            g.group: {
+                tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(g.group)).items()
+            }
+            for g in groups
+        }
+    finally:
+        await admin.close()
+
+
+async def lag(settings: RuntimeSettings, groups: Iterable[ConsumerGroup]) -> dict[str, int]:
+    """Records not yet committed per group, over every partition of the topics it reads."""
+    groups = list(groups)
+    offsets = await committed(settings, groups)
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await probe.start()
+    try:
+        result = {}
+        for group in groups:
+            partitions = [TopicPartition(t, p) for t in group.topics for p in range(PARTITIONS)]
+            ends = await probe.end_offsets(partitions)
+            done = offsets[group.group]
+            result[group.group] = sum(max(ends[tp] - done.get(tp, 0), 0) for tp in partitions)
+        return result
+    finally:
+        await probe.stop()
+
+
+# --- the faults ---------------------------------------------------------------------------
 
 
 @dataclass
 class Chaos:
     platform: Platform
     settings: RuntimeSettings
+    groups: list[ConsumerGroup]
+    progress: Progress
+    generator: loadgen.LoadGenerator | None = None
+    scarce_sku: str | None = None
+    scarce_units: int = 0
+    pingpong_cycles: int = 2
+    paused: set[str] = field(default_factory=set)
     poison_sent: int = 0
+
+    @property
+    def services(self) -> list[str]:
+        return sorted({g.service for g in self.groups})
+
+    def live(self, service: str) -> list[str]:
+        return [
+            name
+            for name in self.platform.replicas(service)
+            if self.platform.running(name) and name not in self.paused
+        ]
+
+    async def until(
+        self,
+        what: str,
+        condition: Callable[[], Awaitable[bool]],
+        timeout: float = WAIT_SECONDS,
+        status: Callable[[], str] = lambda: "not yet",
+    ) -> float:
+        """Poll `condition` until it holds; seconds it took. A broker or database that is
+        away while polled counts as "not yet"; `status` says what is missing."""
+        started = time.monotonic()
+        last_note = started
+        while True:
+            try:
+                if await condition():
+                    return time.monotonic() - started
+                reason = status()
+            except Exception as error:  # a broker or database away: polled again
+                reason = f"{type(error).__name__}: {error}"[:200]
+            now = time.monotonic()
+            if now - started > timeout:
+                raise TimeoutError(f"{what}: not within {timeout:.0f}s ({reason})")
+            if now - last_note >= 15:
+                self.progress.say(f"  still waiting: {what} ({now - started:.0f}s, {reason})")
+                last_note = now
+            await asyncio.sleep(0.5)
+
+    async def balanced(self, services: Iterable[str]) -> float:
+        """Until every group of `services` is stable, with one member per live replica and
+        every partition assigned to one of them."""
+        wanted = [g for g in self.groups if g.service in set(services)]
+
+        async def check() -> bool:
+            views = await describe(self.settings, [g.group for g in wanted])
+            return all(
+                g.group in views
+                and views[g.group].balanced(
+                    len(self.live(g.service)),
+                    {TopicPartition(t, p) for t in g.topics for p in range(PARTITIONS)},
+                )
+                for g in wanted
+            )
+
+        names = ", ".join(sorted({g.service for g in wanted}))
+        return await self.until(f"consumer groups of {names} rebalanced", check)
+
+    async def lag_moves(self, services: Iterable[str]) -> float:
+        """Until each group of `services` has committed more, or has nothing left to do."""
+        wanted = [g for g in self.groups if g.service in set(services)]
+        before = await committed(self.settings, wanted)
+
+        async def check() -> bool:
+            now, behind = await committed(self.settings, wanted), await lag(self.settings, wanted)
+            return all(
+                sum(now[g.group].values()) > sum(before[g.group].values()) or behind[g.group] == 0
+                for g in wanted
+            )
+
+        return await self.until("the lag moves", check)
+
+    async def ready(self, names: Iterable[str]) -> float:
+        async def check() -> bool:
+            answers = await asyncio.gather(*(asyncio.to_thread(self.platform.ready, n) for n in names))
+            return all(answers)
+
+        return await self.until(f"{', '.join(names)} ready", check)
+
+    async def start(self, *names: str) -> None:
+        await asyncio.to_thread(self.platform.start, *names)
 
     # -- faults ---------------------------------------------------------------------------
 
-    async def kill(self, name: str) -> None:
-        self.platform.kill(name)
-        await asyncio.sleep(1)
-        await asyncio.to_thread(self.platform.start, name)
+    async def kill(self, service: str) -> None:
+        """SIGKILL one replica; its partitions move to the other; it comes back and gets some."""
+        self.platform.kill(service)
+        took = await self.balanced([service])
+        self.progress.say(f"  {service} killed; its partitions moved to the other replica in {took:.1f}s")
+        await self.start(service)
+        took = await self.balanced([service])
+        self.progress.say(f"  {service} back; groups rebalanced in {took:.1f}s")
 
-    async def crash_at(self, name: str, point: str) -> None:
-        """Restart `name` armed to die at `point`; once it has, restart it normally."""
-        self.platform.kill(name)
-        self.platform.start_with({"OM_FAULTS": point}, name, wait=False)
-        await asyncio.to_thread(self.platform.wait_exit, name, 60)
-        await asyncio.to_thread(self.platform.start, name)
+    async def crash_at(self, service: str, point: str) -> None:
+        """Every replica of `service` is killed; one comes back armed to die at `point` (alone,
+        so it is the one publishing and consuming); once it has, all come back."""
+        replicas = self.platform.replicas(service)
+        for name in replicas:
+            self.platform.kill(name)
+        self.platform.start_with({"OM_FAULTS": point}, service, wait=False)
+        code = await asyncio.to_thread(self.platform.wait_exit, service, WAIT_SECONDS)
+        self.progress.say(f"  {service} crashed at {point} (exit {code})")
+        await self.start(*replicas)
+        await self.balanced([service])
 
     async def restart_kafka(self) -> None:
         if infra.read_pid("kafka") is None:
             raise RuntimeError("the broker was not started by this project; cannot restart it")
-        infra.stop_pid("kafka")
-        await asyncio.sleep(2)
+        await asyncio.to_thread(infra.stop_pid, "kafka")  # returns once the process is gone
+        await self.until("the broker's port closed", _closed(infra.KAFKA_PORT))
         await asyncio.to_thread(infra.kafka_start)
         await asyncio.to_thread(infra.kafka_wait_ready)
+        self.progress.say("  broker answers again")
+        took = await self.balanced(self.services)
+        self.progress.say(f"  every consumer group back in {took:.1f}s")
 
     async def restart_postgres(self) -> None:
         if infra.read_pid("postgresql") is None:
             raise RuntimeError("PostgreSQL was not started by this project; cannot restart it")
-        await asyncio.to_thread(infra.pg_stop)
-        await asyncio.sleep(2)
+        await asyncio.to_thread(infra.pg_stop)  # pg_ctl -w: returns once it has stopped
+        await self.until("PostgreSQL's port closed", _closed(infra.PG_PORT))
         await asyncio.to_thread(infra.pg_start)
+        took = await self.ready([n for s in self.services for n in self.live(s)])
+        self.progress.say(f"  PostgreSQL back; every replica ready in {took:.1f}s")
 
-    async def stop_consumer(self, name: str, seconds: float) -> None:
-        """SIGSTOP longer than the session timeout: the group rebalances to the other replica."""
-        self.platform.signal(name, signal.SIGSTOP)
-        await asyncio.sleep(seconds)
-        self.platform.signal(name, signal.SIGCONT)
+    async def pause(self, names: list[str]) -> None:
+        """SIGSTOP past the session timeout: each group moves the paused member's partitions to
+        the other replica, which works on them; then SIGCONT, and they are shared again."""
+        services = [n.split("#")[0] for n in names]
+        for name in names:
+            self.platform.signal(name, signal.SIGSTOP)
+            self.paused.add(name)
+        try:
+            took = await self.balanced(services)
+            moved = await self.lag_moves(services)
+        finally:
+            for name in names:
+                self.platform.signal(name, signal.SIGCONT)
+                self.paused.discard(name)
+        back = await self.balanced(services)
+        self.progress.say(
+            f"  {', '.join(names)} paused: partitions moved in {took:.1f}s, the other replica"
+            f" worked on them in {moved:.1f}s; back and rebalanced in {back:.1f}s"
+        )
+
+    async def ping_pong(self) -> None:
+        """Partitions of every group move from replica to replica, repeatedly, under load:
+        each swing pauses one replica of every consuming service, then the other."""
+        for cycle in range(self.pingpong_cycles):
+            for replica in range(1, REPLICAS + 1):
+                self.progress.say(f"  swing {cycle * REPLICAS + replica}/{self.pingpong_cycles * REPLICAS}")
+                await self.pause([replica_name(s, replica) for s in self.services])
+
+    async def restock(self) -> None:
+        """A few more units of the scarce SKU, booked on every inventory replica at once, so
+        backorders are served on one while the other reserves for new orders."""
+        assert self.generator is not None and self.scarce_sku is not None
+        units = max(self.scarce_units // 4, 1)
+        replicas = self.platform.replicas("inventory")
+        receipts = [
+            self.generator.receive(self.scarce_sku, code, units, replica=n)
+            for n, (code, _) in zip(range(len(replicas)), loadgen.WAREHOUSES, strict=False)
+        ]
+        await asyncio.gather(*receipts)
+        self.progress.say(
+            f"  {units} more units of {self.scarce_sku} booked on each of {len(replicas)} replicas"
+        )
+
+    def consumed_topics(self) -> list[str]:
+        return sorted({t for g in self.groups for t in g.topics})
 
     async def replay(self) -> None:
         """Publish every record of the consumed topics again (duplicates of everything)."""
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap)
         await producer.start()
         try:
-            for topic in (INVENTORY_COMMANDS, BILLING_COMMANDS, INVENTORY_EVENTS, BILLING_EVENTS):
-                for record in await read_all(self.settings, self.settings.topic(topic)):
+            for topic in self.consumed_topics():
+                records = await read_all(self.settings, topic)
+                for record in records:
                     await producer.send(
                         record.topic, record.value, key=record.key, headers=list(record.headers or ())
                     )
+                self.progress.say(f"  {len(records)} records of {topic} sent again")
             await producer.flush()
         finally:
             await producer.stop()
@@ -132,20 +360,32 @@ class Chaos:
             json.dumps(bad_payload).encode(),
             json.dumps(unknown).encode(),
         ]
+        assert len(messages) == POISON_PER_TOPIC
         try:
-            for topic in CONSUMED:
+            for topic in self.consumed_topics():
                 for value in messages:
-                    await producer.send_and_wait(self.settings.topic(topic), value, key=b"poison")
+                    await producer.send_and_wait(topic, value, key=b"poison")
                     self.poison_sent += 1
         finally:
             await producer.stop()
 
+    def dead_letters_expected(self) -> int:
+        """Each group dead-letters the poison of every topic it reads."""
+        return sum(POISON_PER_TOPIC * len(g.topics) for g in self.groups) if self.poison_sent else 0
+
     async def dead_letters(self) -> int:
         total = 0
-        for group in set(CONSUMED.values()):
-            records = await read_all(self.settings, dead_letter_topic(self.settings.topic(group)))
+        for group in self.groups:
+            records = await read_all(self.settings, dead_letter_topic(group.group))
             total += sum(1 for r in records if dict(r.headers or ()).get("dlq.reason"))
         return total
+
+
+def _closed(port: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return not infra.port_open(port)
+
+    return check
 
 
 async def read_all(settings: RuntimeSettings, topic: str) -> list[Any]:
@@ -177,134 +417,216 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
-async def lag_zero_after(settings: RuntimeSettings, started: float, timeout: float = 120) -> float | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            lag = await consumer_lag(settings)
-            if lag and all(v == 0 for v in lag.values()):
-                return round(time.monotonic() - started, 1)
-        except Exception:
-            pass
-        await asyncio.sleep(0.5)
-    return None
+@dataclass(frozen=True)
+class Fault:
+    action: Callable[[Chaos], Awaitable[None]]
+    scarce: bool = False  # the load asks for one SKU with fewer units than orders
 
 
-async def settled(settings: RuntimeSettings, order_ids: list[str], timeout: float) -> None:
-    """Wait until no accepted order is still mid-saga (it may legitimately wait for stock)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = await asyncpg.connect(settings.dsn("order"))
-            try:
-                busy = await conn.fetchval(
-                    "SELECT count(*) FROM orders WHERE order_id = ANY($1::text[])"
-                    " AND status NOT IN ('confirmed', 'cancelled', 'rejected',"
-                    " 'awaiting_stock', 'on_hold', 'needs_attention')",
-                    order_ids,
-                )
-                present = await conn.fetchval(
-                    "SELECT count(*) FROM orders WHERE order_id = ANY($1::text[])", order_ids
-                )
-            finally:
-                await conn.close()
-            if busy == 0 and present == len(order_ids):
-                return
-        except (OSError, asyncpg.PostgresError):
-            pass
-        await asyncio.sleep(0.5)
-
-
-FAULTS: dict[str, Callable[[Chaos], Awaitable[None]]] = {
-    "kill-order": lambda c: c.kill("order"),
-    "kill-inventory": lambda c: c.kill("inventory"),
-    "kill-billing": lambda c: c.kill("billing"),
-    "crash-after-db-commit-before-offset-commit": lambda c: c.crash_at(
-        "billing", faults.AFTER_DB_COMMIT_BEFORE_OFFSET_COMMIT
+FAULTS: dict[str, Fault] = {
+    "kill-order": Fault(lambda c: c.kill("order")),
+    "kill-inventory": Fault(lambda c: c.kill("inventory")),
+    "kill-billing": Fault(lambda c: c.kill("billing")),
+    "crash-after-db-commit-before-offset-commit": Fault(
+        lambda c: c.crash_at("billing", faults.AFTER_DB_COMMIT_BEFORE_OFFSET_COMMIT)
     ),
-    "crash-after-publish-before-outbox-mark": lambda c: c.crash_at(
-        "order", faults.AFTER_PUBLISH_BEFORE_OUTBOX_MARK
+    "crash-after-publish-before-outbox-mark": Fault(
+        lambda c: c.crash_at("order", faults.AFTER_PUBLISH_BEFORE_OUTBOX_MARK)
     ),
-    "restart-kafka": lambda c: c.restart_kafka(),
-    "restart-postgresql": lambda c: c.restart_postgres(),
-    "sigstop-consumer": lambda c: c.stop_consumer("inventory", 10),
-    "replay-topics": lambda c: c.replay(),
-    "poison": lambda c: c.poison(),
+    "restart-kafka": Fault(lambda c: c.restart_kafka()),
+    "restart-postgresql": Fault(lambda c: c.restart_postgres()),
+    "sigstop-consumer": Fault(lambda c: c.pause(["inventory"])),
+    "rebalance-ping-pong": Fault(lambda c: c.ping_pong()),
+    "scarce-stock": Fault(lambda c: c.restock(), scarce=True),
+    "replay-topics": Fault(lambda c: c.replay()),
+    "poison": Fault(lambda c: c.poison()),
 }
 
 
-async def run_fault(
-    chaos: Chaos, generator: loadgen.LoadGenerator, name: str, rate: float, seconds: float, settle: float
-) -> dict[str, Any]:
-    orders = max(int(rate * seconds), 1)
-    load = asyncio.create_task(generator.run(orders, rate, 8, drain_seconds=0))
-    await asyncio.sleep(seconds / 3)
-    fault_started = time.monotonic()
-    error = None
+# --- one fault under load -----------------------------------------------------------------
+
+
+async def settle(chaos: Chaos, order_ids: list[str], timeout: float, stuck_after: float) -> float:
+    """Until every accepted order is placed and no longer mid-saga (waiting for stock or a
+    person is fine), or what is left is stuck beyond doubt; seconds it took."""
+
+    left: dict[str, int] = {}
+
+    async def check() -> bool:
+        conn = await asyncpg.connect(chaos.settings.dsn("order"))
+        try:
+            rows = await invariants.order_rows(conn, order_ids)
+        finally:
+            await conn.close()
+        left.clear()
+        left["not placed yet"] = len(order_ids) - len(rows)
+        for row in rows.values():
+            if row.status in invariants.TERMINAL | invariants.WAITING | {"needs_attention"}:
+                continue
+            kind = invariants.classify(row, stuck_after)[0]
+            key = f"{row.status}/{row.stage}" + (" (stuck)" if kind == "stuck" else "")
+            left[key] = left.get(key, 0) + 1
+        return not any(n for key, n in left.items() if not key.endswith("(stuck)"))
+
+    def status() -> str:
+        return ", ".join(f"{n} {key}" for key, n in sorted(left.items()) if n) or "not yet"
+
     try:
-        await FAULTS[name](chaos)
-    except Exception as failure:  # reported in the table, and counted as a violation
-        error = f"{type(failure).__name__}: {failure}"
-    result = await load
-    lag_seconds = await lag_zero_after(chaos.settings, fault_started)
+        return await chaos.until("accepted orders settled", check, timeout, status)
+    except TimeoutError:
+        return timeout
+
+
+async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    generator = chaos.generator
+    assert generator is not None
+    fault = FAULTS[name]
+    orders = max(int(args.rate * args.seconds), 3)
+    scarce_sku = None
+    if fault.scarce:
+        # Fewer units than orders (each asks 1-3), spread over the warehouses.
+        scarce_sku = chaos.scarce_sku = generator.scarce_sku(f"SCARCE-{uuid4().hex[:4]}")
+        chaos.scarce_units = max(orders // 2, len(loadgen.WAREHOUSES))
+        per_warehouse = chaos.scarce_units // len(loadgen.WAREHOUSES)
+        for code, _ in loadgen.WAREHOUSES:
+            await generator.receive(scarce_sku, code, per_warehouse)
+        chaos.progress.say(f"  {scarce_sku}: {per_warehouse * 3} units for about {orders} orders")
+    fault_done = asyncio.Event()
+    load = generator.launch(orders, args.rate, 8, drain_seconds=0, until=fault_done, scarce_sku=scarce_sku)
+    error = None
+    fault_seconds = None
+    fault_started = time.monotonic()
+    try:
+        await generator.wait_submitted(orders // 3)
+        chaos.progress.say(f"  {generator.submitted} orders submitted; fault starts")
+        fault_started = time.monotonic()
+        try:
+            await FAULTS[name].action(chaos)
+        except Exception as failure:  # reported in the table, and counted as a violation
+            error = f"{type(failure).__name__}: {failure}"
+            chaos.progress.say(f"  fault failed: {error}")
+        fault_seconds = round(time.monotonic() - fault_started, 1)
+        # Load after the fault too: a third of the planned orders more (at least).
+        await generator.wait_submitted(generator.submitted + orders // 3)
+    finally:
+        fault_done.set()
+        result = await load
+    chaos.progress.say(f"  load done: {len(result.orders)} orders; waiting for the lag to reach 0")
+    lag_seconds: float | None = None
+    try:
+        await chaos.until("consumer lag 0", lambda: _lag_zero(chaos))
+        lag_seconds = round(time.monotonic() - fault_started, 1)
+    except TimeoutError:
+        pass
     accepted = [
         oid
         for oid, t in result.orders.items()
         if not (t.outcome or "").startswith(("submit_failed", "refused"))
     ]
-    await settled(chaos.settings, accepted, settle)
-    report = await invariants.check(chaos.settings, accepted)
-    return {
+    settled_in = await settle(chaos, accepted, args.settle, args.stuck_after)
+    chaos.progress.say(f"  settled in {settled_in:.1f}s; checking invariants")
+    report = await invariants.check(
+        chaos.settings, accepted, stuck_after=args.stuck_after, reject_channels=REJECT_CHANNELS
+    )
+    row = {
         "fault": name,
+        "fault_s": fault_seconds,
         "submitted": len(result.orders),
         "accepted": len(accepted),
         "terminal": report.counts["terminal"],
         "waiting": report.counts["waiting"],
-        "lost": report.counts["lost"],
+        "in_flight": report.counts["in_flight"],
+        "needs_attention": report.counts["needs_attention"],
         "stuck": report.counts["stuck"],
+        "lost": report.counts["lost"],
+        "oversold": report.counts["oversold"],
         "stock_reserved_twice": report.counts["stock_reserved_twice"],
         "payments_applied_twice": report.counts["payments_applied_twice"],
         "refunds_issued_twice": report.counts["refunds_issued_twice"],
         "lag_zero_after_s": lag_seconds,
         "violations": len(report.violations) + (1 if error else 0) + (1 if lag_seconds is None else 0),
-        "details": ([error] if error else []) + report.violations[:10],
+        "details": ([error] if error else [])
+        + (["lag not 0 within the wait"] if lag_seconds is None else [])
+        + report.violations[:10],
+        "notes": report.notes[:10],
+    }
+    if scarce_sku is not None:
+        row["scarce"] = await scarce_summary(chaos.settings, scarce_sku, report)
+    return row
+
+
+async def _lag_zero(chaos: Chaos) -> bool:
+    behind = await lag(chaos.settings, chaos.groups)
+    return all(v == 0 for v in behind.values())
+
+
+async def scarce_summary(settings: RuntimeSettings, sku: str, report: invariants.Report) -> dict[str, int]:
+    conn = await asyncpg.connect(settings.dsn("inventory"))
+    try:
+        row = await conn.fetchrow(
+            "SELECT coalesce(sum(on_hand), 0) AS received, coalesce(sum(reserved), 0) AS reserved"
+            " FROM stock_levels WHERE sku = $1",
+            sku,
+        )
+    finally:
+        await conn.close()
+    return {
+        "units_received": int(row["received"]),
+        "units_reserved": int(row["reserved"]),
+        "orders_reserved": report.counts["stock_reserved"],
+        "orders_backordered": report.counts["backordered"],
+        "orders_refused": report.counts["refused_stock"],
     }
 
 
+# --- the run ------------------------------------------------------------------------------
+
+
 async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
+    progress = Progress()
     run_id = uuid4().hex[:6]
     settings = RuntimeSettings(
-        db_prefix=f"omchaos_{run_id}", topic_namespace=f"chaos{run_id}.", topic_partitions=4
+        db_prefix=f"omchaos_{run_id}", topic_namespace=f"chaos{run_id}.", topic_partitions=PARTITIONS
     )
+    groups = consumer_groups(settings)
+    consuming = tuple(sorted({g.service for g in groups}))
+    progress.say(f"run {run_id}: {REPLICAS} replicas each of {', '.join(consuming)}")
     await asyncio.to_thread(infra.up)
     platform = Platform(
         f"chaos-{run_id}",
         {
             "OM_DB_PREFIX": settings.db_prefix,
             "OM_TOPIC_NAMESPACE": settings.topic_namespace,
-            "OM_TOPIC_PARTITIONS": "4",
+            "OM_TOPIC_PARTITIONS": str(PARTITIONS),
             "OM_ORDER_PAYMENT_DEADLINE_SECONDS": "20",
             "OM_ORDER_COMPENSATION_RETRY_SECONDS": "10",
+            "OM_ORDER_SHORTAGE_POLICY_BY_CHANNEL": json.dumps(dict.fromkeys(REJECT_CHANNELS, "reject")),
             "OM_LOG_JSON": "false",
         },
-        replicas=("inventory#2",),
+        services=consuming,
+        replicas=tuple(replica_name(s, n) for s in consuming for n in range(2, REPLICAS + 1)),
     )
-    await asyncio.to_thread(platform.start)
-    chaos = Chaos(platform, settings)
+    chaos = Chaos(platform, settings, groups, progress, pingpong_cycles=args.pingpong_cycles)
     rows = []
     try:
+        await asyncio.to_thread(platform.start)
+        await chaos.balanced(consuming)
+        progress.say(f"platform up; logs in {platform.log_path('*')}")
         mix = loadgen.Mix(payment_fail_share=0.05, never_pay_share=0.02)
+        urls = {s: platform.urls(s) for s in ("order", "inventory", "billing")}
         async with loadgen.LoadGenerator(
-            settings, platform.url("order"), platform.url("inventory"), platform.url("billing"), mix
+            settings, urls["order"], urls["inventory"], urls["billing"], mix
         ) as generator:
+            chaos.generator = generator
             await generator.stock_up(args.stock)
             await generator.start_listening()
-            for name in args.faults:
-                print(f"fault: {name} ...", flush=True)
-                rows.append(await run_fault(chaos, generator, name, args.rate, args.seconds, args.settle))
+            for n, name in enumerate(args.faults, 1):
+                progress.say(f"fault {n}/{len(args.faults)}: {name}")
+                rows.append(await run_fault(chaos, name, args))
+                progress.say(f"  {rows[-1]['violations']} violations")
         if "poison" in args.faults:
-            dead = await chaos.dead_letters()
-            missing = max(chaos.poison_sent - dead, 0)
+            dead, expected = await chaos.dead_letters(), chaos.dead_letters_expected()
+            missing = max(expected - dead, 0)
             for row in rows:
                 if row["fault"] == "poison":
                     row["poison_sent"], row["dead_lettered"] = chaos.poison_sent, dead
@@ -313,53 +635,56 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
                         row["details"].append(
                             f"{missing} poison messages missing from the dead-letter topics"
                         )
-        final = await invariants.check(settings)
+        final = await invariants.check(settings, stuck_after=args.stuck_after)
+        progress.say(f"final check over every store: {len(final.violations)} violations")
     finally:
         platform.stop()
         if not args.keep:
             await drop_databases(settings)
     return {
+        "run_id": run_id,
+        "replicas": {s: REPLICAS for s in consuming},
         "violations": sum(r["violations"] for r in rows) + len(final.violations),
         "final_check": final.as_dict(),
         "faults": rows,
     }
 
 
+COLUMNS = {  # row key -> table header
+    "fault": "fault",
+    "fault_s": "fault s",
+    "submitted": "submitted",
+    "accepted": "accepted",
+    "terminal": "terminal",
+    "waiting": "waiting",
+    "in_flight": "in flight",
+    "needs_attention": "attention",
+    "stuck": "stuck",
+    "lost": "lost",
+    "oversold": "oversold",
+    "stock_reserved_twice": "reserved 2x",
+    "payments_applied_twice": "paid 2x",
+    "refunds_issued_twice": "refunded 2x",
+    "lag_zero_after_s": "lag->0 s",
+    "violations": "violations",
+}
+
+
 def table(result: dict[str, Any]) -> str:
-    columns = [
-        "fault",
-        "submitted",
-        "accepted",
-        "terminal",
-        "waiting",
-        "lost",
-        "stock_reserved_twice",
-        "payments_applied_twice",
-        "refunds_issued_twice",
-        "lag_zero_after_s",
-        "violations",
-    ]
-    headers = [
-        "fault",
-        "submitted",
-        "accepted",
-        "terminal",
-        "waiting",
-        "lost",
-        "reserved 2x",
-        "paid 2x",
-        "refunded 2x",
-        "lag->0 s",
-        "violations",
-    ]
-    widths = [
-        max(len(h), *(len(str(r[c])) for r in result["faults"]))
-        for h, c in zip(headers, columns, strict=False)
-    ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False))]
-    for row in result["faults"]:
-        lines.append("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=False)))
+    rows = result["faults"]
+    widths = {c: max(len(h), *(len(str(r[c])) for r in rows)) for c, h in COLUMNS.items()}
+    lines = ["  ".join(h.ljust(widths[c]) for c, h in COLUMNS.items())]
+    for row in rows:
+        lines.append("  ".join(str(row[c]).ljust(widths[c]) for c in COLUMNS))
+        if "scarce" in row:
+            s = row["scarce"]
+            lines.append(
+                f"    scarce SKU: {s['units_received']} units received, {s['units_reserved']} reserved;"
+                f" orders: {s['orders_reserved']} reserved, {s['orders_backordered']} backordered,"
+                f" {s['orders_refused']} rejected by policy"
+            )
         lines += [f"    ! {detail}" for detail in row["details"]]
+        lines += [f"    - {note}" for note in row["notes"]]
     lines.append(
         f"total violations: {result['violations']} (final check: {result['final_check']['violations']})"
     )
@@ -374,8 +699,15 @@ def main() -> None:
     )
     parser.add_argument("--faults", type=lambda v: v.split(","), default=list(FAULTS))
     parser.add_argument("--rate", type=float, default=20, help="orders/s of steady load")
-    parser.add_argument("--seconds", type=float, default=12, help="load per fault")
-    parser.add_argument("--settle", type=float, default=60, help="most seconds to wait for sagas")
+    parser.add_argument("--seconds", type=float, default=12, help="load per fault (at least)")
+    parser.add_argument("--settle", type=float, default=90, help="most seconds to wait for sagas")
+    parser.add_argument(
+        "--stuck-after",
+        type=float,
+        default=30,
+        help="seconds past its deadline (or in a stage without one) before an order is stuck",
+    )
+    parser.add_argument("--pingpong-cycles", type=int, default=3, help="rebalance-ping-pong cycles")
     parser.add_argument("--stock", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="keep the run's databases")
     args = parser.parse_args()

@@ -1,8 +1,19 @@
 """Invariant checker over every service's store: what must hold after any fault.
 
-    python -m tools.invariants          check the platform `make up` runs (exit 1 on violations)
+    python -m tools.invariants                  check the platform `make up` runs (exit 1 on violations)
+    python -m tools.invariants --stuck-after 300
 
 Each check reads the events (the source of truth) and, where useful, compares the read models.
+Each database is read in one repeatable-read transaction, so its checks see one moment.
+
+An order is stuck when it sits in a saga stage longer than its deadline plus a margin
+(`stuck_after`): the stage's pending row in `saga_deadlines` when it has one (payment,
+compensation retries), else the time it entered the stage, since those stages (review,
+reserving, invoicing) move on as soon as a participant answers. A stage that is only left by
+its deadline (awaiting_payment, compensating) without a pending deadline row is stuck at
+once: nothing would ever move it. Orders waiting for stock (backordered) or for a person
+(on hold) are not stuck; but an order waiting for stock that inventory has reserved, or that
+waits behind nobody for stock that is there, is.
 """
 
 from __future__ import annotations
@@ -20,39 +31,93 @@ import asyncpg
 
 from libs.runtime.settings import RuntimeSettings
 
-WAITING = {"awaiting_stock", "on_hold", "awaiting_payment"}
 TERMINAL = {"confirmed", "cancelled", "rejected"}
+WAITING = {"awaiting_stock", "on_hold"}  # for stock or for a person: as long as it takes
+LEFT_BY_DEADLINE = {"awaiting_payment", "compensating"}  # stages that must have a pending deadline
+STUCK_AFTER_SECONDS = 60.0
 
 
 @dataclass
 class Report:
     violations: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # worth a look, not violations
 
     def fail(self, message: str) -> None:
         self.violations.append(message)
 
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
     def as_dict(self) -> dict[str, Any]:
-        return {"violations": len(self.violations), "details": self.violations[:50], **self.counts}
+        return {
+            "violations": len(self.violations),
+            "details": self.violations[:50],
+            "notes": self.notes[:50],
+            **self.counts,
+        }
+
+
+@dataclass
+class SkuState:
+    """One SKU folded from its events: stock per warehouse, live allocations, waiting orders."""
+
+    on_hand: dict[str, int] = field(default_factory=dict)
+    reserved: dict[str, int] = field(default_factory=dict)
+    allocations: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> {warehouse: qty}
+    queue: list[str] = field(default_factory=list)  # backordered orders, first come first
+
+    def available(self) -> int:
+        return sum(self.on_hand.values()) - sum(self.reserved.values())
+
+
+@dataclass(frozen=True)
+class Reservation:
+    status: str
+    idle_s: float  # since its last change
+    wanted: dict[str, int]  # what the order asked for, per SKU (known once short)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    skus: dict[str, SkuState]
+    reservations: dict[str, Reservation]
 
 
 async def _connect(settings: RuntimeSettings, service: str) -> asyncpg.Connection:
     return await asyncpg.connect(settings.dsn(service))
 
 
-async def check(settings: RuntimeSettings, accepted_orders: Iterable[str] = ()) -> Report:
+async def check(
+    settings: RuntimeSettings,
+    accepted_orders: Iterable[str] = (),
+    *,
+    stuck_after: float = STUCK_AFTER_SECONDS,
+    reject_channels: frozenset[str] | None = None,
+) -> Report:
+    """`accepted_orders`: the orders a load generator had accepted (all orders if empty).
+    `reject_channels`: channels whose orders are rejected on a shortage rather than
+    backordered (the order service's policy), to check each order's outcome against it."""
     report = Report()
-    order_db = await _connect(settings, "order")
-    inventory_db = await _connect(settings, "inventory")
-    billing_db = await _connect(settings, "billing")
+    dbs = {name: await _connect(settings, name) for name in ("order", "inventory", "billing")}
     try:
-        for name, db in (("order", order_db), ("inventory", inventory_db), ("billing", billing_db)):
+        for db in dbs.values():
+            await db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for name, db in dbs.items():
             await _gapless_versions(name, db, report)
-        await _stock(inventory_db, report)
-        await _money(billing_db, report)
-        await _orders(order_db, inventory_db, billing_db, set(accepted_orders), report)
+        inventory = await _stock(dbs["inventory"], report)
+        await _money(dbs["billing"], report)
+        await _orders(
+            dbs["order"],
+            dbs["billing"],
+            inventory,
+            set(accepted_orders),
+            stuck_after,
+            reject_channels,
+            report,
+        )
     finally:
-        for db in (order_db, inventory_db, billing_db):
+        for db in dbs.values():
             await db.close()
     return report
 
@@ -66,42 +131,139 @@ async def _gapless_versions(name: str, db: asyncpg.Connection, report: Report) -
         report.fail(f"{name}: stream {row['stream_id']} has {row['n']} events but version {row['top']}")
 
 
-async def _stock(db: asyncpg.Connection, report: Report) -> None:
-    received = await db.fetch(
-        "SELECT payload->>'sku' AS sku, payload->>'warehouse' AS wh, sum((payload->>'quantity')::int) AS qty"
-        " FROM events WHERE event_type = 'StockReceived' GROUP BY 1, 2"
+# --- inventory ------------------------------------------------------------------------
+
+
+async def _stock(db: asyncpg.Connection, report: Report) -> Inventory:
+    """Fold every SKU's events in stream order: reserved never above received at any point
+    (per SKU and warehouse), no order allocated twice, and the read models equal the events."""
+    rows = await db.fetch(
+        "SELECT stream_id, event_type, payload FROM events WHERE stream_type = 'sku'"
+        " ORDER BY stream_id, version"
     )
-    movements = await db.fetch(
-        "SELECT event_type, payload->>'sku' AS sku, payload->>'order_id' AS order_id,"
-        " payload->'warehouses' AS warehouses FROM events"
-        " WHERE event_type IN ('StockAllocated', 'StockDeallocated') ORDER BY global_position"
-    )
-    on_hand = {(r["sku"], r["wh"]): int(r["qty"]) for r in received}
-    live: dict[tuple[str, str], int] = {}  # (order, sku) -> live allocations
-    reserved: dict[tuple[str, str], int] = {}
-    for row in movements:
-        sign = 1 if row["event_type"] == "StockAllocated" else -1
-        key = (row["order_id"], row["sku"])
-        live[key] = live.get(key, 0) + sign
-        for warehouse, quantity in json.loads(row["warehouses"]).items():
-            reserved[(row["sku"], warehouse)] = reserved.get((row["sku"], warehouse), 0) + sign * quantity
-    twice = [key for key, n in live.items() if n > 1]
-    report.counts["stock_reserved_twice"] = len(twice)
-    for order_id, sku in twice[:10]:
-        report.fail(f"inventory: {sku} reserved more than once for order {order_id}")
-    for key, n in live.items():
-        if n < 0:
-            report.fail(f"inventory: {key[1]} released more often than reserved for order {key[0]}")
+    skus: dict[str, SkuState] = {}
+    twice = oversold = 0
+    for row in rows:
+        event, payload = row["event_type"], json.loads(row["payload"])
+        sku = payload["sku"]
+        state = skus.setdefault(sku, SkuState())
+        if event == "StockReceived":
+            warehouse = payload["warehouse"]
+            state.on_hand[warehouse] = state.on_hand.get(warehouse, 0) + int(payload["quantity"])
+        elif event == "StockAllocated":
+            order_id, plan = payload["order_id"], payload["warehouses"]
+            if order_id in state.allocations:
+                twice += 1
+                report.fail(f"inventory: {sku} reserved more than once for order {order_id}")
+            state.allocations[order_id] = plan
+            for warehouse, quantity in plan.items():
+                state.reserved[warehouse] = state.reserved.get(warehouse, 0) + int(quantity)
+                if state.reserved[warehouse] > state.on_hand.get(warehouse, 0):
+                    oversold += 1
+                    report.fail(
+                        f"inventory: {sku} oversold at {warehouse}: order {order_id} took it to"
+                        f" {state.reserved[warehouse]} reserved of {state.on_hand.get(warehouse, 0)} received"
+                    )
+        elif event == "StockDeallocated":
+            order_id = payload["order_id"]
+            if state.allocations.pop(order_id, None) is None:
+                report.fail(f"inventory: {sku} released for order {order_id}, which held none")
+            for warehouse, quantity in payload["warehouses"].items():
+                state.reserved[warehouse] = state.reserved.get(warehouse, 0) - int(quantity)
+                if state.reserved[warehouse] < 0:
+                    report.fail(f"inventory: {sku} at {warehouse} reserved below zero")
+        elif event == "BackorderQueued":
+            if payload["order_id"] in state.queue:
+                report.fail(f"inventory: order {payload['order_id']} queued twice for {sku}")
+            else:
+                state.queue.append(payload["order_id"])
+        elif event == "BackorderDequeued" and payload["order_id"] in state.queue:
+            state.queue.remove(payload["order_id"])
+    report.counts["stock_reserved_twice"] = twice
+    report.counts["oversold"] = oversold
+    await _stock_read_models(db, skus, report)
+    reservations = await _reservations(db, report)
+    _backorders_served(skus, reservations, report)
+    return Inventory(skus, reservations)
+
+
+async def _stock_read_models(db: asyncpg.Connection, skus: dict[str, SkuState], report: Report) -> None:
+    expected = {
+        (sku, warehouse): (state.on_hand.get(warehouse, 0), state.reserved.get(warehouse, 0))
+        for sku, state in skus.items()
+        for warehouse in set(state.on_hand) | set(state.reserved)
+    }
     levels = {
         (r["sku"], r["warehouse"]): (r["on_hand"], r["reserved"])
         for r in await db.fetch("SELECT sku, warehouse, on_hand, reserved FROM stock_levels")
     }
-    for key in set(on_hand) | set(reserved) | set(levels):
-        expected = (on_hand.get(key, 0), reserved.get(key, 0))
-        if expected[1] < 0 or expected[1] > expected[0]:
-            report.fail(f"inventory: {key} reserved {expected[1]} of {expected[0]} on hand")
-        if levels.get(key, (0, 0)) != expected:
-            report.fail(f"inventory: read model {key} = {levels.get(key)} but events say {expected}")
+    for key in set(expected) | set(levels):
+        if levels.get(key, (0, 0)) != expected.get(key, (0, 0)):
+            report.fail(f"inventory: read model {key} = {levels.get(key)} but events say {expected.get(key)}")
+    queued = {(sku, order_id) for sku, state in skus.items() for order_id in state.queue}
+    backorders = {(r["sku"], r["order_id"]) for r in await db.fetch("SELECT sku, order_id FROM backorders")}
+    for sku, order_id in sorted(queued ^ backorders)[:10]:
+        side = "events" if (sku, order_id) in queued else "the backorders table"
+        report.fail(f"inventory: only {side} say order {order_id} waits for {sku}")
+
+
+async def _reservations(db: asyncpg.Connection, report: Report) -> dict[str, Reservation]:
+    """Each order's reservation as its last event says, checked against the read model."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (stream_id) event_type, payload FROM events"
+        " WHERE stream_type = 'reservation' ORDER BY stream_id, version DESC"
+    )
+    table = {
+        r["order_id"]: (r["status"], float(r["idle_s"]))
+        for r in await db.fetch(
+            "SELECT order_id, status, extract(epoch FROM now() - updated_at)::float8 AS idle_s"
+            " FROM reservations"
+        )
+    }
+    reservations: dict[str, Reservation] = {}
+    for row in rows:
+        payload = json.loads(row["payload"])
+        status = {"StockReserved": "reserved", "StockReleased": "released"}.get(
+            row["event_type"], "backordered" if payload.get("backordered") else "refused"
+        )
+        order_id = payload["order_id"]
+        wanted: dict[str, int] = {}
+        for line in payload.get("lines", ()):
+            wanted[line["sku"]] = wanted.get(line["sku"], 0) + int(line["quantity"])
+        in_table, idle_s = table.pop(order_id, (None, 0.0))
+        if in_table != status:
+            report.fail(f"inventory: reservation of {order_id} is {in_table} but its events say {status}")
+        reservations[order_id] = Reservation(status, idle_s, wanted)
+    for order_id in sorted(table)[:10]:
+        report.fail(f"inventory: reservation of {order_id} has no events")
+    return reservations
+
+
+def _backorders_served(
+    skus: dict[str, SkuState], reservations: dict[str, Reservation], report: Report
+) -> None:
+    """Stock is reserved for the first waiting order in the transaction that frees or books
+    it, so no queue may start with an order that is not waiting, or one that could be served."""
+    for sku, state in skus.items():
+        if not state.queue:
+            continue
+        head = state.queue[0]
+        reservation = reservations.get(head)
+        if reservation is None or reservation.status != "backordered":
+            status = reservation.status if reservation else "unknown"
+            report.fail(f"inventory: {sku}'s backorders start with order {head}, which is {status}")
+            continue
+        if all(
+            s in skus and skus[s].available() >= quantity and skus[s].queue[:1] in ([], [head])
+            for s, quantity in reservation.wanted.items()
+        ):
+            report.fail(
+                f"inventory: order {head} waits first in line for {sku}, and the stock it asks for"
+                f" ({reservation.wanted}) is available"
+            )
+
+
+# --- billing --------------------------------------------------------------------------
 
 
 async def _money(db: asyncpg.Connection, report: Report) -> None:
@@ -135,49 +297,149 @@ async def _money(db: asyncpg.Connection, report: Report) -> None:
             report.fail(f"billing: order {row['order_id']} is void but keeps {kept}")
 
 
+# --- orders ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    order_id: str
+    status: str
+    stage: str
+    channel: str
+    idle_s: float  # since its last change
+    deadlines: int  # pending saga_deadlines rows
+    overdue_s: float | None  # since its earliest pending deadline (negative: still ahead)
+
+
+def classify(order: OrderRow, stuck_after: float) -> tuple[str, str]:
+    """(kind, how it stands): kind is "terminal", "waiting" (for stock or a person),
+    "in_flight" (mid-saga, within its deadline plus the margin), "needs_attention" or "stuck"."""
+    where = f"{order.status}/{order.stage}"
+    if order.status in TERMINAL:
+        return "terminal", where
+    if order.status == "needs_attention":
+        return "needs_attention", where  # a person was alerted; counted, not a violation
+    if order.status in WAITING:
+        return "waiting", where
+    if order.deadlines:
+        assert order.overdue_s is not None
+        if order.overdue_s > stuck_after:
+            return "stuck", f"in {where}: its deadline passed {order.overdue_s:.0f}s ago"
+        return "in_flight", f"in {where}, deadline in {-order.overdue_s:.0f}s"
+    if order.stage in LEFT_BY_DEADLINE:
+        return "stuck", f"in {where} with no pending deadline ({order.idle_s:.0f}s since its last change)"
+    if order.idle_s > stuck_after:
+        return "stuck", f"in {where} for {order.idle_s:.0f}s, and the stage has no deadline"
+    return "in_flight", f"in {where} for {order.idle_s:.0f}s"  # a participant's answer is on its way
+
+
+async def order_rows(db: asyncpg.Connection, order_ids: Iterable[str] | None = None) -> dict[str, OrderRow]:
+    """Orders (all, or those named) with their pending deadlines, timed by the database's clock."""
+    rows = await db.fetch(
+        "SELECT o.order_id, o.status, o.stage, o.channel,"
+        " extract(epoch FROM now() - o.updated_at)::float8 AS idle_s,"
+        " count(d.kind) AS deadlines,"
+        " extract(epoch FROM now() - min(d.due_at))::float8 AS overdue_s"
+        " FROM orders o LEFT JOIN saga_deadlines d USING (order_id)"
+        " WHERE $1::text[] IS NULL OR o.order_id = ANY($1::text[]) GROUP BY o.order_id",
+        None if order_ids is None else list(order_ids),
+    )
+    return {r["order_id"]: OrderRow(**dict(r)) for r in rows}
+
+
 async def _orders(
     order_db: asyncpg.Connection,
-    inventory_db: asyncpg.Connection,
     billing_db: asyncpg.Connection,
+    inventory: Inventory,
     accepted: set[str],
+    stuck_after: float,
+    reject_channels: frozenset[str] | None,
     report: Report,
 ) -> None:
-    statuses = {
-        r["order_id"]: r["status"] for r in await order_db.fetch("SELECT order_id, status FROM orders")
-    }
-    lost = accepted - set(statuses)
+    orders = await order_rows(order_db)
+    lost = accepted - set(orders)
     report.counts["lost"] = len(lost)
     for order_id in sorted(lost)[:10]:
         report.fail(f"order: accepted order {order_id} is missing")
-    considered = accepted or set(statuses)
-    stuck = [
-        o for o in considered if o in statuses and statuses[o] not in TERMINAL | WAITING | {"needs_attention"}
-    ]
-    report.counts["terminal"] = sum(1 for o in considered if statuses.get(o) in TERMINAL)
-    report.counts["waiting"] = sum(1 for o in considered if statuses.get(o) in WAITING)
-    report.counts["needs_attention"] = sum(1 for o in considered if statuses.get(o) == "needs_attention")
-    for order_id in stuck[:10]:
-        report.fail(f"order: {order_id} stuck in {statuses[order_id]}")
-    report.counts["stuck"] = len(stuck)
-    reserved = {
-        r["order_id"]
-        for r in await inventory_db.fetch("SELECT order_id FROM reservations WHERE status = 'reserved'")
-    }
+    considered = sorted(accepted or set(orders))
+    for name in ("terminal", "waiting", "in_flight", "needs_attention", "stuck"):
+        report.counts[name] = 0
+    for order_id in considered:
+        if order_id not in orders:
+            continue
+        kind, how = classify(orders[order_id], stuck_after)
+        report.count(kind)
+        if kind == "stuck":
+            report.fail(f"order: {order_id} stuck {how}")
+        elif kind == "in_flight":
+            report.notes.append(f"order: {order_id} still {how}")
     void = {
         r["order_id"] for r in await billing_db.fetch("SELECT order_id FROM invoices WHERE status = 'void'")
     }
+    for name in ("stock_reserved", "backordered", "refused_stock"):
+        report.counts[name] = 0
     for order_id in considered:
-        status = statuses.get(order_id)
-        if status == "confirmed" and (order_id not in reserved or order_id in void):
+        order = orders.get(order_id)
+        if order is None:
+            continue
+        reservation = inventory.reservations.get(order_id)
+        held = reservation.status if reservation else None
+        if held == "reserved":
+            report.count("stock_reserved")
+        elif held == "backordered":
+            report.count("backordered")
+        elif held == "refused":
+            report.count("refused_stock")
+        if order.status == "confirmed" and (held != "reserved" or order_id in void):
             report.fail(f"order: {order_id} confirmed without live reservation or with a void invoice")
-        if status in ("cancelled", "rejected") and order_id in reserved:
-            report.fail(f"order: {order_id} is {status} but still holds stock")
+        if order.status in ("cancelled", "rejected") and held == "reserved":
+            report.fail(f"order: {order_id} is {order.status} but still holds stock")
+        _stock_outcome(order, reservation, stuck_after, reject_channels, report)
+
+
+def _stock_outcome(
+    order: OrderRow,
+    reservation: Reservation | None,
+    stuck_after: float,
+    reject_channels: frozenset[str] | None,
+    report: Report,
+) -> None:
+    """An order and inventory agree on what happened to its stock: reserved, backordered
+    (and the order waits), or refused (and the order was rejected by its shortage policy).
+    A reply still on its way is allowed `stuck_after` seconds."""
+    if reservation is None:
+        return
+    settled = reservation.idle_s > stuck_after and order.idle_s > stuck_after
+    if reservation.status == "backordered":
+        if order.status != "awaiting_stock" and settled:
+            report.fail(f"order: {order.order_id} is {order.status} but inventory has it backordered")
+        if reject_channels is not None and order.channel in reject_channels:
+            report.fail(f"order: {order.order_id} from {order.channel} was backordered, not rejected")
+    elif reservation.status == "refused":
+        if order.status != "rejected" and settled:
+            report.fail(f"order: {order.order_id} is {order.status} but inventory refused its stock")
+        if reject_channels is not None and order.channel not in reject_channels:
+            report.fail(f"order: {order.order_id} from {order.channel} was refused stock, not backordered")
+    elif order.status == "awaiting_stock" and settled:
+        report.fail(
+            f"order: {order.order_id} stuck in awaiting_stock: inventory's reservation is"
+            f" {reservation.status} since {reservation.idle_s:.0f}s"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.parse_args()
-    report = asyncio.run(check(RuntimeSettings()))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--stuck-after",
+        type=float,
+        default=STUCK_AFTER_SECONDS,
+        help="seconds past a stage's deadline (or since it began, for stages without one)"
+        " before an order counts as stuck",
+    )
+    args = parser.parse_args()
+    report = asyncio.run(check(RuntimeSettings(), stuck_after=args.stuck_after))
     print(json.dumps(report.as_dict(), indent=2))
     sys.exit(1 if report.violations else 0)
 

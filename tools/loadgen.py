@@ -19,6 +19,7 @@ import json
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -98,9 +99,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return statistics.quantiles(values, n=1000, method="inclusive")[min(int(q * 1000) - 1, 998)]
 
 
+Urls = str | Sequence[str]  # one service's base URL, or one per replica
+
+
 class LoadGenerator:
     def __init__(
-        self, settings: RuntimeSettings, order_url: str, inventory_url: str, billing_url: str, mix: Mix
+        self, settings: RuntimeSettings, order_url: Urls, inventory_url: Urls, billing_url: Urls, mix: Mix
     ) -> None:
         self.settings = settings
         self.mix = mix
@@ -109,7 +113,12 @@ class LoadGenerator:
         self.skus = [f"LG-{self.run_tag}-{n:04d}" for n in range(mix.skus)]
         # Zipf-like popularity: a long tail of slow movers, plus a few very hot SKUs.
         self.weights = [1 / (rank + 1) for rank in range(mix.skus)]
-        self.urls = {"order": order_url, "inventory": inventory_url, "billing": billing_url}
+        # Requests go round the replicas, so a retry after a failure asks another one.
+        given = {"order": order_url, "inventory": inventory_url, "billing": billing_url}
+        self.urls = {
+            service: [urls] if isinstance(urls, str) else list(urls) for service, urls in given.items()
+        }
+        self._turn = dict.fromkeys(self.urls, 0)
         # aiohttp, not httpx: a profile showed httpx's pool scanning every connection on each
         # request, which pegged the load generator's core before the platform's.
         self.http: aiohttp.ClientSession | None = None
@@ -120,20 +129,34 @@ class LoadGenerator:
         self._all_done = asyncio.Event()
         self._outcome_seen = asyncio.Event()
         self._open = 0  # submitted orders without an outcome yet
+        self._scarce_sku: str | None = None
+        self._expected = 0
+        self._run_over = True
+        self._submitted = asyncio.Condition()
 
     async def __aenter__(self) -> LoadGenerator:
         await self.producer.start()
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=200), timeout=aiohttp.ClientTimeout(total=60)
+            connector=aiohttp.TCPConnector(limit=200), timeout=aiohttp.ClientTimeout(total=20)
         )
         return self
 
     async def post(
-        self, service: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        service: str,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        *,
+        replica: int | None = None,
     ) -> tuple[int, str]:
-        """POST JSON to a service; (status, body text)."""
+        """POST JSON to a service (the next replica in turn, or the one named by its index);
+        (status, body text)."""
         assert self.http is not None, "use the load generator as an async context manager"
-        async with self.http.post(self.urls[service] + path, json=body, headers=headers) as response:
+        replicas = self.urls[service]
+        self._turn[service] += 1
+        url = replicas[(self._turn[service] if replica is None else replica) % len(replicas)]
+        async with self.http.post(url + path, json=body, headers=headers) as response:
             return response.status, await response.text()
 
     async def __aexit__(self, *_: object) -> None:
@@ -152,16 +175,29 @@ class LoadGenerator:
             assert status in (200, 201), text
         semaphore = asyncio.Semaphore(20)
 
-        async def receive(sku: str, warehouse: str, quantity: int) -> None:
+        async def receive(sku: str, warehouse: str) -> None:
             async with semaphore:
-                status, text = await self.post(
-                    "inventory", "/stock/receipts", {"sku": sku, "warehouse": warehouse, "quantity": quantity}
-                )
-                assert status == 201, text
+                await self.receive(sku, warehouse, units_per_sku)
 
-        await asyncio.gather(
-            *(receive(sku, code, units_per_sku) for sku in self.skus for code, _ in WAREHOUSES)
-        )
+        await asyncio.gather(*(receive(sku, code) for sku in self.skus for code, _ in WAREHOUSES))
+
+    async def receive(self, sku: str, warehouse: str, quantity: int, replica: int | None = None) -> None:
+        """Book a receipt, asking again (same receipt id, so booked once) until inventory answers."""
+        body = {"sku": sku, "warehouse": warehouse, "quantity": quantity, "receipt_id": f"lg-{uuid4()}"}
+        for attempt in range(60):
+            try:
+                status, text = await self.post("inventory", "/stock/receipts", body, replica=replica)
+                if status < 500:
+                    assert status in (200, 201), text
+                    return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(min(0.1 * 2**attempt, 1.0))
+        raise RuntimeError(f"inventory did not book the receipt {body}")
+
+    def scarce_sku(self, name: str) -> str:
+        """A SKU of this run that no order asks for unless told (run(..., scarce_sku=...))."""
+        return f"LG-{self.run_tag}-{name}"
 
     # -- listening ----------------------------------------------------------------------
 
@@ -194,7 +230,11 @@ class LoadGenerator:
                         # Most events are not outcomes: skip them by header, without parsing.
                         event_type = dict(record.headers or ()).get("event_type")
                         if event_type is None or event_type in wanted_headers:
-                            await handler(json.loads(record.value), now)
+                            try:
+                                envelope = json.loads(record.value)
+                                await handler(envelope, now)
+                            except (ValueError, KeyError, TypeError):
+                                continue  # not an envelope (the chaos suite's poison, say)
         finally:
             await consumer.stop()
 
@@ -250,7 +290,9 @@ class LoadGenerator:
 
     def _order_body(self) -> dict[str, Any]:
         mix = self.mix
-        if self.random.random() < mix.hot_share:
+        if self._scarce_sku is not None:
+            sku = self._scarce_sku
+        elif self.random.random() < mix.hot_share:
             sku = self.random.choice(self.skus[: mix.hot_skus])
         else:
             sku = self.random.choices(self.skus, self.weights)[0]
@@ -281,6 +323,8 @@ class LoadGenerator:
         tracked = Tracked(time.perf_counter(), body["payment_terms"] == "prepaid")
         self.result.orders[order_id] = tracked
         self._open += 1
+        async with self._submitted:
+            self._submitted.notify_all()
         over_http = self.random.random() < self.mix.http_share
         # Like a channel: on a failure, submit again with the same key (idempotent).
         for attempt in range(60):
@@ -316,15 +360,79 @@ class LoadGenerator:
         tracked.outcome = "submit_failed"
         self._open -= 1
 
-    async def run(self, orders: int, rate: float, concurrency: int, drain_seconds: float) -> RunResult:
+    @property
+    def submitted(self) -> int:
+        """Orders of the current run handed to the platform so far (sent or being sent)."""
+        return len(self.result.orders)
+
+    async def wait_submitted(self, count: int) -> None:
+        """Until the current run has submitted `count` orders (or it ended short of them)."""
+        async with self._submitted:
+            await self._submitted.wait_for(lambda: self.submitted >= count or self._run_over)
+
+    def launch(
+        self,
+        orders: int,
+        rate: float,
+        concurrency: int,
+        drain_seconds: float,
+        *,
+        until: asyncio.Event | None = None,
+        scarce_sku: str | None = None,
+    ) -> asyncio.Task[RunResult]:
+        """run() as a task, with the run begun at once: wait_submitted() counts from it."""
+        self.result = RunResult(started=time.perf_counter())
+        self._run_over = False
+        return asyncio.create_task(
+            self.run(orders, rate, concurrency, drain_seconds, until=until, scarce_sku=scarce_sku)
+        )
+
+    async def run(
+        self,
+        orders: int,
+        rate: float,
+        concurrency: int,
+        drain_seconds: float,
+        *,
+        until: asyncio.Event | None = None,
+        scarce_sku: str | None = None,
+    ) -> RunResult:
         """rate > 0: open loop at that many orders/s; rate == 0: closed loop, `concurrency`
-        submissions in flight at once (as fast as the platform absorbs them)."""
+        submissions in flight at once (as fast as the platform absorbs them).
+
+        `until` (open loop only): after `orders`, keep submitting at the same rate until it
+        is set. `scarce_sku`: every order asks for that SKU (and maybe one other)."""
+        if until is not None and rate <= 0:
+            raise ValueError("`until` needs an open loop (rate > 0)")
         self.result = RunResult(started=time.perf_counter())
         self._expected = orders
+        self._scarce_sku = scarce_sku
+        self._run_over = False
         self._all_done.clear()
+        try:
+            await self._submit_all(orders, rate, concurrency, until)
+        finally:
+            self._scarce_sku = None
+            self._run_over = True
+            async with self._submitted:
+                self._submitted.notify_all()
+        self._expected = len(self.result.orders)
+        if self._open == 0:
+            self._all_done.set()
+        else:  # set early if the run outlived `orders` (until) with none open for a moment
+            self._all_done.clear()
+        self.result.submitted_until = time.perf_counter()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_done.wait(), drain_seconds)
+        return self.result
+
+    async def _submit_all(
+        self, orders: int, rate: float, concurrency: int, until: asyncio.Event | None
+    ) -> None:
         if rate > 0:
             in_flight: set[asyncio.Task[None]] = set()
-            for n in range(orders):
+            n = 0
+            while n < orders or (until is not None and not until.is_set()):
                 target = self.result.started + n / rate
                 delay = target - time.perf_counter()
                 if delay > 0:
@@ -332,6 +440,7 @@ class LoadGenerator:
                 task = asyncio.create_task(self._submit_one())
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
+                n += 1
             await asyncio.gather(*in_flight)
         else:
             remaining = iter(range(orders))
@@ -342,10 +451,6 @@ class LoadGenerator:
                     await self._backpressure(concurrency)
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-        self.result.submitted_until = time.perf_counter()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._all_done.wait(), drain_seconds)
-        return self.result
 
     async def _backpressure(self, concurrency: int) -> None:
         # Closed loop: keep at most a few thousand orders open, so "as fast as absorbed"

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import importlib
 import os
+import pkgutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from libs.runtime.settings import RuntimeSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = Path(os.environ.get("OM_LOCAL_DIR", ROOT / ".local")) / "logs" / "runs"
+CORE_SERVICES = ("order", "inventory", "billing")
 
 
 def _die_with_parent() -> None:
@@ -35,27 +41,74 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Platform:
-    """The order, inventory and billing services, each in its own process. A name such as
-    "inventory#2" is a second replica of inventory (same consumer groups, its own port)."""
+@dataclass(frozen=True)
+class ConsumerGroup:
+    service: str
+    group: str  # namespaced, as the broker knows it
+    topics: tuple[str, ...]  # namespaced
 
-    def __init__(self, run_id: str, env: dict[str, str], replicas: tuple[str, ...] = ()) -> None:
+
+def consumer_groups(settings: RuntimeSettings) -> list[ConsumerGroup]:
+    """The consumer groups every service's own wiring declares (its bootstrap module's
+    build_runtime), so a new service that consumes is found without being listed here.
+    Building a runtime opens no connection: the engine and the broker connect on start."""
+    import services  # the services' code, read only for their wiring
+
+    found = []
+    for module in sorted(m.name for m in pkgutil.iter_modules(services.__path__)):
+        bootstrap = importlib.import_module(f"services.{module}.bootstrap")
+        built: Any = bootstrap.build_runtime(settings)
+        runtime = next(b for b in built if hasattr(b, "consumers")) if isinstance(built, tuple) else built
+        found += [ConsumerGroup(module, c.name, tuple(c.topics)) for c in runtime.consumers]
+    return found
+
+
+def replica_name(service: str, replica: int) -> str:
+    """The first replica of a service is named after it, the others "<service>#<n>"."""
+    return service if replica == 1 else f"{service}#{replica}"
+
+
+class Platform:
+    """Services, each in its own process (order, inventory and billing unless told). A name
+    such as "inventory#2" is a second replica of inventory (same consumer groups, its own port)."""
+
+    def __init__(
+        self,
+        run_id: str,
+        env: dict[str, str],
+        replicas: tuple[str, ...] = (),
+        services: tuple[str, ...] = CORE_SERVICES,
+    ) -> None:
         self.run_id = run_id
         self.env = env
-        names = ("order", "inventory", "billing", *replicas)
+        names = (*services, *replicas)
         self.ports = {name: free_port() for name in names}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
 
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self, *services: str) -> None:
-        self.start_with({}, *services)
+    def replicas(self, service: str) -> list[str]:
+        """Names of the service's replicas, running or not, first replica first."""
+        return [name for name in self.ports if name.split("#")[0] == service]
 
-    def start_with(self, extra_env: dict[str, str], *services: str, wait: bool = True) -> None:
+    def urls(self, service: str) -> list[str]:
+        return [self.url(name) for name in self.replicas(service)]
+
+    def running(self, name: str) -> bool:
+        process = self.processes.get(name)
+        return process is not None and process.poll() is None
+
+    def log_path(self, name: str) -> Path:
+        return LOGS / f"{self.run_id}-{name}.log"
+
+    def start(self, *names: str) -> None:
+        self.start_with({}, *names)
+
+    def start_with(self, extra_env: dict[str, str], *names: str, wait: bool = True) -> None:
         """Start services with extra environment (a fault-injection point, say)."""
-        for name in services or tuple(self.ports):
+        for name in names or tuple(self.ports):
             service = name.split("#")[0]
             env = {
                 **os.environ,
@@ -63,7 +116,7 @@ class Platform:
                 **extra_env,
                 f"OM_{service.upper()}_HTTP_PORT": str(self.ports[name]),
             }
-            log = open(LOGS / f"{self.run_id}-{name}.log", "ab")  # noqa: SIM115 - child owns it
+            log = open(self.log_path(name), "ab")  # noqa: SIM115 - child owns it
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{service}"],
                 cwd=ROOT,
@@ -73,7 +126,7 @@ class Platform:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        for name in services or tuple(self.ports):
+        for name in names or tuple(self.ports):
             if wait:
                 self._wait_ready(name)
 
@@ -86,16 +139,20 @@ class Platform:
     def signal(self, name: str, signum: int) -> None:
         self.processes[name].send_signal(signum)
 
+    def ready(self, name: str) -> bool:
+        """True if the process answers /ready with 200 (started, database reachable)."""
+        try:
+            return httpx.get(f"{self.url(name)}/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def _wait_ready(self, name: str, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} exited; see {LOGS}/{self.run_id}-{name}.log")
-            try:
-                if httpx.get(f"{self.url(name)}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+                raise RuntimeError(f"{name} exited; see {self.log_path(name)}")
+            if self.ready(name):
+                return
             time.sleep(0.2)
         raise RuntimeError(f"{name} not ready after {timeout}s")
 
@@ -107,12 +164,15 @@ class Platform:
 
     def stop(self) -> None:
         for process in self.processes.values():
+            # A replica left paused by an interrupted fault must run to handle SIGTERM.
+            process.send_signal(signal.SIGCONT)
             process.send_signal(signal.SIGTERM)
         for process in self.processes.values():
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(10)
         self.processes.clear()
 
 
