@@ -23,7 +23,14 @@ from libs.events.topics import (
     ORDER_INTAKE,
 )
 from libs.runtime.settings import RuntimeSettings
-from tests.integration.conftest import PAYMENT_DEADLINE_SECONDS, Oms, money, order_body
+from tests.integration.conftest import (
+    PAYMENT_DEADLINE_SECONDS,
+    SHORT_DEADLINE_CHANNEL,
+    SHORT_PAYMENT_DEADLINE_SECONDS,
+    Oms,
+    money,
+    order_body,
+)
 from tools.chaos import read_all
 from tools.processes import eventually_value
 
@@ -187,15 +194,26 @@ async def test_failed_payment_releases_stock_voids_invoice_and_cancels(oms: Oms,
 
 
 async def test_payment_deadline_passed_cancels_the_order_and_releases_stock(oms: Oms, sku: str) -> None:
-    await oms.receive(sku, 2)
-    order_id = await oms.place(order_body(sku, quantity=2))
-    await oms.wait_status(order_id, "awaiting_payment")
+    await oms.receive(sku, 3)
+    order_id = await oms.place(order_body(sku, quantity=2, channel=SHORT_DEADLINE_CHANNEL))
+    other = await oms.place(order_body(sku, quantity=1))  # the default channel's deadline is far off
+    await oms.wait_status(other, "awaiting_payment")
 
-    order = await oms.wait_status(order_id, "cancelled", timeout=PAYMENT_DEADLINE_SECONDS + 30)
+    order = await oms.wait_status(order_id, "cancelled", timeout=SHORT_PAYMENT_DEADLINE_SECONDS + 60)
 
     assert order["reason"] == "payment deadline passed"
+    assert "OrderAwaitingPayment" in timeline_types(order)  # it was invoiced, then not paid in time
     assert (await oms.invoice(order_id))["status"] == "void"
-    assert (await oms.stock(sku))["available"] == 2
+    stock = await oms.stock(sku)
+    assert (stock["reserved"], stock["available"]) == (1, 2)
+    assert (await oms.get_order(other))["status"] == "awaiting_payment"
+    deadlines = [
+        datetime.fromisoformat(e["details"]["payment_deadline"])
+        for o in (order, await oms.get_order(other))
+        for e in o["timeline"]
+        if e["type"] == "OrderAwaitingPayment"
+    ]
+    assert (deadlines[1] - deadlines[0]).total_seconds() > PAYMENT_DEADLINE_SECONDS - 60
 
 
 async def test_cancel_before_payment_releases_stock_and_voids_invoice(oms: Oms, sku: str) -> None:
