@@ -320,14 +320,16 @@ class UnitOfWork:
         must read its own writes back from the query tables calls it first. What it takes is
         gone from the queue even if a write fails: the transaction (or savepoint) that failed
         is rolled back with it."""
+        if self._unverified:
+            # Before anything is written, and even when nothing is: a decision to do nothing
+            # taken on a stale cached state is as wrong as a stale append.
+            await self.verify_cached_reads()
         if not (self._pending_events or self._pending_writes or self._pending_outbox):
             return
         events, self._pending_events = self._pending_events, []
         writes, self._pending_writes = self._pending_writes, WriteBatch()
         messages, self._pending_outbox = self._pending_outbox, []
         db = await self.db()
-        if self._unverified:
-            await self.verify_cached_reads()
         if events:
             try:
                 written = await eventstore.append(db, events)
