@@ -180,10 +180,14 @@ class UnitOfWork:
         later load() calls then cost nothing. Most are new streams (the invoice of a new order),
         for which a load is a query that finds nothing."""
         wanted = [s for s in dict.fromkeys(kind.stream_id(a) for a in aggregate_ids) if s not in self._seen]
-        cached = {s: c for s in wanted if self.cache is not None and (c := self.cache.get(s)) is not None}
-        stale = await self._stale({s: c[1] for s, c in cached.items()})
-        missing = [s for s in wanted if s not in cached or s in stale]
-        self._seen.update({s: c for s, c in cached.items() if s not in stale})
+        missing = []
+        for stream_id in wanted:
+            cached = self.cache.get(stream_id) if self.cache is not None else None
+            if cached is None:
+                missing.append(stream_id)
+            else:  # checked at flush, with every other cached read, if nothing appends to it
+                self._seen[stream_id] = cached
+                self._unverified[stream_id] = cached[1]
         if not missing:
             return
         found = await eventstore.read_streams(await self.db(), missing)
