@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from decimal import Decimal
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
@@ -19,6 +20,7 @@ from libs.events.values import (
     OrderLine,
     OrderLines,
     PaymentTerms,
+    Region,
     ShippingMethod,
 )
 
@@ -138,6 +140,12 @@ class IssueInvoice(BillingCommand):
     payment_terms: PaymentTerms
     shipping_method: ShippingMethod
     due_at: datetime = Field(description="Prepaid: the payment deadline. On account: net terms.")
+    # What the shipping fee rules look at (billing settings); absent: the method's base fee.
+    destination_country: Annotated[str, Field(max_length=60)] | None = None
+    destination_region: Region | None = None
+    weight_kg: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3)] | None = Field(
+        default=None, description="Total weight of the lines from the catalogue, when every SKU is known"
+    )
 
 
 @registry.register

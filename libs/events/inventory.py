@@ -1,15 +1,150 @@
-"""Inventory context (inventory service): warehouses, stock per SKU, reservations per order."""
+"""Inventory context (inventory service): the product catalogue, warehouses, stock per SKU,
+reservations per order and the shipments that take reserved stock out to customers."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from libs.events.base import Command, DomainEvent
 from libs.events.registry import registry
 from libs.events.topics import INVENTORY_COMMANDS, INVENTORY_EVENTS
-from libs.events.values import Allocation, Note, OrderId, Quantity, Region, SkuQuantities, SkuQuantity
+from libs.events.values import (
+    Allocation,
+    Currency,
+    Money,
+    Note,
+    OrderId,
+    Quantity,
+    Reference,
+    Region,
+    Shipping,
+    ShippingMethod,
+    Sku,
+    SkuQuantities,
+    SkuQuantity,
+    WarehouseCode,
+)
+
+# A product's weight: up to 100 t, to the gram.
+WeightKg = Annotated[Decimal, Field(ge=0, le=Decimal("100000"), max_digits=9, decimal_places=3)]
+ProductText = Annotated[str, Field(min_length=1, max_length=200)]
+ShipmentStatus = Literal[
+    "pending", "picking", "packed", "dispatched", "delivered", "ready_for_pickup", "collected", "cancelled"
+]
+CarrierStatus = Literal["in_transit", "out_for_delivery", "delivered", "failed_attempt", "returned_to_sender"]
+
+
+# -- product catalogue ------------------------------------------------------------------------
+
+
+class ProductEvent(DomainEvent):
+    """A product's master data. Every event carries the whole product as it now is, so a
+    reader (the order service, reporting, an ERP adapter) needs no other event to know it."""
+
+    aggregate_type: ClassVar[str] = "product"
+    topic: ClassVar[str] = INVENTORY_EVENTS
+    sku: Sku
+    name: ProductText
+    category: ProductText
+    unit: Annotated[str, Field(min_length=1, max_length=20)]
+    weight_kg: WeightKg
+    manufactured: bool
+    list_prices: dict[Currency, Money] = Field(default_factory=dict, max_length=50)
+
+
+@registry.register
+class ProductRegistered(ProductEvent):
+    message_type: ClassVar[str] = "ProductRegistered"
+
+
+@registry.register
+class ProductUpdated(ProductEvent):
+    message_type: ClassVar[str] = "ProductUpdated"
+    changed: tuple[str, ...] = Field(description="The fields this update changed")
+
+
+# -- shipments ---------------------------------------------------------------------------------
+
+
+class ShipmentEvent(DomainEvent):
+    """One parcel (or pickup) from one warehouse for one order."""
+
+    aggregate_type: ClassVar[str] = "shipment"
+    topic: ClassVar[str] = INVENTORY_EVENTS
+    shipment_id: str
+    order_id: str
+
+
+@registry.register
+class ShipmentCreated(ShipmentEvent):
+    message_type: ClassVar[str] = "ShipmentCreated"
+    warehouse: WarehouseCode
+    method: ShippingMethod
+    lines: tuple[SkuQuantity, ...]
+    weight_kg: WeightKg | None = Field(default=None, description="From the catalogue, when known")
+
+
+@registry.register
+class ShipmentPicked(ShipmentEvent):
+    message_type: ClassVar[str] = "ShipmentPicked"
+
+
+@registry.register
+class ShipmentPacked(ShipmentEvent):
+    message_type: ClassVar[str] = "ShipmentPacked"
+    weight_kg: WeightKg | None = None
+    parcels: int = Field(default=1, ge=1, le=1000)
+
+
+@registry.register
+class ShipmentDispatched(ShipmentEvent):
+    """The goods left the warehouse: on hand and reserved fell together (StockDispatched)."""
+
+    message_type: ClassVar[str] = "ShipmentDispatched"
+    warehouse: WarehouseCode
+    lines: tuple[SkuQuantity, ...]
+    carrier: Reference | None = None
+    tracking_number: Reference | None = None
+
+
+@registry.register
+class ShipmentReadyForPickup(ShipmentEvent):
+    message_type: ClassVar[str] = "ShipmentReadyForPickup"
+
+
+@registry.register
+class ShipmentCollected(ShipmentEvent):
+    """A pickup order's goods were handed over: on hand and reserved fell together."""
+
+    message_type: ClassVar[str] = "ShipmentCollected"
+    warehouse: WarehouseCode
+    lines: tuple[SkuQuantity, ...]
+
+
+@registry.register
+class ShipmentDelivered(ShipmentEvent):
+    message_type: ClassVar[str] = "ShipmentDelivered"
+
+
+@registry.register
+class ShipmentCancelled(ShipmentEvent):
+    message_type: ClassVar[str] = "ShipmentCancelled"
+    reason: Note
+
+
+@registry.register
+class ShipmentTracked(ShipmentEvent):
+    """What a carrier reported (POST /carrier-events); `delivered` also delivers the shipment."""
+
+    message_type: ClassVar[str] = "ShipmentTracked"
+    tracking_number: Reference
+    status: CarrierStatus
+    location: Annotated[str, Field(max_length=200)] = ""
+    carrier_occurred_at: datetime
 
 
 class WarehouseEvent(DomainEvent):
@@ -115,5 +250,17 @@ class ReserveStock(InventoryCommand):
 
 @registry.register
 class ReleaseStock(InventoryCommand):
+    """Compensation: release the order's reservation, and cancel its shipments that have not
+    left the warehouse."""
+
     message_type: ClassVar[str] = "ReleaseStock"
     reason: Note
+
+
+@registry.register
+class CreateShipments(InventoryCommand):
+    """The order is confirmed: ship what is reserved for it, one shipment per warehouse that
+    holds part of it. Idempotent per order (a repeated command creates nothing new)."""
+
+    message_type: ClassVar[str] = "CreateShipments"
+    shipping: Shipping
