@@ -234,6 +234,19 @@ class StockReleased(ReservationEvent):
     reason: str
 
 
+@registry.register
+class ReservationRevoked(ReservationEvent):
+    """Stock the order held is gone (an adjustment took on hand below what was reserved).
+    Inventory then tries to reserve it again at once: a StockReserved with the order's whole
+    new allocation follows, or a StockShortage (backordered or refused, by the order's policy)."""
+
+    message_type: ClassVar[str] = "ReservationRevoked"
+    sku: Sku
+    warehouse: WarehouseCode
+    quantity: Quantity
+    reason: Note
+
+
 class InventoryCommand(Command):
     aggregate_type: ClassVar[str] = "reservation"
     topic: ClassVar[str] = INVENTORY_COMMANDS
