@@ -192,6 +192,18 @@ class StockDeallocated(SkuEvent):
 
 
 @registry.register
+class StockDispatched(SkuEvent):
+    """Goods left the warehouse for an order (a shipment dispatched, or a pickup collected):
+    on hand and the order's reservation there fall together; available does not change."""
+
+    message_type: ClassVar[str] = "StockDispatched"
+    order_id: str
+    warehouse: WarehouseCode
+    quantity: Quantity
+    shipment_id: str
+
+
+@registry.register
 class BackorderQueued(SkuEvent):
     message_type: ClassVar[str] = "BackorderQueued"
     order_id: str
