@@ -46,6 +46,11 @@ class InvoiceIssued(InvoiceEvent):
     total: Money
     payment_terms: PaymentTerms
     due_at: datetime
+    shipping_rule: str = Field(
+        default="",
+        max_length=1000,
+        description="Which shipping fee rule applied and why, for people (empty before the rules)",
+    )
 
 
 @registry.register

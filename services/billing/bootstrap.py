@@ -23,23 +23,11 @@ NAME = "billing"
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 
-def billing_policy(billing: BillingSettings) -> BillingPolicy:
-    return BillingPolicy(
-        tax_rate=billing.tax_rate,
-        shipping_fees={
-            "standard": billing.shipping_fee_standard,
-            "express": billing.shipping_fee_express,
-            "pickup": billing.shipping_fee_pickup,
-        },
-        default_credit_limit=billing.default_credit_limit,
-    )
-
-
 def build_runtime(
-    settings: RuntimeSettings | None = None, billing: BillingSettings | None = None
+    settings: RuntimeSettings | None = None, policy: BillingPolicy | None = None
 ) -> ServiceRuntime:
     settings = settings or RuntimeSettings()
-    policy = billing_policy(billing or BillingSettings())
+    policy = policy or BillingSettings().policy()
     runtime = ServiceRuntime(NAME, settings, MIGRATIONS, projector=project)
     runtime.add_consumer(
         EventConsumer(
@@ -60,7 +48,7 @@ def build_runtime(
 
 
 def build_app(settings: RuntimeSettings | None = None, billing: BillingSettings | None = None) -> FastAPI:
-    billing = billing or BillingSettings()
-    app = create_app(build_runtime(settings, billing), [api.router], "OrderMesh billing")
-    app.state.billing_policy = billing_policy(billing)
+    policy = (billing or BillingSettings()).policy()
+    app = create_app(build_runtime(settings, policy), [api.router], "OrderMesh billing")
+    app.state.billing_policy = policy
     return app

@@ -22,9 +22,9 @@ from libs.runtime.writes import WriteBatch
 
 _INSERT_INVOICE = Sql(
     "INSERT INTO invoices (invoice_id, order_id, customer_id, currency, subtotal, tax,"
-    " shipping_fee, total, status, payment_terms, due_at, lines, issued_at)"
+    " shipping_fee, shipping_rule, total, status, payment_terms, due_at, lines, issued_at)"
     " VALUES (:invoice_id, :order_id, :customer_id, :currency, :subtotal, :tax, :shipping_fee,"
-    " :total, 'open', :payment_terms, :due_at, CAST(:lines AS jsonb), :at)"
+    " :shipping_rule, :total, 'open', :payment_terms, :due_at, CAST(:lines AS jsonb), :at)"
     " ON CONFLICT DO NOTHING"
 )
 _INSERT_PAYMENT = Sql(

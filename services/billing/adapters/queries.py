@@ -20,7 +20,7 @@ def money(amount: Decimal) -> str:
 
 _INVOICE_COLUMNS = (
     "invoice_id, order_id, customer_id, currency, total, subtotal, tax, shipping_fee,"
-    " amount_paid, status, payment_terms, due_at, lines"
+    " shipping_rule, amount_paid, status, payment_terms, due_at, lines"
 )
 
 
@@ -34,6 +34,7 @@ def _invoice(row: Any) -> dict[str, Any]:
         "subtotal": money(row.subtotal),
         "tax": money(row.tax),
         "shipping_fee": money(row.shipping_fee),
+        "shipping_rule": row.shipping_rule,
         "amount_paid": money(row.amount_paid),
         "status": row.status,
         "payment_terms": row.payment_terms,

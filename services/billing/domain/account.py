@@ -14,7 +14,7 @@ from decimal import Decimal
 from libs.domain import AggregateKind, InvalidRequest
 from libs.events.base import DomainEvent
 from libs.events.billing import CreditCharged, CreditLimitSet, CreditReleased
-from services.billing.domain.policy import cents
+from services.billing.domain.money import cents
 
 ZERO = Decimal("0.00")
 

@@ -27,7 +27,8 @@ from libs.events.billing import (
     RefundIssued,
 )
 from services.billing.domain.account import CustomerAccount, decide_release
-from services.billing.domain.policy import BillingPolicy, cents, price
+from services.billing.domain.money import cents
+from services.billing.domain.policy import BillingPolicy, price
 
 ZERO = Decimal("0.00")
 
@@ -127,7 +128,7 @@ def decide_issue(
 ) -> Decision:
     if invoice.status != "new":
         return Decision()  # already answered (issued, refused or voided): a redelivery
-    charges = price(command.lines, command.shipping_method, policy)
+    charges = price(command, policy)
     charge: list[DomainEvent] = []
     if command.payment_terms == "on_account":
         credit_limit = account.credit_limit_or(policy.default_credit_limit)
@@ -152,6 +153,7 @@ def decide_issue(
         subtotal=charges.subtotal,
         tax=charges.tax,
         shipping_fee=charges.shipping_fee,
+        shipping_rule=charges.shipping_rule,
         total=charges.total,
         payment_terms=command.payment_terms,
         due_at=command.due_at,

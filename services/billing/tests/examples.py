@@ -17,14 +17,13 @@ from services.billing.domain.invoice import (
     decide_issue,
 )
 from services.billing.domain.policy import BillingPolicy
+from services.billing.domain.shipping import ShippingRules
 
 POLICY = BillingPolicy(
     tax_rate=Decimal("0.20"),
-    shipping_fees={
-        "standard": Decimal("4.90"),
-        "express": Decimal("14.90"),
-        "pickup": Decimal("0.00"),
-    },
+    shipping=ShippingRules.flat(
+        {"standard": Decimal("4.90"), "express": Decimal("14.90"), "pickup": Decimal("0.00")}
+    ),
     default_credit_limit=Decimal("10000.00"),
 )
 DUE = datetime(2030, 1, 31, tzinfo=UTC)
@@ -41,16 +40,23 @@ def issue_command(
     order_id: str = ORDER,
     terms: PaymentTerms = "prepaid",
     shipping: ShippingMethod = "pickup",
+    currency: str = "EUR",
+    country: str | None = None,
+    region: str | None = None,
+    weight_kg: str | None = None,
 ) -> IssueInvoice:
     """Pickup by default, so the examples' totals are the lines plus 20% tax."""
     return IssueInvoice(
         order_id=order_id,
         customer_id=CUSTOMER,
-        currency="EUR",
+        currency=currency,
         lines=lines or (line("SKU-1", 1, "100.00"),),
         payment_terms=terms,
         shipping_method=shipping,
         due_at=DUE,
+        destination_country=country,
+        destination_region=region,
+        weight_kg=None if weight_kg is None else Decimal(weight_kg),
     )
 
 

@@ -41,7 +41,7 @@ from services.billing.tests.examples import (
 def test_tax_and_shipping_fee() -> None:
     lines = (line("SKU-1", 2, "10.00"), line("SKU-2", 1, "5.55"))
 
-    charges = price(lines, "express", POLICY)
+    charges = price(issue_command(*lines, shipping="express"), POLICY)
 
     assert charges.subtotal == Decimal("25.55")
     assert charges.shipping_fee == Decimal("14.90")
@@ -52,14 +52,14 @@ def test_tax_and_shipping_fee() -> None:
 def test_tax_is_rounded_half_up_to_the_cent() -> None:
     policy = replace(POLICY, tax_rate=Decimal("0.15"))
 
-    charges = price((line("SKU-1", 1, "0.30"),), "pickup", policy)
+    charges = price(issue_command(line("SKU-1", 1, "0.30")), policy)
 
     assert charges.tax == Decimal("0.05")  # 0.045: half up, not half to even
 
 
 def test_each_shipping_method_has_its_own_fee() -> None:
     fees = {
-        method: price((line("SKU-1", 1, "1.00"),), method, POLICY).shipping_fee
+        method: price(issue_command(line("SKU-1", 1, "1.00"), shipping=method), POLICY).shipping_fee
         for method in ("standard", "express", "pickup")
     }
 
