@@ -17,6 +17,7 @@ from libs.events.inventory import (
     BackorderQueued,
     StockAllocated,
     StockDeallocated,
+    StockDispatched,
     StockReceived,
 )
 
@@ -64,11 +65,25 @@ def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
         allocations = dict(state.allocations)
         allocations.pop(event.order_id, None)
         return replace(state, allocations=allocations)
+    if isinstance(event, StockDispatched):
+        return _dispatched(state, event)
     if isinstance(event, BackorderQueued):
         return replace(state, sku=event.sku, backorders=(*state.backorders, (event.order_id, event.quantity)))
     if isinstance(event, BackorderDequeued):
         return replace(state, backorders=tuple(b for b in state.backorders if b[0] != event.order_id))
     return state
+
+
+def _dispatched(state: SkuStock, event: StockDispatched) -> SkuStock:
+    """The goods left: they are neither on hand nor reserved for the order any more."""
+    on_hand = {**state.on_hand, event.warehouse: state.on_hand.get(event.warehouse, 0) - event.quantity}
+    held = dict(state.allocations.get(event.order_id, {}))
+    held[event.warehouse] = held.get(event.warehouse, 0) - event.quantity
+    held = {warehouse: quantity for warehouse, quantity in held.items() if quantity > 0}
+    allocations = {order: by_wh for order, by_wh in state.allocations.items() if order != event.order_id}
+    if held:
+        allocations[event.order_id] = held
+    return replace(state, on_hand=on_hand, allocations=allocations)
 
 
 SKU = AggregateKind[SkuStock]("sku", SkuStock, evolve)
@@ -134,3 +149,26 @@ def check_repeated_receipt(booked: Receipt, again: Receipt) -> None:
             "receipt_reused",
             f"receipt {again.receipt_id} was already used for {booked}; this request says {again}",
         )
+
+
+def decide_dispatch(
+    stock: SkuStock, order_id: str, warehouse: str, quantity: int, shipment_id: str
+) -> list[DomainEvent]:
+    """Take an order's reserved goods out of a warehouse (a shipment dispatched or collected).
+    Only what the order holds there can leave, so nothing leaves twice."""
+    held = stock.allocations.get(order_id, _EMPTY).get(warehouse, 0)
+    if held < quantity:
+        raise DomainError(
+            "not_reserved",
+            f"shipment {shipment_id} takes {quantity} of {stock.sku} from {warehouse}, but order"
+            f" {order_id} holds {held} there",
+        )
+    return [
+        StockDispatched(
+            sku=stock.sku,
+            order_id=order_id,
+            warehouse=warehouse,
+            quantity=quantity,
+            shipment_id=shipment_id,
+        )
+    ]

@@ -1,0 +1,326 @@
+"""Shipments: what one warehouse sends (or hands over) for one order, and how far it got.
+
+Pure: no I/O, no clock. `decide_*` functions return the events a command produces (none when
+the shipment already is where the command would take it); `evolve` folds an event into the
+state. Which status may follow which is the table `MOVES`; every refusal names both statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal, get_args
+from uuid import UUID, uuid5
+
+from libs.domain import AggregateKind, DomainError, InvalidRequest
+from libs.events.base import DomainEvent
+from libs.events.inventory import (
+    CarrierStatus,
+    ShipmentCancelled,
+    ShipmentCollected,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDispatched,
+    ShipmentPacked,
+    ShipmentPicked,
+    ShipmentReadyForPickup,
+    ShipmentStatus,
+    ShipmentTracked,
+)
+from libs.events.values import Allocation, ShippingMethod, SkuQuantity
+
+# Every shipment id is derived from its order and warehouse, so a repeated CreateShipments
+# (or one replayed from the topic) names the same shipments and cannot create more.
+SHIPMENT_NAMESPACE = UUID("6f1d3c55-2b8e-4c1e-9a55-0c8f5f6d7e21")
+# ShipmentCreated.weight_kg's upper bound: a heavier estimate is left unknown.
+MAX_WEIGHT_KG = Decimal("100000")
+
+CARRIED: frozenset[ShippingMethod] = frozenset({"standard", "express"})
+ANY_METHOD: frozenset[ShippingMethod] = frozenset(get_args(ShippingMethod))
+
+
+@dataclass(frozen=True)
+class Move:
+    """A status a shipment may take: from which statuses, for which shipping methods."""
+
+    to: ShipmentStatus
+    after: tuple[ShipmentStatus, ...]
+    methods: frozenset[ShippingMethod] = ANY_METHOD
+
+
+MOVES: dict[ShipmentStatus, Move] = {
+    move.to: move
+    for move in (
+        Move("picking", ("pending",)),
+        Move("packed", ("picking",)),
+        Move("dispatched", ("packed",), CARRIED),
+        Move("delivered", ("dispatched",), CARRIED),
+        Move("ready_for_pickup", ("packed",), frozenset({"pickup"})),
+        Move("collected", ("ready_for_pickup",), frozenset({"pickup"})),
+        # Until the goods have left the warehouse.
+        Move("cancelled", ("pending", "picking", "packed", "ready_for_pickup")),
+    )
+}
+
+
+@dataclass(frozen=True)
+class CarrierReport:
+    """One thing a carrier said about a parcel; the same report twice is one report."""
+
+    status: CarrierStatus
+    location: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Shipment:
+    shipment_id: str = ""
+    order_id: str = ""
+    warehouse: str = ""
+    method: ShippingMethod = "standard"
+    lines: tuple[SkuQuantity, ...] = ()
+    status: ShipmentStatus | Literal["none"] = "none"
+    carrier: str | None = None
+    tracking_number: str | None = None
+    weight_kg: Decimal | None = None
+    parcels: int = 1
+    reports: frozenset[CarrierReport] = frozenset()
+
+    @property
+    def exists(self) -> bool:
+        return self.status != "none"
+
+
+def evolve(state: Shipment, event: DomainEvent) -> Shipment:
+    if isinstance(event, ShipmentCreated):
+        return Shipment(
+            shipment_id=event.shipment_id,
+            order_id=event.order_id,
+            warehouse=event.warehouse,
+            method=event.method,
+            lines=event.lines,
+            status="pending",
+            weight_kg=event.weight_kg,
+        )
+    if isinstance(event, ShipmentPicked):
+        return replace(state, status="picking")
+    if isinstance(event, ShipmentPacked):
+        weight = event.weight_kg if event.weight_kg is not None else state.weight_kg
+        return replace(state, status="packed", weight_kg=weight, parcels=event.parcels)
+    if isinstance(event, ShipmentDispatched):
+        return replace(
+            state, status="dispatched", carrier=event.carrier, tracking_number=event.tracking_number
+        )
+    if isinstance(event, ShipmentReadyForPickup):
+        return replace(state, status="ready_for_pickup")
+    if isinstance(event, ShipmentCollected):
+        return replace(state, status="collected")
+    if isinstance(event, ShipmentDelivered):
+        return replace(state, status="delivered")
+    if isinstance(event, ShipmentCancelled):
+        return replace(state, status="cancelled")
+    if isinstance(event, ShipmentTracked):
+        report = CarrierReport(event.status, event.location, event.carrier_occurred_at)
+        return replace(state, reports=state.reports | {report})
+    return state
+
+
+SHIPMENT = AggregateKind[Shipment]("shipment", Shipment, evolve)
+
+
+class MissingFields(InvalidRequest):
+    """The request lacks fields this shipment needs (422 naming each)."""
+
+    def __init__(self, fields: Sequence[str], message: str) -> None:
+        super().__init__("missing_fields", message)
+        self.fields = tuple(fields)
+
+
+def shipment_id_for(order_id: str, warehouse: str) -> str:
+    return str(uuid5(SHIPMENT_NAMESPACE, f"{order_id}/{warehouse}"))
+
+
+def _moves_to(shipment: Shipment, to: ShipmentStatus) -> bool:
+    """True if `to` is a move from where the shipment is; False if it already is there (a
+    repeat that changes nothing); refused (409 naming both statuses) otherwise."""
+    if shipment.status == to:
+        return False
+    move = MOVES[to]
+    if shipment.method not in move.methods:
+        methods = " and ".join(sorted(move.methods))
+        raise DomainError(
+            "shipment_transition_refused",
+            f"shipment {shipment.shipment_id} is {shipment.status} and ships by {shipment.method}:"
+            f" it cannot become {to} (only {methods} shipments do)",
+        )
+    if shipment.status not in move.after:
+        raise DomainError(
+            "shipment_transition_refused",
+            f"shipment {shipment.shipment_id} is {shipment.status}: it cannot become {to}"
+            f" (only from {' or '.join(move.after)})",
+        )
+    return True
+
+
+# -- creation ---------------------------------------------------------------------------------
+
+
+def parcel_weight(
+    lines: Iterable[SkuQuantity], catalogue_weights: Mapping[str, Decimal | None]
+) -> Decimal | None:
+    """The goods' weight when the catalogue knows every SKU's (and it is within the bound)."""
+    total = Decimal("0")
+    for line in lines:
+        weight = catalogue_weights.get(line.sku)
+        if weight is None:
+            return None
+        total += weight * line.quantity
+    return total if total <= MAX_WEIGHT_KG else None
+
+
+def decide_create_shipments(
+    order_id: str,
+    method: ShippingMethod,
+    allocations: Sequence[Allocation],
+    catalogue_weights: Mapping[str, Decimal | None],
+    has_shipments: bool,
+) -> list[ShipmentCreated]:
+    """One shipment per warehouse that holds part of the order's reservation. An order that
+    has shipments already gets none: the command was repeated."""
+    if has_shipments:
+        return []
+    by_warehouse: dict[str, dict[str, int]] = {}
+    for allocation in allocations:
+        skus = by_warehouse.setdefault(allocation.warehouse, {})
+        skus[allocation.sku] = skus.get(allocation.sku, 0) + allocation.quantity
+    created = []
+    for warehouse, skus in sorted(by_warehouse.items()):
+        lines = tuple(SkuQuantity(sku=sku, quantity=quantity) for sku, quantity in sorted(skus.items()))
+        created.append(
+            ShipmentCreated(
+                shipment_id=shipment_id_for(order_id, warehouse),
+                order_id=order_id,
+                warehouse=warehouse,
+                method=method,
+                lines=lines,
+                weight_kg=parcel_weight(lines, catalogue_weights),
+            )
+        )
+    return created
+
+
+# -- the warehouse's steps ----------------------------------------------------------------------
+
+
+def decide_pick(shipment: Shipment) -> list[DomainEvent]:
+    if not _moves_to(shipment, "picking"):
+        return []
+    return [ShipmentPicked(shipment_id=shipment.shipment_id, order_id=shipment.order_id)]
+
+
+def decide_pack(shipment: Shipment, weight_kg: Decimal | None = None, parcels: int = 1) -> list[DomainEvent]:
+    if not _moves_to(shipment, "packed"):
+        return []
+    return [
+        ShipmentPacked(
+            shipment_id=shipment.shipment_id, order_id=shipment.order_id, weight_kg=weight_kg, parcels=parcels
+        )
+    ]
+
+
+def decide_dispatch(
+    shipment: Shipment, carrier: str | None, tracking_number: str | None
+) -> list[DomainEvent]:
+    """The goods leave with a carrier. Sent again with the same carrier and tracking number (or
+    none) it is a repeat; with others it is refused, since the parcel left under the first."""
+    if shipment.status == "dispatched":
+        said = (carrier or shipment.carrier, tracking_number or shipment.tracking_number)
+        if said != (shipment.carrier, shipment.tracking_number):
+            raise DomainError(
+                "shipment_already_dispatched",
+                f"shipment {shipment.shipment_id} was dispatched with {shipment.carrier}"
+                f" {shipment.tracking_number}; this request says {said[0]} {said[1]}",
+            )
+        return []
+    _moves_to(shipment, "dispatched")
+    missing = [
+        name for name, value in (("carrier", carrier), ("tracking_number", tracking_number)) if not value
+    ]
+    if missing:
+        raise MissingFields(
+            missing, f"{' and '.join(missing)} required to dispatch a {shipment.method} shipment"
+        )
+    return [
+        ShipmentDispatched(
+            shipment_id=shipment.shipment_id,
+            order_id=shipment.order_id,
+            warehouse=shipment.warehouse,
+            lines=shipment.lines,
+            carrier=carrier,
+            tracking_number=tracking_number,
+        )
+    ]
+
+
+def decide_ready_for_pickup(shipment: Shipment) -> list[DomainEvent]:
+    if not _moves_to(shipment, "ready_for_pickup"):
+        return []
+    return [ShipmentReadyForPickup(shipment_id=shipment.shipment_id, order_id=shipment.order_id)]
+
+
+def decide_collect(shipment: Shipment) -> list[DomainEvent]:
+    if not _moves_to(shipment, "collected"):
+        return []
+    return [
+        ShipmentCollected(
+            shipment_id=shipment.shipment_id,
+            order_id=shipment.order_id,
+            warehouse=shipment.warehouse,
+            lines=shipment.lines,
+        )
+    ]
+
+
+def decide_deliver(shipment: Shipment) -> list[DomainEvent]:
+    if not _moves_to(shipment, "delivered"):
+        return []
+    return [ShipmentDelivered(shipment_id=shipment.shipment_id, order_id=shipment.order_id)]
+
+
+def decide_cancel(shipment: Shipment, reason: str) -> list[DomainEvent]:
+    """The order was cancelled: a shipment whose goods have not left is cancelled; one that
+    left (or was cancelled before) stays as it is. Never refused: it is a compensation."""
+    if shipment.status not in MOVES["cancelled"].after:
+        return []
+    return [ShipmentCancelled(shipment_id=shipment.shipment_id, order_id=shipment.order_id, reason=reason)]
+
+
+def decide_track(shipment: Shipment, tracking_number: str, report: CarrierReport) -> list[DomainEvent]:
+    """A carrier's report joins the shipment's history once; `delivered` also delivers it."""
+    if report in shipment.reports:
+        return []
+    events: list[DomainEvent] = [
+        ShipmentTracked(
+            shipment_id=shipment.shipment_id,
+            order_id=shipment.order_id,
+            tracking_number=tracking_number,
+            status=report.status,
+            location=report.location,
+            carrier_occurred_at=report.occurred_at,
+        )
+    ]
+    if report.status == "delivered" and shipment.status == "dispatched":
+        events.append(ShipmentDelivered(shipment_id=shipment.shipment_id, order_id=shipment.order_id))
+    return events
+
+
+def goods_taken(events: Iterable[DomainEvent]) -> list[tuple[str, str, str, SkuQuantity]]:
+    """What the events take out of a warehouse: (shipment id, order id, warehouse, line)."""
+    return [
+        (event.shipment_id, event.order_id, event.warehouse, line)
+        for event in events
+        if isinstance(event, ShipmentDispatched | ShipmentCollected)
+        for line in event.lines
+    ]
