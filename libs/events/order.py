@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import ClassVar
 
 from pydantic import Field
@@ -43,6 +44,10 @@ class OrderPlaced(OrderEvent):
     payment_terms: PaymentTerms
     shipping: Shipping
     subtotal: Money
+    # What the product catalogue said when the order was placed: SKUs it does not know (the
+    # order goes on, flagged), and the lines' total weight when it knows every SKU.
+    unknown_skus: tuple[str, ...] = ()
+    weight_kg: Decimal | None = None
 
 
 @registry.register
@@ -91,6 +96,65 @@ class InvoiceRequested(OrderEvent):
     reply_by: datetime | None = Field(
         default=None, description="When the request is sent again if billing has not answered"
     )
+
+
+@registry.register
+class ShipmentsRequested(OrderEvent):
+    """The order is confirmed: inventory was asked to create its shipments."""
+
+    message_type: ClassVar[str] = "ShipmentsRequested"
+    reply_by: datetime | None = None
+
+
+@registry.register
+class OrderShipmentUpdated(OrderEvent):
+    """A milestone of one of the order's shipments, as inventory reported it."""
+
+    message_type: ClassVar[str] = "OrderShipmentUpdated"
+    shipment_id: str
+    warehouse: str
+    status: str = Field(description="created, dispatched, collected, delivered or cancelled")
+    carrier: str | None = None
+    tracking_number: str | None = None
+
+
+@registry.register
+class OrderPartiallyShipped(OrderEvent):
+    message_type: ClassVar[str] = "OrderPartiallyShipped"
+    dispatched: int = Field(description="Shipments that have left, of `shipments`")
+    shipments: int
+
+
+@registry.register
+class OrderShipped(OrderEvent):
+    """Every shipment of the order has left its warehouse (or been collected)."""
+
+    message_type: ClassVar[str] = "OrderShipped"
+
+
+@registry.register
+class OrderDelivered(OrderEvent):
+    message_type: ClassVar[str] = "OrderDelivered"
+
+
+@registry.register
+class OrderCompleted(OrderEvent):
+    """Delivered and paid in full: nothing is left to do for the order."""
+
+    message_type: ClassVar[str] = "OrderCompleted"
+    total: Money
+    amount_paid: Money
+
+
+@registry.register
+class OrderReservationRevoked(OrderEvent):
+    """Stock the order held is gone (a stock adjustment); inventory reserves it again."""
+
+    message_type: ClassVar[str] = "OrderReservationRevoked"
+    sku: str
+    warehouse: str
+    quantity: int
+    reason: str
 
 
 @registry.register

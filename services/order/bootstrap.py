@@ -16,7 +16,19 @@ from libs.events.billing import (
     PaymentReceived,
     RefundIssued,
 )
-from libs.events.inventory import StockReleased, StockReserved, StockShortage
+from libs.events.inventory import (
+    ProductRegistered,
+    ProductUpdated,
+    ReservationRevoked,
+    ShipmentCancelled,
+    ShipmentCollected,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDispatched,
+    StockReleased,
+    StockReserved,
+    StockShortage,
+)
 from libs.events.order import SubmitOrder
 from libs.events.topics import BILLING_EVENTS, INVENTORY_EVENTS, ORDER_INTAKE
 from libs.runtime.consumer import EventConsumer
@@ -41,7 +53,14 @@ PARTICIPANT_REPLIES = (
     InvoicePaid,
     InvoiceVoided,
     RefundIssued,
+    ReservationRevoked,
+    ShipmentCreated,
+    ShipmentDispatched,
+    ShipmentCollected,
+    ShipmentDelivered,
+    ShipmentCancelled,
 )
+CATALOGUE_CHANGES = (ProductRegistered, ProductUpdated)
 
 
 def build_runtime(
@@ -68,7 +87,10 @@ def build_runtime(
         EventConsumer(
             "order-saga",
             [INVENTORY_EVENTS, BILLING_EVENTS],
-            {reply: handlers.on_participant_event for reply in PARTICIPANT_REPLIES},
+            {
+                **{reply: handlers.on_participant_event for reply in PARTICIPANT_REPLIES},
+                **{change: handlers.on_product_changed for change in CATALOGUE_CHANGES},
+            },
             runtime.engine,
             settings,
             actor="service:order-saga",

@@ -16,6 +16,7 @@ class OrderSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8001
     review_amount_limit: Decimal = Decimal("5000.00")
+    list_price_tolerance: Decimal = Decimal("0.10")
     duplicate_window_seconds: int = 600
     payment_deadline_seconds: float = 900
     # JSON, e.g. {"bank-transfer": 259200}: per-channel payment deadlines in seconds
@@ -32,7 +33,9 @@ class OrderSettings(BaseSettings):
 
     def saga_policy(self) -> SagaPolicy:
         return SagaPolicy(
-            review=ReviewPolicy(amount_limit=self.review_amount_limit),
+            review=ReviewPolicy(
+                amount_limit=self.review_amount_limit, list_price_tolerance=self.list_price_tolerance
+            ),
             payment_deadline=timedelta(seconds=self.payment_deadline_seconds),
             payment_deadline_by_channel=tuple(
                 (channel, timedelta(seconds=seconds))

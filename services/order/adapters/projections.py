@@ -25,15 +25,21 @@ from libs.events.order import (
     OrderAwaitingStock,
     OrderCancelled,
     OrderCompensationStarted,
+    OrderCompleted,
     OrderConfirmed,
+    OrderDelivered,
     OrderHeld,
     OrderNeedsAttention,
+    OrderPartiallyShipped,
     OrderPaymentRecorded,
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
+    OrderShipmentUpdated,
+    OrderShipped,
     OrderStepResent,
     OrderStockAllocated,
+    ShipmentsRequested,
     StockReservationRequested,
 )
 from libs.runtime.db import Sql, sql
@@ -44,8 +50,7 @@ _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     OrderHeld: ("on_hold", None),
     OrderApproved: ("approved", None),
     StockReservationRequested: (None, "reserving"),
-    OrderAwaitingStock: ("awaiting_stock", None),
-    OrderStockAllocated: ("approved", None),
+    # OrderAwaitingStock and OrderStockAllocated: see _STOCK_WAIT / _STOCK_BACK below
     InvoiceRequested: (None, "invoicing"),
     OrderAwaitingPayment: ("awaiting_payment", "awaiting_payment"),
     OrderConfirmed: ("confirmed", "done"),
@@ -53,7 +58,31 @@ _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     OrderCancelled: ("cancelled", "ended"),
     OrderRejected: ("rejected", "ended"),
     OrderNeedsAttention: ("needs_attention", None),
+    ShipmentsRequested: (None, "fulfilling"),
+    OrderPartiallyShipped: ("partially_shipped", None),
+    OrderShipped: ("shipped", None),
+    OrderDelivered: ("delivered", None),
+    OrderCompleted: ("completed", "ended"),
 }
+# Waiting for stock: before the reservation succeeded (backordered), or after it, when stock
+# the order held was revoked; then the status to go back to is kept.
+_STOCK_WAIT = Sql(
+    "UPDATE orders SET status_before_wait = CASE WHEN stage = 'reserving' THEN NULL ELSE status END,"
+    " status = 'awaiting_stock', updated_at = :at WHERE order_id = :order_id"
+)
+_STOCK_BACK = Sql(
+    "UPDATE orders SET status = CASE WHEN stage = 'reserving' THEN 'approved'"
+    " WHEN status IN ('awaiting_stock', 'needs_attention') THEN coalesce(status_before_wait, 'approved')"
+    " ELSE status END, status_before_wait = NULL, updated_at = :at WHERE order_id = :order_id"
+)
+_UPSERT_SHIPMENT = Sql(
+    "INSERT INTO order_shipments (order_id, shipment_id, warehouse, status, carrier, tracking_number,"
+    " updated_at) VALUES (:o, :s, :w, :status, :carrier, :tracking, :at)"
+    " ON CONFLICT (order_id, shipment_id) DO UPDATE SET status = excluded.status,"
+    " carrier = coalesce(excluded.carrier, order_shipments.carrier),"
+    " tracking_number = coalesce(excluded.tracking_number, order_shipments.tracking_number),"
+    " updated_at = excluded.updated_at"
+)
 
 
 def fingerprint(event: OrderPlaced) -> str:
@@ -101,6 +130,24 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         )
     if isinstance(event, OrderRefunded):
         writes.add(_ADD_REFUND, {"amount": event.amount, "at": at, "order_id": order_id}, ("order", order_id))
+    elif isinstance(event, OrderAwaitingStock):
+        writes.add(_STOCK_WAIT, {"at": at, "order_id": order_id}, ("order", order_id))
+    elif isinstance(event, OrderStockAllocated):
+        writes.add(_STOCK_BACK, {"at": at, "order_id": order_id}, ("order", order_id))
+    elif isinstance(event, OrderShipmentUpdated):
+        writes.add(
+            _UPSERT_SHIPMENT,
+            {
+                "o": order_id,
+                "s": event.shipment_id,
+                "w": event.warehouse,
+                "status": event.status,
+                "carrier": event.carrier,
+                "tracking": event.tracking_number,
+                "at": at,
+            },
+            ("shipment", event.shipment_id),
+        )
     _project_deadlines(writes, event, order_id)
 
 
@@ -179,20 +226,27 @@ def _project_customer(writes: WriteBatch, event: CustomerEvent) -> None:
         )
 
 
+# The forward step whose request an event records (its reply deadline starts).
+_REQUESTS = {
+    StockReservationRequested: "reserve_stock",
+    InvoiceRequested: "invoice",
+    ShipmentsRequested: "ship",
+}
 # The forward step whose reply deadline an event settles (its participant answered).
 _ANSWERS = {
     OrderStockAllocated: "reserve_stock",
     OrderAwaitingStock: "reserve_stock",
     OrderAwaitingPayment: "invoice",
     OrderConfirmed: "invoice",
+    OrderShipmentUpdated: "ship",
 }
 
 
 def _project_deadlines(writes: WriteBatch, event: DomainEvent, order_id: str) -> None:  # noqa: C901
     row = ("deadlines", order_id)  # one key for all of an order's deadlines: DELETE ALL spans them
-    if isinstance(event, StockReservationRequested | InvoiceRequested) and event.reply_by is not None:
-        step = "reserve_stock" if isinstance(event, StockReservationRequested) else "invoice"
-        writes.add(_SET_DEADLINE, {"o": order_id, "k": f"reply:{step}", "due": event.reply_by}, row)
+    requested, reply_by = _REQUESTS.get(type(event)), getattr(event, "reply_by", None)
+    if requested is not None and reply_by is not None:
+        writes.add(_SET_DEADLINE, {"o": order_id, "k": f"reply:{requested}", "due": reply_by}, row)
     elif isinstance(event, OrderStepResent):
         writes.add(_SET_DEADLINE, {"o": order_id, "k": f"reply:{event.step}", "due": event.reply_by}, row)
     if (answered := _ANSWERS.get(type(event))) is not None:
@@ -213,7 +267,7 @@ def _project_deadlines(writes: WriteBatch, event: DomainEvent, order_id: str) ->
         writes.add(_DROP_DEADLINE, {"o": order_id, "k": "payment"}, row)
     elif isinstance(event, OrderCompensationStarted):
         writes.add(_DROP_DEADLINE, {"o": order_id, "k": "payment"}, row)
-        for step in ("reserve_stock", "invoice"):
+        for step in _REQUESTS.values():
             writes.add(_DROP_DEADLINE, {"o": order_id, "k": f"reply:{step}"}, row)
-    elif isinstance(event, OrderCancelled | OrderRejected):
+    elif isinstance(event, OrderCancelled | OrderRejected | OrderCompleted):
         writes.add(_DROP_ALL_DEADLINES, {"o": order_id}, row)

@@ -22,7 +22,7 @@ from libs.runtime.db import ConcurrencyConflict, Sql, driver_connection
 # before deciding comes back in one round trip.
 _PLACEMENT_LOOKUP = Sql(
     "SELECT s.order_id AS earlier_order_id, s.body_hash AS earlier_body_hash,"
-    " c.customer_id, c.blocked FROM (SELECT 1) AS one"
+    " c.customer_id, c.blocked, p.products FROM (SELECT 1) AS one"
     " LEFT JOIN LATERAL (SELECT order_id, body_hash FROM order_submissions"
     "  WHERE submission_key = ANY(CAST(:keys AS text[])) ORDER BY created_at LIMIT 1) AS s ON true"
     " LEFT JOIN LATERAL (SELECT customer_id, blocked FROM customers"
@@ -30,6 +30,9 @@ _PLACEMENT_LOOKUP = Sql(
     # A match by id beats one by email, which beats one by phone.
     "  ORDER BY CASE WHEN customer_id = :id THEN 0 WHEN email = :email THEN 1 ELSE 2 END"
     "  LIMIT 1) AS c ON true"
+    " LEFT JOIN LATERAL (SELECT jsonb_object_agg(sku, jsonb_build_object("
+    "  'weight_kg', weight_kg, 'list_prices', list_prices)) AS products FROM catalogue"
+    "  WHERE sku = ANY(CAST(:skus AS text[]))) AS p ON true"
 )
 _RECENT_DUPLICATE = Sql(
     "SELECT order_id FROM orders WHERE fingerprint = :f AND order_id <> :o"
@@ -48,18 +51,63 @@ class PlacementLookup:
     earlier: tuple[str, str] | None
     # a registered customer matching the submitted id, email or phone: id and blocked flag
     known_customer: tuple[str, bool] | None
+    # what the catalogue knows of the order's SKUs
+    products: dict[str, CatalogueEntry]
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    weight_kg: Decimal
+    list_prices: dict[str, Decimal]
 
 
 async def placement_lookup(
-    db: asyncpg.Connection, keys: list[str], customer_id: str | None, email: str | None, phone: str | None
+    db: asyncpg.Connection,
+    keys: list[str],
+    customer_id: str | None,
+    email: str | None,
+    phone: str | None,
+    skus: list[str],
 ) -> PlacementLookup:
     rows = await _PLACEMENT_LOOKUP.fetch(
-        db, {"keys": keys, "id": customer_id, "email": email, "phone": phone}
+        db, {"keys": keys, "id": customer_id, "email": email, "phone": phone, "skus": skus}
     )
     row = rows[0]
+    products = json.loads(row["products"]) if row["products"] else {}
     return PlacementLookup(
         (row["earlier_order_id"], row["earlier_body_hash"]) if row["earlier_order_id"] else None,
         (row["customer_id"], row["blocked"]) if row["customer_id"] else None,
+        {
+            sku: CatalogueEntry(
+                Decimal(str(entry["weight_kg"])),
+                {currency: Decimal(str(amount)) for currency, amount in entry["list_prices"].items()},
+            )
+            for sku, entry in products.items()
+        },
+    )
+
+
+_UPSERT_PRODUCT = Sql(
+    "INSERT INTO catalogue (sku, name, weight_kg, list_prices, manufactured, version)"
+    " VALUES (:sku, :name, :weight, CAST(:prices AS jsonb), :manufactured, :version)"
+    " ON CONFLICT (sku) DO UPDATE SET name = excluded.name, weight_kg = excluded.weight_kg,"
+    " list_prices = excluded.list_prices, manufactured = excluded.manufactured,"
+    " version = excluded.version WHERE catalogue.version < excluded.version"
+)
+
+
+async def remember_product(db: asyncpg.Connection, product: dict[str, Any], version: int) -> None:
+    """Keep the order service's copy of a product current (a late, older event is ignored)."""
+    await _UPSERT_PRODUCT.execute(
+        db,
+        {
+            "sku": product["sku"],
+            "name": product["name"],
+            "weight": product["weight_kg"],
+            "prices": json.dumps({k: str(v) for k, v in product["list_prices"].items()}),
+            "manufactured": product["manufactured"],
+            "version": version,
+        },
     )
 
 
@@ -133,7 +181,27 @@ async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] |
         }
         for e in history
     ]
-    return {**order_summary(row), "lines": row.lines, "stage": row.stage, "timeline": timeline}
+    shipments = [
+        {
+            "shipment_id": s.shipment_id,
+            "warehouse": s.warehouse,
+            "status": s.status,
+            "carrier": s.carrier,
+            "tracking_number": s.tracking_number,
+            "updated_at": s.updated_at.isoformat(),
+        }
+        for s in await conn.execute(
+            text("SELECT * FROM order_shipments WHERE order_id = :o ORDER BY warehouse, shipment_id"),
+            {"o": order_id},
+        )
+    ]
+    return {
+        **order_summary(row),
+        "lines": row.lines,
+        "stage": row.stage,
+        "shipments": shipments,
+        "timeline": timeline,
+    }
 
 
 def encode_cursor(placed_at: datetime, order_id: str) -> str:

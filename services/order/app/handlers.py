@@ -33,7 +33,12 @@ from services.order.domain.saga import Reaction, SagaPolicy
 
 log = logging.getLogger(__name__)
 
-OUTCOME_EVENTS = {"OrderConfirmed": "confirmed", "OrderCancelled": "cancelled", "OrderRejected": "rejected"}
+OUTCOME_EVENTS = {
+    "OrderConfirmed": "confirmed",
+    "OrderCompleted": "completed",
+    "OrderCancelled": "cancelled",
+    "OrderRejected": "rejected",
+}
 
 
 @dataclass(frozen=True)
@@ -78,12 +83,14 @@ class OrderHandlers:
         keys = submission_keys(submission)
         order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:{keys[0]}")) if keys else str(uuid4())
         customer = submission.customer
+        skus = sorted({line.sku for line in submission.lines})
         lookup = await queries.placement_lookup(
             await uow.db(),
             keys,
             customer.id,
             customer_domain.normalise_email(customer.email),
             customer_domain.normalise_phone(customer.phone),
+            skus,
         )
         if keys:
             digest = body_hash(submission)
@@ -111,10 +118,17 @@ class OrderHandlers:
             payment_terms=submission.payment_terms,
             shipping=submission.shipping,
             subtotal=sum((line.unit_price * line.quantity for line in submission.lines), Decimal("0")),
+            unknown_skus=tuple(sku for sku in skus if sku not in lookup.products),
+            weight_kg=_weight(submission, lookup.products),
         )
         facts = ReviewFacts(
             customer_blocked=bool(known and known[1]),
             possible_duplicate_of=await self._recent_duplicate(uow, placed),
+            list_prices={
+                sku: price
+                for sku, entry in lookup.products.items()
+                if (price := entry.list_prices.get(submission.currency)) is not None
+            },
         )
         reaction = saga.start(placed, facts, self.policy, uow.now)
         await self.apply(uow, Order(order_id=order_id), 0, reaction)
@@ -175,6 +189,12 @@ class OrderHandlers:
         reaction = saga.react(order, decoded.message, uow.now, self.policy, reply_id)
         await self.apply(uow, order, version, reaction)
 
+    async def on_product_changed(self, uow: UnitOfWork, decoded: Decoded) -> None:
+        """The order service's copy of the catalogue (weights, list prices) follows inventory's."""
+        await queries.remember_product(
+            await uow.db(), decoded.envelope.payload, decoded.envelope.aggregate_version
+        )
+
     async def on_deadline(self, uow: UnitOfWork, order_id: str, kind: str) -> None:
         order, version = await uow.load(ORDER, order_id)
         await self.apply(uow, order, version, saga.deadline_reached(order, kind, uow.now, self.policy))
@@ -202,6 +222,14 @@ class OrderHandlers:
         state, version = await uow.load(customer_domain.CUSTOMER, customer_id)
         events = customer_domain.decide_block(state, customer_id, blocked, reason)
         await uow.record(customer_domain.CUSTOMER, customer_id, version, events)
+
+
+def _weight(submission: SubmitOrder, products: dict[str, queries.CatalogueEntry]) -> Decimal | None:
+    """The lines' total weight, when the catalogue knows every SKU (else no weight at all:
+    a partial weight would make a shipping fee look right when it is not)."""
+    if any(line.sku not in products for line in submission.lines):
+        return None
+    return sum((products[line.sku].weight_kg * line.quantity for line in submission.lines), Decimal("0"))
 
 
 def _report_outcome(order_id: str, event: DomainEvent) -> None:

@@ -18,17 +18,25 @@ from libs.events.order import (
     OrderAwaitingStock,
     OrderCancelled,
     OrderCompensationStarted,
+    OrderCompleted,
     OrderConfirmed,
+    OrderDelivered,
     OrderHeld,
     OrderNeedsAttention,
+    OrderPartiallyShipped,
     OrderPaymentRecorded,
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
+    OrderReservationRevoked,
+    OrderShipmentUpdated,
+    OrderShipped,
     OrderStepResent,
     OrderStockAllocated,
+    ShipmentsRequested,
     StockReservationRequested,
 )
+from libs.events.values import Allocation
 
 Status = Literal[
     "new",
@@ -38,16 +46,42 @@ Status = Literal[
     "awaiting_stock",
     "awaiting_payment",
     "confirmed",
+    "partially_shipped",
+    "shipped",
+    "delivered",
+    "completed",
     "cancelled",
     "rejected",
     "needs_attention",
 ]
-TERMINAL: frozenset[str] = frozenset({"cancelled", "rejected"})
+TERMINAL: frozenset[str] = frozenset({"completed", "cancelled", "rejected"})
 
 # Where the saga stands. The status is what a person sees; the stage is what the saga waits for.
+# "fulfilling": confirmed, its shipments asked for, until it is delivered and paid in full.
 Stage = Literal[
-    "none", "review", "reserving", "invoicing", "awaiting_payment", "done", "compensating", "ended"
+    "none",
+    "review",
+    "reserving",
+    "invoicing",
+    "awaiting_payment",
+    "done",
+    "fulfilling",
+    "compensating",
+    "ended",
 ]
+# Shipment milestones after which the goods have left the warehouse.
+LEFT_THE_WAREHOUSE = frozenset({"dispatched", "collected", "delivered"})
+ARRIVED = frozenset({"collected", "delivered"})
+
+
+@dataclass(frozen=True)
+class ShipmentView:
+    """One of the order's shipments, as far as the order follows it."""
+
+    warehouse: str
+    status: str
+    carrier: str | None = None
+    tracking_number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +115,13 @@ class Order:
     last_reason: str | None = None
     # How many times each forward step's request was sent (absent: once).
     step_attempts: dict[str, int] = field(default_factory=dict)
+    allocations: tuple[Allocation, ...] = ()
+    shipments_requested: bool = False
+    shipments: dict[str, ShipmentView] = field(default_factory=dict)
+    # Stock the order held was revoked (an adjustment) and inventory is reserving it again.
+    stock_revoked: bool = False
+    # The status to go back to when re-reserved stock arrives for an order past reservation.
+    status_before_stock_wait: Status | None = None
 
     @property
     def exists(self) -> bool:
@@ -89,6 +130,27 @@ class Order:
     @property
     def is_closed(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def warehouses_to_ship_from(self) -> frozenset[str]:
+        return frozenset(a.warehouse for a in self.allocations)
+
+    @property
+    def live_shipments(self) -> dict[str, ShipmentView]:
+        return {i: s for i, s in self.shipments.items() if s.status != "cancelled"}
+
+    @property
+    def dispatched_any(self) -> bool:
+        return any(s.status in LEFT_THE_WAREHOUSE for s in self.shipments.values())
+
+    @property
+    def all_shipments_created(self) -> bool:
+        covered = {s.warehouse for s in self.live_shipments.values()}
+        return bool(covered) and covered >= self.warehouses_to_ship_from
+
+    @property
+    def paid_in_full(self) -> bool:
+        return self.amount_paid >= self.amount_due
 
 
 def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branch per event
@@ -104,10 +166,42 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
         case OrderStepResent():
             return replace(state, step_attempts={**state.step_attempts, event.step: event.attempt})
         case OrderAwaitingStock():
-            return replace(state, status="awaiting_stock")
+            waiting_since = state.status if state.stage != "reserving" else None
+            return replace(state, status="awaiting_stock", status_before_stock_wait=waiting_since)
         case OrderStockAllocated():
-            # Also after a needs_attention park for a late answer: the saga goes on.
-            return replace(state, status="approved", stock_allocated=True)
+            # Also after a needs_attention park for a late answer: the saga goes on. Past the
+            # reservation (its stock was revoked and is reserved again) the status it had.
+            status = state.status_before_stock_wait or "approved"
+            if state.stage != "reserving" and state.status not in ("awaiting_stock", "needs_attention"):
+                status = state.status
+            return replace(
+                state,
+                status=status,
+                stock_allocated=True,
+                allocations=event.allocations,
+                status_before_stock_wait=None,
+                stock_revoked=False,
+            )
+        case ShipmentsRequested():
+            return replace(state, stage="fulfilling", shipments_requested=True)
+        case OrderShipmentUpdated():
+            shipment = ShipmentView(
+                event.warehouse,
+                event.status,
+                event.carrier or _known(state, event.shipment_id, "carrier"),
+                event.tracking_number or _known(state, event.shipment_id, "tracking_number"),
+            )
+            return replace(state, shipments={**state.shipments, event.shipment_id: shipment})
+        case OrderPartiallyShipped():
+            return replace(state, status="partially_shipped")
+        case OrderShipped():
+            return replace(state, status="shipped")
+        case OrderDelivered():
+            return replace(state, status="delivered")
+        case OrderCompleted():
+            return replace(state, status="completed", stage="ended")
+        case OrderReservationRevoked():
+            return replace(state, stock_revoked=True)
         case InvoiceRequested():
             return replace(state, stage="invoicing", invoice_requested=True)
         case OrderAwaitingPayment():
@@ -160,6 +254,11 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
         case OrderNeedsAttention():
             return replace(state, status="needs_attention", last_reason=event.reason)
     return state
+
+
+def _known(state: Order, shipment_id: str, attribute: str) -> str | None:
+    shipment = state.shipments.get(shipment_id)
+    return getattr(shipment, attribute) if shipment is not None else None
 
 
 ORDER = AggregateKind[Order]("order", Order, evolve)

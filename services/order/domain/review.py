@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
@@ -15,11 +16,16 @@ class ReviewFacts:
 
     customer_blocked: bool = False
     possible_duplicate_of: str | None = None
+    # The catalogue's list price of each SKU in the order's currency, where it has one.
+    list_prices: Mapping[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ReviewPolicy:
     amount_limit: Decimal = Decimal("5000.00")
+    # A line may be priced this far below its list price (0.10: 10%) before a person looks:
+    # channels send their own prices, and a typo or a forged price must not go through unseen.
+    list_price_tolerance: Decimal = Decimal("0.10")
 
 
 @dataclass(frozen=True)
@@ -48,4 +54,21 @@ def review(order: OrderPlaced, facts: ReviewFacts, policy: ReviewPolicy) -> Verd
             reasons.append(f"delivery address is incomplete (missing {', '.join(missing)})")
     if facts.possible_duplicate_of:
         reasons.append(f"possible duplicate of order {facts.possible_duplicate_of}")
+    reasons += _below_list_price(order, facts, policy)
     return Verdict("hold", tuple(reasons)) if reasons else Verdict("approve")
+
+
+def _below_list_price(order: OrderPlaced, facts: ReviewFacts, policy: ReviewPolicy) -> list[str]:
+    reasons = []
+    for line in order.lines:
+        list_price = facts.list_prices.get(line.sku)
+        if list_price is None or list_price <= 0:
+            continue
+        floor = list_price * (1 - policy.list_price_tolerance)
+        if line.unit_price < floor:
+            below = (list_price - line.unit_price) / list_price * 100
+            reasons.append(
+                f"line {line.sku} is priced {line.unit_price:.2f} {order.currency}, {below:.1f}% below"
+                f" its list price of {list_price:.2f} (tolerance {policy.list_price_tolerance * 100:.0f}%)"
+            )
+    return reasons

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from libs.domain import DomainError
@@ -25,8 +26,15 @@ from libs.events.billing import (
     VoidInvoice,
 )
 from libs.events.inventory import (
+    CreateShipments,
     ReleaseStock,
+    ReservationRevoked,
     ReserveStock,
+    ShipmentCancelled,
+    ShipmentCollected,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDispatched,
     StockReleased,
     StockReserved,
     StockShortage,
@@ -40,20 +48,27 @@ from libs.events.order import (
     OrderAwaitingStock,
     OrderCancelled,
     OrderCompensationStarted,
+    OrderCompleted,
     OrderConfirmed,
+    OrderDelivered,
     OrderHeld,
     OrderNeedsAttention,
+    OrderPartiallyShipped,
     OrderPaymentRecorded,
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
     OrderReplyIgnored,
+    OrderReservationRevoked,
+    OrderShipmentUpdated,
+    OrderShipped,
     OrderStepResent,
     OrderStockAllocated,
+    ShipmentsRequested,
     StockReservationRequested,
 )
 from libs.events.values import SkuQuantity
-from services.order.domain.order import Order, evolve
+from services.order.domain.order import ARRIVED, LEFT_THE_WAREHOUSE, Order, evolve
 from services.order.domain.review import ReviewFacts, ReviewPolicy, review
 
 
@@ -106,6 +121,18 @@ FULFILMENT_SAGA: tuple[Step, ...] = (
         ("InvoicePaid",),
         ("PaymentFailed", "payment deadline passed"),
         None,
+    ),
+    # Releasing the stock also cancels the shipments that have not left (inventory does it in
+    # the same transaction), so this step needs no compensation of its own; once a shipment
+    # has left, the order can no longer be cancelled.
+    Step(
+        "ship",
+        "inventory",
+        "CreateShipments",
+        ("ShipmentCreated", "then ShipmentDispatched / ShipmentCollected, ShipmentDelivered"),
+        (),
+        None,
+        reply_deadline=True,
     ),
 )
 
@@ -227,6 +254,13 @@ def cancel(order: Order, reason: str, actor: str, now: datetime, policy: SagaPol
     if order.is_closed or order.stage == "compensating":
         state = "being cancelled" if order.stage == "compensating" else order.status
         raise DomainError("not_cancellable", f"order {order.order_id} is already {state}")
+    if order.dispatched_any:
+        gone = sorted(i for i, s in order.shipments.items() if s.status in LEFT_THE_WAREHOUSE)
+        raise DomainError(
+            "not_cancellable",
+            f"order {order.order_id} is {order.status}: shipment(s) {', '.join(gone)} left the"
+            " warehouse, so it can no longer be cancelled",
+        )
     return _compensate(order, f"cancelled: {reason}", "cancelled", actor, now, policy)
 
 
@@ -257,6 +291,7 @@ def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
         if placed.payment_terms == "prepaid"
         else policy.on_account_terms
     )
+    address = placed.shipping.address
     command = IssueInvoice(
         order_id=placed.order_id,
         customer_id=placed.customer_id,
@@ -265,12 +300,26 @@ def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
         payment_terms=placed.payment_terms,
         shipping_method=placed.shipping.method,
         due_at=now + due,
+        destination_country=address.country if address is not None else None,
+        destination_region=placed.customer.region,
+        weight_kg=placed.weight_kg,
     )
     return Outgoing(command, f"{placed.order_id}:invoice")
 
 
+def _shipments_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
+    placed = order.placed
+    assert placed is not None
+    command = CreateShipments(order_id=placed.order_id, shipping=placed.shipping)
+    return Outgoing(command, f"{placed.order_id}:ship")
+
+
 # The request each forward step with a reply deadline sends (and sends again, unanswered).
-FORWARD_REQUESTS = {"reserve_stock": _reserve_request, "invoice": _invoice_request}
+FORWARD_REQUESTS = {
+    "reserve_stock": _reserve_request,
+    "invoice": _invoice_request,
+    "ship": _shipments_request,
+}
 
 
 def _request_stock(saga: _Folding, policy: SagaPolicy, now: datetime) -> None:
@@ -295,6 +344,18 @@ def _request_invoice(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
     saga.send(request.command, request.dedupe_key)
 
 
+def _request_shipments(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
+    saga.emit(ShipmentsRequested(order_id=saga.order.order_id, reply_by=now + policy.step_reply_after))
+    request = _shipments_request(saga.order, now, policy)
+    saga.send(request.command, request.dedupe_key)
+
+
+def _confirm(saga: _Folding, invoice_id: str, total: Decimal, now: datetime, policy: SagaPolicy) -> None:
+    """Confirmed: the order is reserved and paid (or on account); ship it."""
+    saga.emit(OrderConfirmed(order_id=saga.order.order_id, invoice_id=invoice_id, total=total))
+    _request_shipments(saga, now, policy)
+
+
 def waiting_on(order: Order) -> str | None:
     """The forward step whose participant the order waits for, if any. A backordered order
     waits for stock to arrive, not for an answer: that is not a step to chase."""
@@ -302,6 +363,8 @@ def waiting_on(order: Order) -> str | None:
         return "reserve_stock"
     if order.stage == "invoicing":
         return "invoice"
+    if order.stage == "fulfilling" and not order.shipments:
+        return "ship"
     return None
 
 
@@ -329,12 +392,71 @@ def react(  # noqa: C901 - one case per reply
     return Reaction([ignored], reaction.commands)
 
 
+# Stages after the reservation succeeded: stock can still be revoked there (an adjustment).
+PAST_RESERVATION = frozenset({"invoicing", "awaiting_payment", "done", "fulfilling"})
+
+
 def _expected_without_effect(order: Order, message: Message) -> bool:
     """Replies that arrive in the normal course and need nothing from the order: the
-    payment of an on-account order, confirmed when its invoice was issued."""
+    payment of an on-account order, confirmed when its invoice was issued (its payments
+    are followed through PaymentReceived)."""
     placed = order.placed
     on_account = placed is not None and placed.payment_terms == "on_account"
-    return isinstance(message, InvoicePaid) and order.stage == "done" and on_account
+    return isinstance(message, InvoicePaid) and order.stage in ("done", "fulfilling", "ended") and on_account
+
+
+_SHIPMENT_MILESTONES: dict[type[Message], str] = {
+    ShipmentCreated: "created",
+    ShipmentDispatched: "dispatched",
+    ShipmentCollected: "collected",
+    ShipmentDelivered: "delivered",
+    ShipmentCancelled: "cancelled",
+}
+# A milestone never goes back: a late "created" after "dispatched" changes nothing.
+_MILESTONE_ORDER = {"created": 0, "dispatched": 1, "collected": 2, "delivered": 2, "cancelled": 3}
+
+
+def _record_shipment(saga: _Folding, message: Message) -> bool:
+    """Record a shipment milestone on the order; False if it adds nothing (late, repeated)."""
+    milestone = _SHIPMENT_MILESTONES[type(message)]
+    shipment_id: str = message.shipment_id  # type: ignore[attr-defined]
+    known = saga.order.shipments.get(shipment_id)
+    if known is not None and _MILESTONE_ORDER[known.status] >= _MILESTONE_ORDER[milestone]:
+        return False
+    warehouse = getattr(message, "warehouse", None) or (known.warehouse if known else "")
+    saga.emit(
+        OrderShipmentUpdated(
+            order_id=saga.order.order_id,
+            shipment_id=shipment_id,
+            warehouse=warehouse,
+            status=milestone,
+            carrier=getattr(message, "carrier", None),
+            tracking_number=getattr(message, "tracking_number", None),
+        )
+    )
+    return True
+
+
+def _progress(saga: _Folding) -> None:
+    """The order's status from its shipments and payments: partially shipped while only some
+    shipments have left, shipped when all have, delivered when all arrived, completed when
+    delivered and paid in full."""
+    order = saga.order
+    live = order.live_shipments
+    if not live or not order.all_shipments_created:
+        return
+    left = sum(1 for s in live.values() if s.status in LEFT_THE_WAREHOUSE)
+    arrived = all(s.status in ARRIVED for s in live.values())
+    if left == len(live) and order.status in ("confirmed", "partially_shipped"):
+        saga.emit(OrderShipped(order_id=order.order_id))
+    elif 0 < left < len(live) and order.status == "confirmed":
+        saga.emit(OrderPartiallyShipped(order_id=order.order_id, dispatched=left, shipments=len(live)))
+    if arrived and saga.order.status == "shipped":
+        saga.emit(OrderDelivered(order_id=order.order_id))
+    if saga.order.status == "delivered" and saga.order.paid_in_full:
+        saga.emit(
+            OrderCompleted(order_id=order.order_id, total=order.amount_due, amount_paid=order.amount_paid)
+        )
 
 
 def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) -> Reaction:  # noqa: C901
@@ -352,6 +474,32 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
                 saga.emit(
                     OrderRejected(order_id=order_id, reason=f"out of stock: {missing}", rejected_by="rules")
                 )
+        case ReservationRevoked() if order.stage in PAST_RESERVATION:
+            saga.emit(
+                OrderReservationRevoked(
+                    order_id=order_id,
+                    sku=message.sku,
+                    warehouse=message.warehouse,
+                    quantity=message.quantity,
+                    reason=message.reason,
+                )
+            )
+        case StockReserved() if order.stage in PAST_RESERVATION and order.stock_revoked:
+            # Reserved again after a revocation: the new allocation, the saga stays where it is.
+            saga.emit(OrderStockAllocated(order_id=order_id, allocations=message.allocations))
+        case StockShortage() if order.stage in PAST_RESERVATION and order.stock_revoked and (
+            order.status != "awaiting_stock"
+        ):
+            missing = ", ".join(f"{m.sku} (short {m.quantity})" for m in message.missing)
+            if not message.backordered:
+                reason = f"out of stock after a stock adjustment: {missing}"
+                return _compensate(order, reason, "cancelled", "rules", now, policy)
+            saga.emit(OrderAwaitingStock(order_id=order_id, missing=message.missing))
+        case ShipmentCreated() | ShipmentDispatched() | ShipmentCollected() | ShipmentDelivered() | (
+            ShipmentCancelled()
+        ) if order.stage == "fulfilling":
+            if _record_shipment(saga, message):
+                _progress(saga)
         case InvoiceIssued() if order.stage == "invoicing":
             if message.payment_terms == "prepaid":
                 saga.emit(
@@ -363,9 +511,7 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
                     )
                 )
             else:
-                saga.emit(
-                    OrderConfirmed(order_id=order_id, invoice_id=message.invoice_id, total=message.total)
-                )
+                _confirm(saga, message.invoice_id, message.total, now, policy)
         case CreditCheckFailed() if order.stage == "invoicing":
             reason = (
                 f"credit limit exceeded: {message.amount:.2f} on top of an open balance of"
@@ -381,9 +527,11 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
                     reference=message.reference,
                 )
             )
+            if saga.order.stage == "fulfilling":
+                _progress(saga)  # paid after delivery: completed
         case InvoicePaid() if order.stage == "awaiting_payment":
             assert order.invoice_id is not None
-            saga.emit(OrderConfirmed(order_id=order_id, invoice_id=order.invoice_id, total=order.amount_due))
+            _confirm(saga, order.invoice_id, order.amount_due, now, policy)
         case PaymentFailed() if order.stage == "awaiting_payment":
             return _compensate(
                 order, f"payment {message.reference} failed", "cancelled", "rules", now, policy

@@ -29,8 +29,14 @@ from libs.events.billing import (
     VoidInvoice,
 )
 from libs.events.inventory import (
+    CreateShipments,
     ReleaseStock,
+    ReservationRevoked,
     ReserveStock,
+    ShipmentCollected,
+    ShipmentCreated,
+    ShipmentDelivered,
+    ShipmentDispatched,
     StockReleased,
     StockReserved,
     StockShortage,
@@ -44,16 +50,23 @@ from libs.events.order import (
     OrderAwaitingStock,
     OrderCancelled,
     OrderCompensationStarted,
+    OrderCompleted,
     OrderConfirmed,
+    OrderDelivered,
     OrderHeld,
     OrderNeedsAttention,
+    OrderPartiallyShipped,
     OrderPaymentRecorded,
     OrderPlaced,
     OrderRefunded,
     OrderRejected,
     OrderReplyIgnored,
+    OrderReservationRevoked,
+    OrderShipmentUpdated,
+    OrderShipped,
     OrderStepResent,
     OrderStockAllocated,
+    ShipmentsRequested,
     StockReservationRequested,
 )
 from libs.events.values import (
@@ -245,6 +258,7 @@ def confirmed() -> tuple[DomainEvent, ...]:
         *awaiting_payment(),
         OrderPaymentRecorded(order_id=ORDER_ID, amount=TOTAL, amount_paid=TOTAL, reference="pay-2"),
         OrderConfirmed(order_id=ORDER_ID, invoice_id=INVOICE_ID, total=TOTAL),
+        ShipmentsRequested(order_id=ORDER_ID),
     )
 
 
@@ -616,9 +630,12 @@ def test_on_account_invoice_issued_confirms_the_order() -> None:
 
     reaction = when(order, invoice_issued("on_account", NOW + POLICY.on_account_terms))
 
-    confirmed_event = expect(reaction).events(OrderConfirmed).no_commands().event(OrderConfirmed)
+    result = expect(reaction).events(OrderConfirmed, ShipmentsRequested).commands(CreateShipments)
+    confirmed_event = result.event(OrderConfirmed)
     assert (confirmed_event.invoice_id, confirmed_event.total) == (INVOICE_ID, TOTAL)
-    assert and_given(order, reaction).status == "confirmed"
+    assert result.command(CreateShipments).shipping == order.placed.shipping  # type: ignore[union-attr]
+    after = and_given(order, reaction)
+    assert (after.status, after.stage) == ("confirmed", "fulfilling")
 
 
 def test_payment_received_is_recorded_on_the_order() -> None:
@@ -636,10 +653,11 @@ def test_invoice_paid_confirms_the_order() -> None:
 
     reaction = when(order, invoice_paid())
 
-    confirmed_event = expect(reaction).events(OrderConfirmed).no_commands().event(OrderConfirmed)
+    result = expect(reaction).events(OrderConfirmed, ShipmentsRequested).commands(CreateShipments)
+    confirmed_event = result.event(OrderConfirmed)
     assert (confirmed_event.invoice_id, confirmed_event.total) == (INVOICE_ID, TOTAL)
     after = and_given(order, reaction)
-    assert (after.status, after.stage) == ("confirmed", "done")
+    assert (after.status, after.stage) == ("confirmed", "fulfilling")
 
 
 # -- compensation: credit check failed ----------------------------------------------------------
@@ -1014,7 +1032,6 @@ def test_dedupe_keys_distinguish_each_kind_of_command_and_each_attempt() -> None
     assert all(ORDER_ID in key for key in keys)
 
 
-
 def test_a_channel_with_its_own_payment_deadline_gets_it_on_the_invoice() -> None:
     policy = SagaPolicy(payment_deadline_by_channel=(("bank-transfer", timedelta(days=3)),))
     order = given(*reserving(placed(channel="bank-transfer")))
@@ -1053,7 +1070,7 @@ def test_unanswered_forward_step_is_sent_again_with_the_same_message_id(
 
     resent = expect(reaction).events(OrderStepResent).commands(command).event(OrderStepResent)
     assert (resent.step, resent.attempt, resent.reply_by) == (step, 2, later + POLICY.step_reply_after)
-    first_key = (start_approved() if step == "reserve_stock" else when(given(*reserving()), stock_reserved()))
+    first_key = start_approved() if step == "reserve_stock" else when(given(*reserving()), stock_reserved())
     assert reaction.commands[0].dedupe_key == first_key.commands[0].dedupe_key
 
 
@@ -1098,3 +1115,224 @@ def test_reply_deadline_of_a_step_already_answered_changes_nothing(
 
     for step in ("reserve_stock", "invoice"):
         expect(deadline_reached(order, f"reply:{step}", NOW + timedelta(hours=1), POLICY)).nothing()
+
+
+# -- shipping: from confirmed to completed ----------------------------------------------------
+
+TWO_WAREHOUSES = (
+    Allocation(sku="SKU-A", warehouse="wh-north", quantity=3),
+    Allocation(sku="SKU-B", warehouse="wh-south", quantity=1),
+)
+
+
+def split_confirmed() -> tuple[DomainEvent, ...]:
+    """Paid, reserved across two warehouses: it ships as two parcels."""
+    return (*confirmed(), OrderStockAllocated(order_id=ORDER_ID, allocations=TWO_WAREHOUSES))
+
+
+def shipment_created(shipment_id: str, warehouse: str) -> ShipmentCreated:
+    return ShipmentCreated(
+        shipment_id=shipment_id,
+        order_id=ORDER_ID,
+        warehouse=warehouse,
+        method="standard",
+        lines=(SkuQuantity(sku="SKU-A", quantity=3),),
+    )
+
+
+def dispatched(shipment_id: str, warehouse: str) -> ShipmentDispatched:
+    return ShipmentDispatched(
+        shipment_id=shipment_id,
+        order_id=ORDER_ID,
+        warehouse=warehouse,
+        lines=(SkuQuantity(sku="SKU-A", quantity=3),),
+        carrier="DHL",
+        tracking_number=f"TRK-{shipment_id}",
+    )
+
+
+def delivered(shipment_id: str) -> ShipmentDelivered:
+    return ShipmentDelivered(shipment_id=shipment_id, order_id=ORDER_ID)
+
+
+def step_through(order: Order, *replies: Message) -> tuple[Order, list[DomainEvent]]:
+    emitted: list[DomainEvent] = []
+    for reply in replies:
+        reaction = when(order, reply)
+        emitted += reaction.events
+        order = and_given(order, reaction)
+    return order, emitted
+
+
+def test_two_parcels_ship_partially_then_fully_then_deliver_and_a_paid_order_completes() -> None:
+    order, _ = step_through(
+        given(*split_confirmed()), shipment_created("s-n", "wh-north"), shipment_created("s-s", "wh-south")
+    )
+    assert order.status == "confirmed"
+
+    order, emitted = step_through(order, dispatched("s-n", "wh-north"))
+    assert order.status == "partially_shipped"
+    assert [type(e) for e in emitted] == [OrderShipmentUpdated, OrderPartiallyShipped]
+
+    order, _ = step_through(order, dispatched("s-s", "wh-south"))
+    assert order.status == "shipped"
+    assert order.shipments["s-s"].tracking_number == "TRK-s-s"
+
+    order, _ = step_through(order, delivered("s-n"))
+    assert order.status == "shipped"  # one parcel still on its way
+    order, emitted = step_through(order, delivered("s-s"))
+    assert [type(e) for e in emitted] == [OrderShipmentUpdated, OrderDelivered, OrderCompleted]
+    assert (order.status, order.stage, order.is_closed) == ("completed", "ended", True)
+
+
+def test_a_pickup_collected_is_shipped_delivered_and_completed_at_once() -> None:
+    order, _ = step_through(given(*confirmed()), shipment_created("s-1", "wh-north"))
+
+    collected = ShipmentCollected(
+        shipment_id="s-1",
+        order_id=ORDER_ID,
+        warehouse="wh-north",
+        lines=(SkuQuantity(sku="SKU-A", quantity=3),),
+    )
+    order, emitted = step_through(order, collected)
+
+    assert [type(e) for e in emitted] == [OrderShipmentUpdated, OrderShipped, OrderDelivered, OrderCompleted]
+
+
+def test_an_on_account_order_delivered_unpaid_completes_when_paid_in_full() -> None:
+    on_account = (
+        *invoicing(placed(terms="on_account")),
+        OrderConfirmed(order_id=ORDER_ID, invoice_id=INVOICE_ID, total=TOTAL),
+        ShipmentsRequested(order_id=ORDER_ID),
+    )
+    order, _ = step_through(
+        given(*on_account),
+        shipment_created("s-1", "wh-north"),
+        dispatched("s-1", "wh-north"),
+        delivered("s-1"),
+    )
+    assert order.status == "delivered"
+
+    order, _ = step_through(order, payment_received(Decimal("10.00"), TOTAL - Decimal("10.00")))
+    assert order.status == "delivered"  # not in full yet
+    second = payment_received(Decimal("10.00"), TOTAL).model_copy(update={"reference": "pay-9"})
+    order, emitted = step_through(order, second)
+    assert order.status == "completed"
+    assert expect(Reaction(emitted)).event(OrderCompleted).amount_paid == TOTAL
+
+
+def test_cancel_is_refused_once_a_shipment_has_left_naming_it() -> None:
+    order, _ = step_through(
+        given(*split_confirmed()),
+        shipment_created("s-n", "wh-north"),
+        shipment_created("s-s", "wh-south"),
+        dispatched("s-n", "wh-north"),
+    )
+
+    with pytest.raises(DomainError, match="s-n left the warehouse") as refused:
+        cancel(order, "changed my mind", "alice", NOW, POLICY)
+    assert refused.value.status == 409
+
+
+def test_cancel_before_any_dispatch_releases_stock_which_cancels_the_shipments_and_voids_the_invoice() -> (
+    None
+):
+    order, _ = step_through(given(*split_confirmed()), shipment_created("s-n", "wh-north"))
+
+    reaction = cancel(order, "changed my mind", "alice", NOW, POLICY)
+
+    expect(reaction).commands(VoidInvoice, ReleaseStock)
+
+
+def test_a_repeated_or_late_shipment_milestone_changes_nothing_but_the_timeline() -> None:
+    order, _ = step_through(
+        given(*confirmed()), shipment_created("s-1", "wh-north"), dispatched("s-1", "wh-north")
+    )
+
+    for late in (shipment_created("s-1", "wh-north"), dispatched("s-1", "wh-north")):
+        assert expect(when(order, late)).ignored().reply_type == type(late).__name__
+
+
+def test_unanswered_create_shipments_is_sent_again_then_parked() -> None:
+    order = given(*confirmed())
+
+    resent = deadline_reached(order, "reply:ship", NOW, POLICY)
+    assert expect(resent).events(OrderStepResent).command(CreateShipments).order_id == ORDER_ID
+
+    order = and_given(
+        and_given(order, resent), deadline_reached(and_given(order, resent), "reply:ship", NOW, POLICY)
+    )
+    parked = deadline_reached(order, "reply:ship", NOW, POLICY)
+    assert "inventory did not answer CreateShipments" in expect(parked).event(OrderNeedsAttention).reason
+
+
+def test_invoice_request_carries_destination_and_catalogue_weight() -> None:
+    heavy = placed().model_copy(update={"weight_kg": Decimal("12.500")})
+
+    reaction = when(given(*reserving(heavy)), stock_reserved())
+
+    command = expect(reaction).command(IssueInvoice)
+    assert (command.destination_country, command.destination_region, command.weight_kg) == (
+        "US",
+        "north",
+        Decimal("12.500"),
+    )
+
+
+# -- stock revoked by an adjustment after the reservation -------------------------------------
+
+
+def revoked(quantity: int = 3) -> ReservationRevoked:
+    return ReservationRevoked(
+        order_id=ORDER_ID, sku="SKU-A", warehouse="wh-north", quantity=quantity, reason="damage at wh-north"
+    )
+
+
+def test_stock_revoked_then_reserved_elsewhere_keeps_the_order_where_it_was() -> None:
+    moved = (Allocation(sku="SKU-A", warehouse="wh-south", quantity=3), ALLOCATIONS[1])
+    order, emitted = step_through(
+        given(*awaiting_payment()), revoked(), StockReserved(order_id=ORDER_ID, allocations=moved)
+    )
+
+    assert [type(e) for e in emitted] == [OrderReservationRevoked, OrderStockAllocated]
+    assert (order.status, order.stage, order.allocations) == ("awaiting_payment", "awaiting_payment", moved)
+
+
+def test_stock_revoked_and_backordered_waits_then_returns_to_its_status() -> None:
+    shortage = StockShortage(
+        order_id=ORDER_ID,
+        lines=REQUESTED_LINES,
+        missing=(SkuQuantity(sku="SKU-A", quantity=3),),
+        backordered=True,
+    )
+    order, _ = step_through(given(*confirmed()), revoked(), shortage)
+    assert order.status == "awaiting_stock"
+
+    order, _ = step_through(order, StockReserved(order_id=ORDER_ID, allocations=ALLOCATIONS))
+    assert (order.status, order.stage) == ("confirmed", "fulfilling")
+
+
+def test_stock_revoked_with_no_backorder_by_policy_cancels_and_refunds() -> None:
+    shortage = StockShortage(
+        order_id=ORDER_ID,
+        lines=REQUESTED_LINES,
+        missing=(SkuQuantity(sku="SKU-A", quantity=3),),
+        backordered=False,
+    )
+    order, _ = step_through(given(*confirmed()), revoked())
+
+    reaction = when(order, shortage)
+
+    started = expect(reaction).event(OrderCompensationStarted)
+    assert started.reason.startswith("out of stock after a stock adjustment")
+    assert "void_invoice" in started.steps
+
+
+def test_a_shortage_without_a_revocation_past_the_reservation_is_ignored() -> None:
+    shortage = StockShortage(
+        order_id=ORDER_ID,
+        lines=REQUESTED_LINES,
+        missing=(SkuQuantity(sku="SKU-A", quantity=3),),
+        backordered=True,
+    )
+    expect(when(given(*confirmed()), shortage)).ignored()
