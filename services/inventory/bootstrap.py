@@ -6,18 +6,28 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from libs.events.inventory import ReleaseStock, ReserveStock
+from libs.events import Envelope
+from libs.events.base import DomainEvent
+from libs.events.inventory import CreateShipments, ReleaseStock, ReserveStock
 from libs.events.topics import INVENTORY_COMMANDS
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.http import create_app
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.settings import RuntimeSettings
-from services.inventory.adapters.projections import project
-from services.inventory.app import handlers
-from services.inventory.entrypoints import api
+from libs.runtime.writes import WriteBatch
+from services.inventory.adapters import catalog_projections, projections, shipment_projections
+from services.inventory.app import handlers, shipments
+from services.inventory.entrypoints import api, catalog_api, shipments_api
 
 NAME = "inventory"
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
+
+
+def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
+    """Every inventory read model: stock and reservations, the catalogue, shipments."""
+    projections.project(writes, envelope, event)
+    catalog_projections.project(writes, envelope, event)
+    shipment_projections.project(writes, envelope, event)
 
 
 def build_runtime(settings: RuntimeSettings | None = None) -> ServiceRuntime:
@@ -27,7 +37,11 @@ def build_runtime(settings: RuntimeSettings | None = None) -> ServiceRuntime:
         EventConsumer(
             "inventory-commands",
             [INVENTORY_COMMANDS],
-            {ReserveStock: handlers.reserve_stock, ReleaseStock: handlers.release_stock},
+            {
+                ReserveStock: handlers.reserve_stock,
+                ReleaseStock: handlers.release_stock,
+                CreateShipments: shipments.create_shipments,
+            },
             runtime.engine,
             settings,
             actor="service:inventory",
@@ -39,4 +53,5 @@ def build_runtime(settings: RuntimeSettings | None = None) -> ServiceRuntime:
 
 
 def build_app(settings: RuntimeSettings | None = None) -> FastAPI:
-    return create_app(build_runtime(settings), [api.router], "OrderMesh inventory")
+    routers = [api.router, catalog_api.router, shipments_api.router]
+    return create_app(build_runtime(settings), routers, "OrderMesh inventory")

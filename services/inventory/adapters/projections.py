@@ -11,6 +11,7 @@ from libs.events.inventory import (
     BackorderQueued,
     StockAllocated,
     StockDeallocated,
+    StockDispatched,
     StockReceived,
     StockReleased,
     StockReserved,
@@ -28,6 +29,11 @@ _RECEIVE = Sql(
 # check its (negative) insert values against the reserved >= 0 constraint.
 _CHANGE_RESERVED = Sql(
     "UPDATE stock_levels SET reserved = reserved + :delta WHERE sku = :sku AND warehouse = :wh"
+)
+# Goods that left for an order were on hand and reserved for it: both fall.
+_DISPATCH = Sql(
+    "UPDATE stock_levels SET on_hand = on_hand - :qty, reserved = reserved - :qty"
+    " WHERE sku = :sku AND warehouse = :wh"
 )
 _UPSERT_RESERVATION = Sql(
     "INSERT INTO reservations (order_id, status, allocations, missing, updated_at)"
@@ -73,6 +79,12 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
             writes.add(
                 _CHANGE_RESERVED, {"sku": event.sku, "wh": wh, "delta": sign * qty}, ("stock", event.sku, wh)
             )
+    elif isinstance(event, StockDispatched):
+        writes.add(
+            _DISPATCH,
+            {"sku": event.sku, "wh": event.warehouse, "qty": event.quantity},
+            ("stock", event.sku, event.warehouse),
+        )
     elif isinstance(event, BackorderQueued):
         writes.add(
             _QUEUE,

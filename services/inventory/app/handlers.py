@@ -14,6 +14,7 @@ from libs.events.inventory import BackorderDequeued, ReleaseStock, ReserveStock,
 from libs.runtime import inbox
 from libs.runtime.uow import UnitOfWork
 from services.inventory.adapters import queries
+from services.inventory.app import shipments
 from services.inventory.domain import reservation as reservation_domain
 from services.inventory.domain import warehouse as warehouse_domain
 from services.inventory.domain.reservation import RESERVATION, Decision, Reservation
@@ -84,6 +85,7 @@ async def release_stock(uow: UnitOfWork, decoded: Decoded) -> None:
     stocks = await skus.ensure(uow, reservation_domain.skus_held(reservation))
     decision = reservation_domain.decide_release(reservation, command.order_id, command.reason, stocks)
     await _apply(uow, command.order_id, version, decision, skus)
+    await shipments.cancel_order_shipments(uow, command.order_id, command.reason)
     if reservation.status == "reserved":
         # Freed stock may be exactly what a backordered order is waiting for.
         for sku in decision.skus:

@@ -1,0 +1,106 @@
+"""Inventory HTTP API: the product catalogue."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.domain import InvalidRequest, NotFound
+from libs.events.inventory import ProductText, WeightKg
+from libs.events.values import Currency, Money
+from libs.runtime.http import request_context, runtime_of
+from services.inventory.adapters import catalog_queries
+from services.inventory.app import catalog
+from services.inventory.domain.product import ProductSpec
+
+router = APIRouter(tags=["catalogue"])
+
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
+
+
+class ProductIn(BaseModel):
+    """The whole product: a PUT replaces what it says (list prices left out mean none)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: ProductText
+    category: ProductText
+    unit: Annotated[str, Field(min_length=1, max_length=20)]
+    weight_kg: WeightKg
+    manufactured: bool
+    list_prices: dict[Currency, Money] = Field(default_factory=dict, max_length=50)
+
+    def spec(self) -> ProductSpec:
+        return ProductSpec(
+            name=self.name,
+            category=self.category,
+            unit=self.unit,
+            weight_kg=self.weight_kg,
+            manufactured=self.manufactured,
+            list_prices=dict(self.list_prices),
+        )
+
+
+@router.put("/products/{sku}", status_code=201)
+async def put_product(
+    sku: SkuPath,
+    body: ProductIn,
+    request: Request,
+    response: Response,
+    x_actor: Annotated[str | None, Header(max_length=100)] = None,
+) -> dict[str, Any]:
+    """201: a new product. 200: a change (ProductUpdated naming the changed fields), or the
+    product as it already is (nothing recorded)."""
+    runtime = runtime_of(request)
+    outcome = await runtime.execute(
+        request_context(x_actor, f"product:{sku}", "inventory"),
+        lambda uow: catalog.put_product(uow, sku, body.spec()),
+    )
+    if outcome != "registered":
+        response.status_code = 200
+    async with runtime.engine.connect() as conn:
+        product = await catalog_queries.product(conn, sku)
+    assert product is not None
+    return product
+
+
+@router.get("/products/{sku}")
+async def get_product(sku: str, request: Request) -> dict[str, Any]:
+    async with runtime_of(request).engine.connect() as conn:
+        product = await catalog_queries.product(conn, sku)
+    if product is None:
+        raise NotFound("unknown_product", f"no product with SKU {sku!r} is in the catalogue")
+    return product
+
+
+@router.get("/products")
+async def list_products(
+    request: Request,
+    category: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the page before")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Products in SKU order, a page at a time: pass `next_cursor` back as `cursor` for the
+    next page; it is null on the last one."""
+    async with runtime_of(request).engine.connect() as conn:
+        items, last = await catalog_queries.products_page(conn, category or None, _after(cursor), limit)
+    return {"items": items, "next_cursor": _cursor(last) if last is not None else None}
+
+
+def _cursor(sku: str) -> str:
+    return base64.urlsafe_b64encode(sku.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
+    except (binascii.Error, ValueError) as error:
+        raise InvalidRequest(
+            "invalid_cursor", "cursor is not one this API gave out; start without it"
+        ) from error
