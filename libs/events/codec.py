@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from libs.events.base import Message
 from libs.events.envelope import Envelope
-from libs.events.registry import UnknownMessageType, registry
+from libs.events.registry import UnknownMessageType, registry, validate_known
 
 
 class DecodeError(ValueError):
@@ -74,7 +74,7 @@ def decode(raw: bytes) -> Decoded:
         # literal longer than Python converts (sys.get_int_max_str_digits).
         raise DecodeError(f"not JSON we accept: {str(error)[:200]}") from error
     try:
-        envelope = Envelope.model_validate(document)
+        envelope = validate_known(Envelope, document)
     except ValidationError as error:
         raise DecodeError(f"invalid envelope: {_summary(error)}") from error
     except (RecursionError, ValueError) as error:

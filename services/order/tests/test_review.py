@@ -116,3 +116,25 @@ def test_blocked_customer_is_rejected_even_when_hold_reasons_apply(order: OrderP
     verdict = review(order, facts, POLICY)
 
     assert verdict == Verdict("reject", ("customer is blocked",))
+
+
+@pytest.mark.parametrize(
+    ("price", "outcome"),
+    [("50.00", "approve"), ("45.00", "approve"), ("44.99", "hold"), ("5.00", "hold")],
+    ids=["at_list", "at_tolerance", "just_below", "typo"],
+)
+def test_a_line_priced_below_its_list_price_beyond_the_tolerance_is_held(price: str, outcome: str) -> None:
+    facts = ReviewFacts(list_prices={"SKU-A": Decimal("50.00")})
+
+    verdict = review(placed(subtotal=price), facts, POLICY)
+
+    assert verdict.outcome == outcome
+    if outcome == "hold":
+        assert verdict.reasons[0].startswith(f"line SKU-A is priced {price} EUR")
+        assert "below its list price of 50.00 (tolerance 10%)" in verdict.reasons[0]
+
+
+def test_a_sku_without_a_list_price_in_the_order_currency_is_not_price_checked() -> None:
+    verdict = review(placed(subtotal="1.00"), ReviewFacts(list_prices={}), POLICY)
+
+    assert verdict == Verdict("approve")
