@@ -151,3 +151,53 @@ async def test_cancelling_before_dispatch_cancels_the_shipments_and_releases_the
     assert cancelled.json()["status"] == "cancelled"
     stock = await oms.stock(sku)
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (2, 0, 2)
+
+
+async def put_product(oms: Oms, sku: str, **overrides: Any) -> None:
+    body = {
+        "name": "Garden chair",
+        "category": "garden",
+        "unit": "piece",
+        "weight_kg": "4.250",
+        "manufactured": False,
+        "list_prices": {"EUR": "40.00"},
+        **overrides,
+    }
+    response = await oms.inventory.put(f"/products/{sku}", json=body)
+    assert response.status_code in (200, 201), response.text
+
+
+async def test_a_line_priced_far_below_its_list_price_is_held_with_that_reason(oms: Oms, sku: str) -> None:
+    await put_product(oms, sku)
+    await oms.receive(sku, 5)
+
+    async def held_for_price() -> dict[str, Any]:
+        order_id = await oms.place(order_body(sku, 1, "4.00"))  # a typo for 40.00
+        return await oms.wait_status(order_id, "on_hold", "awaiting_payment")
+
+    # The order service learns the catalogue from inventory's events: wait until it has.
+    order = await eventually_value(held_for_price, lambda o: o["status"] == "on_hold", timeout=60)
+
+    assert "line " + sku + " is priced 4.00 EUR, 90.0% below its list price of 40.00" in order["reason"]
+    fair = await oms.place(order_body(sku, 1, "39.00"))
+    assert (await oms.wait_status(fair, "awaiting_payment"))["status"] == "awaiting_payment"
+
+
+async def test_an_unknown_sku_is_sold_but_flagged_and_a_known_one_carries_its_weight(
+    oms: Oms, sku: str
+) -> None:
+    await oms.receive(sku, 5)
+    unknown = await oms.place(order_body(sku))
+    placed = (await oms.get_order(unknown))["timeline"][0]
+    assert placed["type"] == "OrderPlaced"
+    assert (placed["details"]["unknown_skus"], placed["details"]["weight_kg"]) == ([sku], None)
+    await oms.wait_status(unknown, "awaiting_payment")
+
+    await put_product(oms, sku, list_prices={})
+
+    async def weight_of_new_order() -> Any:
+        order_id = await oms.place(order_body(sku, 2))
+        return (await oms.get_order(order_id))["timeline"][0]["details"]
+
+    details = await eventually_value(weight_of_new_order, lambda d: d["unknown_skus"] == [], timeout=60)
+    assert money(details["weight_kg"]) == money("8.500")

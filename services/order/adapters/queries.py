@@ -73,7 +73,9 @@ async def placement_lookup(
         db, {"keys": keys, "id": customer_id, "email": email, "phone": phone, "skus": skus}
     )
     row = rows[0]
-    products = json.loads(row["products"]) if row["products"] else {}
+    products = row["products"] or {}
+    if isinstance(products, str):  # jsonb arrives decoded or as text, by connection codec
+        products = json.loads(products)
     return PlacementLookup(
         (row["earlier_order_id"], row["earlier_body_hash"]) if row["earlier_order_id"] else None,
         (row["customer_id"], row["blocked"]) if row["customer_id"] else None,
