@@ -26,6 +26,7 @@ from libs.events.values import (
     Sku,
     SkuQuantities,
     SkuQuantity,
+    Value,
     WarehouseCode,
 )
 
@@ -289,3 +290,207 @@ class CreateShipments(InventoryCommand):
 
     message_type: ClassVar[str] = "CreateShipments"
     shipping: Shipping
+
+
+# -- warehouse operations: reservation requests, transfers, adjustments, counts, reorder points --
+
+# Units of one SKU in one warehouse: on hand, expected or counted. Stock adds up past any single
+# receipt, so it is bounded only by what a bigint column and a JSON number (2^53) hold exactly.
+MAX_STOCK_LEVEL = 10**15
+# SKUs in one stock count: a count of a bigger warehouse is done in parts (`skus`).
+MAX_LINES_PER_COUNT = 5000
+StockLevel = Annotated[int, Field(ge=0, le=MAX_STOCK_LEVEL)]
+StockDelta = Annotated[int, Field(ge=-MAX_STOCK_LEVEL, le=MAX_STOCK_LEVEL)]
+AdjustmentReason = Literal["damage", "loss", "found", "correction", "count"]
+
+
+@registry.register
+class ReservationRequested(ReservationEvent):
+    """What the order asked inventory for, kept with its reservation (recorded before the
+    first answer) so a reservation revoked later is planned again by the same rules: the same
+    lines, the same preferred region, the same shortage policy."""
+
+    message_type: ClassVar[str] = "ReservationRequested"
+    lines: SkuQuantities
+    region: Region | None = None
+    backorder: bool = Field(description="True: wait for stock on a shortage (FIFO). False: refuse.")
+
+
+class SkuLevel(Value):
+    sku: Sku
+    quantity: StockLevel
+
+
+class SkuDelta(Value):
+    sku: Sku
+    delta: StockDelta
+
+
+@registry.register
+class StockTransferredOut(SkuEvent):
+    """A transfer left `from_warehouse`: the quantity is no longer on hand there and is in
+    transit to `to_warehouse`, available in neither."""
+
+    message_type: ClassVar[str] = "StockTransferredOut"
+    transfer_id: str
+    from_warehouse: WarehouseCode
+    to_warehouse: WarehouseCode
+    quantity: Quantity
+
+
+@registry.register
+class StockTransferredIn(SkuEvent):
+    """Part (or the rest) of a transfer in transit arrived at `to_warehouse`: on hand there."""
+
+    message_type: ClassVar[str] = "StockTransferredIn"
+    transfer_id: str
+    from_warehouse: WarehouseCode
+    to_warehouse: WarehouseCode
+    quantity: Quantity
+
+
+@registry.register
+class StockTransitWrittenOff(SkuEvent):
+    """Stock in transit that will never arrive (lost, damaged on the way): it leaves the books."""
+
+    message_type: ClassVar[str] = "StockTransitWrittenOff"
+    transfer_id: str
+    from_warehouse: WarehouseCode
+    to_warehouse: WarehouseCode
+    quantity: Quantity
+    reason: Note
+
+
+@registry.register
+class StockAdjusted(SkuEvent):
+    """On hand corrected to what is really there. It may fall below what is reserved (the
+    goods are gone); the reservations that no longer fit are then revoked (ReservationRevoked)."""
+
+    message_type: ClassVar[str] = "StockAdjusted"
+    warehouse: WarehouseCode
+    delta: StockDelta
+    reason: AdjustmentReason
+    note: Note = ""
+    approved_by: Annotated[str, Field(max_length=200)]
+    count_id: str | None = Field(default=None, description="The stock count this variance was posted from")
+
+
+@registry.register
+class ReorderPointSet(SkuEvent):
+    message_type: ClassVar[str] = "ReorderPointSet"
+    warehouse: WarehouseCode
+    min: StockLevel
+    max: StockLevel
+
+
+@registry.register
+class LowStockDetected(SkuEvent):
+    """Available stock of a SKU in a warehouse fell to or below its reorder point. Published
+    once; not again until available stock has risen above `min` (LowStockCleared) and fallen
+    again. What production and purchasing act on: `suggested_quantity` is max - available."""
+
+    message_type: ClassVar[str] = "LowStockDetected"
+    warehouse: WarehouseCode
+    available: int
+    min: StockLevel
+    max: StockLevel
+    suggested_quantity: StockLevel
+
+
+@registry.register
+class LowStockCleared(SkuEvent):
+    """Available stock rose above the reorder point again (or the reorder point was lowered)."""
+
+    message_type: ClassVar[str] = "LowStockCleared"
+    warehouse: WarehouseCode
+    available: int
+    min: StockLevel
+    max: StockLevel
+
+
+class TransferEvent(DomainEvent):
+    """A move of stock between two warehouses: requested, dispatched, received (in parts),
+    written off or cancelled. The stock itself moves on each SKU's aggregate."""
+
+    aggregate_type: ClassVar[str] = "transfer"
+    topic: ClassVar[str] = INVENTORY_EVENTS
+    transfer_id: str
+
+
+@registry.register
+class TransferRequested(TransferEvent):
+    message_type: ClassVar[str] = "TransferRequested"
+    reference: Reference
+    from_warehouse: WarehouseCode
+    to_warehouse: WarehouseCode
+    lines: SkuQuantities
+
+
+@registry.register
+class TransferDispatched(TransferEvent):
+    """The goods left `from_warehouse`; every line is in transit."""
+
+    message_type: ClassVar[str] = "TransferDispatched"
+    lines: SkuQuantities
+
+
+@registry.register
+class TransferReceived(TransferEvent):
+    message_type: ClassVar[str] = "TransferReceived"
+    lines: SkuQuantities
+    receipt_id: Reference | None = Field(
+        default=None, description="The receiver's reference: the same receipt again is booked once"
+    )
+
+
+@registry.register
+class TransferWrittenOff(TransferEvent):
+    """What was still in transit and will never arrive."""
+
+    message_type: ClassVar[str] = "TransferWrittenOff"
+    lines: SkuQuantities
+    reason: Note
+
+
+@registry.register
+class TransferCancelled(TransferEvent):
+    message_type: ClassVar[str] = "TransferCancelled"
+    reason: Note = ""
+
+
+class StockCountEvent(DomainEvent):
+    """A count of (some of) one warehouse's SKUs, from the snapshot of what the books expect
+    to the adjustments that book the variances."""
+
+    aggregate_type: ClassVar[str] = "stock_count"
+    topic: ClassVar[str] = INVENTORY_EVENTS
+    count_id: str
+
+
+@registry.register
+class StockCountStarted(StockCountEvent):
+    message_type: ClassVar[str] = "StockCountStarted"
+    warehouse: WarehouseCode
+    expected: tuple[SkuLevel, ...] = Field(max_length=MAX_LINES_PER_COUNT)
+    whole_warehouse: bool = Field(description="True: every SKU of the warehouse, and any found in it")
+
+
+@registry.register
+class StockCounted(StockCountEvent):
+    """A SKU was counted. `book` is what the books said was on hand at that moment, so the
+    movements since the snapshot (book - expected) do not count as a variance."""
+
+    message_type: ClassVar[str] = "StockCounted"
+    sku: Sku
+    counted: StockLevel
+    book: StockLevel
+
+
+@registry.register
+class StockCountPosted(StockCountEvent):
+    """Every counted variance was booked as a StockAdjusted (reason `count`)."""
+
+    message_type: ClassVar[str] = "StockCountPosted"
+    warehouse: WarehouseCode
+    adjustments: tuple[SkuDelta, ...] = Field(max_length=MAX_LINES_PER_COUNT)
+    approved_by: Annotated[str, Field(max_length=200)]

@@ -15,6 +15,8 @@ from libs.events.base import DomainEvent
 from libs.events.inventory import (
     BackorderDequeued,
     BackorderQueued,
+    ReservationRequested,
+    ReservationRevoked,
     StockAllocated,
     StockDeallocated,
     StockReleased,
@@ -34,9 +36,17 @@ class Reservation:
     lines: tuple[SkuQuantity, ...] = ()
     region: str | None = None
     allocations: tuple[Allocation, ...] = ()
+    # the shortage policy of the request: wait in the backorder queue, or be refused
+    backorder: bool = True
 
 
 def evolve(state: Reservation, event: DomainEvent) -> Reservation:
+    if isinstance(event, ReservationRequested):
+        return replace(
+            state, order_id=event.order_id, lines=event.lines, region=event.region, backorder=event.backorder
+        )
+    if isinstance(event, ReservationRevoked):
+        return replace(state, allocations=_without(state.allocations, event))
     if isinstance(event, StockReserved):
         return replace(state, order_id=event.order_id, status="reserved", allocations=event.allocations)
     if isinstance(event, StockShortage):
@@ -46,10 +56,23 @@ def evolve(state: Reservation, event: DomainEvent) -> Reservation:
             status="backordered" if event.backordered else "refused",
             lines=event.lines,
             region=event.region,
+            allocations=(),
         )
     if isinstance(event, StockReleased):
         return replace(state, status="released", allocations=())
     return state
+
+
+def _without(allocations: tuple[Allocation, ...], revoked: ReservationRevoked) -> tuple[Allocation, ...]:
+    kept = []
+    for allocation in allocations:
+        if (allocation.sku, allocation.warehouse) == (revoked.sku, revoked.warehouse):
+            left = allocation.quantity - revoked.quantity
+            if left > 0:
+                kept.append(allocation.model_copy(update={"quantity": left}))
+        else:
+            kept.append(allocation)
+    return tuple(kept)
 
 
 def skus_held(reservation: Reservation) -> set[str]:
@@ -119,10 +142,15 @@ def decide_reserve(
 ) -> Decision:
     if reservation.status != "new":
         return Decision([], {})  # already answered: a redelivered or repeated request
+    # Kept with the reservation, so a revoked one is planned again by the same rules.
+    requested = ReservationRequested(
+        order_id=order_id, lines=tuple(lines), region=region, backorder=backorder
+    )
     wanted = merge_lines(lines)
     plans = try_allocate(order_id, wanted, stocks, preferred)
     if plans is not None:
-        return allocation_events(order_id, plans, stocks)
+        allocated = allocation_events(order_id, plans, stocks)
+        return Decision([requested, *allocated.reservation], allocated.skus)
     missing = tuple(
         SkuQuantity(sku=sku, quantity=max(quantity - stocks[sku].total_available(), 0) or quantity)
         for sku, quantity in wanted.items()
@@ -135,7 +163,7 @@ def decide_reserve(
     if backorder:
         for item in missing:
             skus[item.sku] = [BackorderQueued(sku=item.sku, order_id=order_id, quantity=wanted[item.sku])]
-    return Decision([shortage], skus)
+    return Decision([requested, shortage], skus)
 
 
 def decide_release(

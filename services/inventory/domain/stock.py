@@ -15,10 +15,17 @@ from libs.events.base import DomainEvent
 from libs.events.inventory import (
     BackorderDequeued,
     BackorderQueued,
+    LowStockCleared,
+    LowStockDetected,
+    ReorderPointSet,
+    StockAdjusted,
     StockAllocated,
     StockDeallocated,
     StockDispatched,
     StockReceived,
+    StockTransferredIn,
+    StockTransferredOut,
+    StockTransitWrittenOff,
 )
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
@@ -32,6 +39,17 @@ class SkuStock:
     allocations: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     # orders waiting for this SKU, first come first served: (order id, quantity)
     backorders: tuple[tuple[str, int], ...] = ()
+    # transfer id -> (from warehouse, to warehouse, quantity still on its way): on hand nowhere
+    in_transit: Mapping[str, tuple[str, str, int]] = field(default_factory=dict)
+    # warehouse -> (min, max); `low_stock` holds the warehouses whose alert is open
+    reorder_points: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    low_stock: frozenset[str] = frozenset()
+
+    def in_transit_to(self, warehouse: str) -> int:
+        return sum(q for _, to, q in self.in_transit.values() if to == warehouse)
+
+    def in_transit_from(self, warehouse: str) -> int:
+        return sum(q for source, _, q in self.in_transit.values() if source == warehouse)
 
     def reserved(self, warehouse: str) -> int:
         return sum(by_wh.get(warehouse, 0) for by_wh in self.allocations.values())
@@ -71,6 +89,36 @@ def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
         return replace(state, sku=event.sku, backorders=(*state.backorders, (event.order_id, event.quantity)))
     if isinstance(event, BackorderDequeued):
         return replace(state, backorders=tuple(b for b in state.backorders if b[0] != event.order_id))
+    return _moved(state, event)
+
+
+def _moved(state: SkuStock, event: DomainEvent) -> SkuStock:
+    """Warehouse operations: transfers, adjustments, reorder points and their alerts."""
+    if isinstance(event, StockAdjusted):
+        on_hand = {**state.on_hand, event.warehouse: state.on_hand.get(event.warehouse, 0) + event.delta}
+        return replace(state, sku=event.sku, on_hand=on_hand)
+    if isinstance(event, StockTransferredOut):
+        source = event.from_warehouse
+        on_hand = {**state.on_hand, source: state.on_hand.get(source, 0) - event.quantity}
+        in_transit = {**state.in_transit, event.transfer_id: (source, event.to_warehouse, event.quantity)}
+        return replace(state, sku=event.sku, on_hand=on_hand, in_transit=in_transit)
+    if isinstance(event, StockTransferredIn | StockTransitWrittenOff):
+        in_transit = dict(state.in_transit)
+        unknown = (event.from_warehouse, event.to_warehouse, 0)
+        source, destination, moving = in_transit.pop(event.transfer_id, unknown)
+        if moving > event.quantity:
+            in_transit[event.transfer_id] = (source, destination, moving - event.quantity)
+        if isinstance(event, StockTransitWrittenOff):
+            return replace(state, in_transit=in_transit)
+        arrived = {**state.on_hand, destination: state.on_hand.get(destination, 0) + event.quantity}
+        return replace(state, on_hand=arrived, in_transit=in_transit)
+    if isinstance(event, ReorderPointSet):
+        points = {**state.reorder_points, event.warehouse: (event.min, event.max)}
+        return replace(state, sku=event.sku, reorder_points=points)
+    if isinstance(event, LowStockDetected):
+        return replace(state, low_stock=state.low_stock | {event.warehouse})
+    if isinstance(event, LowStockCleared):
+        return replace(state, low_stock=state.low_stock - {event.warehouse})
     return state
 
 

@@ -10,6 +10,7 @@ from libs.events.base import DomainEvent
 from libs.events.inventory import (
     BackorderDequeued,
     BackorderQueued,
+    ReservationRequested,
     StockAllocated,
     StockDeallocated,
     StockReceived,
@@ -172,13 +173,14 @@ def test_order_with_every_line_available_is_reserved_and_allocated_per_sku() -> 
     decision = reserve("o-1", wanted, stocks, preferred=("wh-1",))
 
     assert decision.reservation == [
+        ReservationRequested(order_id="o-1", lines=wanted, region="north", backorder=True),
         StockReserved(
             order_id="o-1",
             allocations=(
                 Allocation(sku="A", warehouse="wh-1", quantity=3),
                 Allocation(sku="B", warehouse="wh-2", quantity=4),
             ),
-        )
+        ),
     ]
     assert decision.skus == {
         "A": [StockAllocated(sku="A", order_id="o-1", warehouses={"wh-1": 3})],
@@ -193,13 +195,14 @@ def test_shortage_with_backorder_queues_the_order_on_each_short_sku() -> None:
     decision = reserve("o-1", wanted, stocks, backorder=True)
 
     assert decision.reservation == [
+        ReservationRequested(order_id="o-1", lines=wanted, region="north", backorder=True),
         StockShortage(
             order_id="o-1",
             lines=wanted,
             region="north",
             missing=lines(B=3, C=2),
             backordered=True,
-        )
+        ),
     ]
     assert decision.skus == {
         "B": [BackorderQueued(sku="B", order_id="o-1", quantity=4)],
@@ -208,12 +211,21 @@ def test_shortage_with_backorder_queues_the_order_on_each_short_sku() -> None:
     assert reservation_after(*decision.reservation).status == "backordered"
 
 
+def test_the_request_is_kept_with_the_reservation_for_a_later_replan() -> None:
+    stocks = {"A": stock("A", {"wh-1": 10})}
+
+    decision = reserve("o-1", lines(A=2), stocks, backorder=False)
+
+    kept = reservation_after(*decision.reservation)
+    assert (kept.lines, kept.region, kept.backorder) == (lines(A=2), "north", False)
+
+
 def test_shortage_without_backorder_is_refused_and_queues_nothing() -> None:
     stocks = {"A": stock("A", {"wh-1": 10}), "B": stock("B", {"wh-1": 1})}
 
     decision = reserve("o-1", lines(A=2, B=4), stocks, backorder=False)
 
-    (shortage,) = decision.reservation
+    (_, shortage) = decision.reservation
     assert isinstance(shortage, StockShortage)
     assert shortage.backordered is False
     assert shortage.missing == lines(B=3)
@@ -226,7 +238,7 @@ def test_lines_for_the_same_sku_are_reserved_together() -> None:
 
     decision = reserve("o-1", (*lines(A=3), *lines(A=4)), stocks)
 
-    (shortage,) = decision.reservation
+    (_, shortage) = decision.reservation
     assert isinstance(shortage, StockShortage)
     assert shortage.missing == lines(A=1)
     assert decision.skus == {"A": [BackorderQueued(sku="A", order_id="o-1", quantity=7)]}
@@ -258,7 +270,7 @@ def test_new_order_queues_behind_a_waiting_order_even_when_stock_is_available() 
 
     decision = reserve("o-late", lines(A=1), stocks)
 
-    (shortage,) = decision.reservation
+    (_, shortage) = decision.reservation
     assert isinstance(shortage, StockShortage)
     assert shortage.missing == lines(A=1)
     assert decision.skus == {"A": [BackorderQueued(sku="A", order_id="o-late", quantity=1)]}
@@ -270,7 +282,7 @@ def test_new_order_without_backorder_is_refused_when_others_are_waiting() -> Non
 
     decision = reserve("o-late", lines(A=1), stocks, backorder=False)
 
-    assert [type(e) for e in decision.reservation] == [StockShortage]
+    assert [type(e) for e in decision.reservation] == [ReservationRequested, StockShortage]
     assert decision.skus == {}
 
 
