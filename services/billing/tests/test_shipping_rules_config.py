@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,7 @@ def test_the_largest_fee_the_rules_allow_still_fits_on_the_largest_invoice() -> 
             fee=str(MAX_FEE), weight=[{"above_kg": "0", "add": str(MAX_FEE), "per_kg": str(MAX_PER_KG)}]
         )
     )
-    policy = POLICY.__class__(POLICY.tax_rate, rules, POLICY.default_credit_limit)
+    policy = replace(POLICY, shipping=rules)
     command = issue_command(
         line("SKU-1", 1, str(MAX_ORDER_VALUE)), shipping="standard", weight_kg="999999999.999"
     )
