@@ -16,7 +16,7 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -140,6 +140,7 @@ class UnitOfWork:
     _unverified: dict[str, int] = field(default_factory=dict)
     _json_bytes: dict[str, int] = field(default_factory=dict)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
+    _before_flush: dict[Hashable, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     wrote_outbox: bool = False
     _driver: asyncpg.Connection | None = None
     _pending_events: list[Envelope] = field(default_factory=list)
@@ -222,6 +223,12 @@ class UnitOfWork:
         outcome, which must not count a rolled-back attempt (a conflict retry, a group
         commit re-run) a second time."""
         self._after_commit.append(effect)
+
+    def before_flush(self, key: Hashable, check: Callable[[], Awaitable[None]]) -> None:
+        """Run `check` once before this unit of work writes, after everything recorded up to
+        then: a rule on the state an aggregate is left in, not on each step on the way (whether
+        a SKU's stock is below its reorder point, say). A key registered again runs once."""
+        self._before_flush.setdefault(key, check)
 
     def committed(self) -> None:
         if self.cache is not None:
@@ -324,6 +331,10 @@ class UnitOfWork:
         must read its own writes back from the query tables calls it first. What it takes is
         gone from the queue even if a write fails: the transaction (or savepoint) that failed
         is rolled back with it."""
+        while self._before_flush:  # a check may record events, and so register checks
+            checks, self._before_flush = self._before_flush, {}
+            for check in checks.values():
+                await check()
         if self._unverified:
             # Before anything is written, and even when nothing is: a decision to do nothing
             # taken on a stale cached state is as wrong as a stale append.

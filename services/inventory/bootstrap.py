@@ -15,19 +15,33 @@ from libs.runtime.http import create_app
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.writes import WriteBatch
-from services.inventory.adapters import catalog_projections, projections, shipment_projections
+from services.inventory.adapters import (
+    catalog_projections,
+    projections,
+    shipment_projections,
+    warehouse_ops_projections,
+)
 from services.inventory.app import handlers, shipments
-from services.inventory.entrypoints import api, catalog_api, shipments_api
+from services.inventory.entrypoints import (
+    api,
+    catalog_api,
+    shipments_api,
+    stock_control_api,
+    stock_counts_api,
+    transfers_api,
+)
 
 NAME = "inventory"
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 
 def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
-    """Every inventory read model: stock and reservations, the catalogue, shipments."""
+    """Every inventory read model: stock and reservations, the catalogue, shipments,
+    transfers, counts and low-stock alerts."""
     projections.project(writes, envelope, event)
     catalog_projections.project(writes, envelope, event)
     shipment_projections.project(writes, envelope, event)
+    warehouse_ops_projections.project(writes, envelope, event)
 
 
 def build_runtime(settings: RuntimeSettings | None = None) -> ServiceRuntime:
@@ -53,5 +67,7 @@ def build_runtime(settings: RuntimeSettings | None = None) -> ServiceRuntime:
 
 
 def build_app(settings: RuntimeSettings | None = None) -> FastAPI:
-    routers = [api.router, catalog_api.router, shipments_api.router]
+    # stock_control_api first: its /stock/alerts must not be taken for GET /stock/{sku}
+    routers = [stock_control_api.router, api.router, catalog_api.router, shipments_api.router]
+    routers += [transfers_api.router, stock_counts_api.router]
     return create_app(build_runtime(settings), routers, "OrderMesh inventory")

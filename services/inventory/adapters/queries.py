@@ -42,7 +42,10 @@ async def list_warehouses(conn: AsyncConnection) -> list[dict[str, Any]]:
 async def stock_of(conn: AsyncConnection, sku: str) -> dict[str, Any]:
     rows = (
         await conn.execute(
-            text("SELECT warehouse, on_hand, reserved FROM stock_levels WHERE sku = :s ORDER BY warehouse"),
+            text(
+                "SELECT warehouse, on_hand, reserved, in_transit_in, in_transit_out FROM stock_levels"
+                " WHERE sku = :s ORDER BY warehouse"
+            ),
             {"s": sku},
         )
     ).all()
@@ -58,6 +61,9 @@ async def stock_of(conn: AsyncConnection, sku: str) -> dict[str, Any]:
             "on_hand": r.on_hand,
             "reserved": r.reserved,
             "available": r.on_hand - r.reserved,
+            # on its way between warehouses: in neither one's on hand nor available stock
+            "in_transit_in": r.in_transit_in,
+            "in_transit_out": r.in_transit_out,
         }
         for r in rows
     ]
@@ -67,6 +73,10 @@ async def stock_of(conn: AsyncConnection, sku: str) -> dict[str, Any]:
         "on_hand": sum(w["on_hand"] for w in warehouses),
         "reserved": sum(w["reserved"] for w in warehouses),
         "available": sum(w["available"] for w in warehouses),
+        "in_transit_in": sum(w["in_transit_in"] for w in warehouses),
+        "in_transit_out": sum(w["in_transit_out"] for w in warehouses),
+        # on hand + in transit is what the company owns: a transfer never changes it
+        "in_transit": sum(w["in_transit_out"] for w in warehouses),
         "backorders": [{"order_id": w.order_id, "quantity": w.quantity} for w in waiting],
     }
 

@@ -17,6 +17,7 @@ from services.inventory.adapters import queries
 from services.inventory.app import shipments
 from services.inventory.domain import reservation as reservation_domain
 from services.inventory.domain import warehouse as warehouse_domain
+from services.inventory.domain.reorder import low_stock_events
 from services.inventory.domain.reservation import RESERVATION, Decision, Reservation
 from services.inventory.domain.stock import SKU, Receipt, SkuStock, check_repeated_receipt, decide_receipt
 from services.inventory.domain.stock import evolve as evolve_stock
@@ -43,6 +44,16 @@ class LoadedSkus:
         for event in events:
             state = evolve_stock(state, event)
         self.states[sku] = state
+        uow.before_flush(("low-stock", sku), lambda: _follow_low_stock(uow, sku))
+
+
+async def _follow_low_stock(uow: UnitOfWork, sku: str) -> None:
+    """Open or close the SKU's low-stock alerts on the stock this unit of work leaves it with,
+    whatever moved it (a reservation, a receipt, a transfer, an adjustment, a dispatch)."""
+    stock, version = await uow.load(SKU, sku)
+    alerts = low_stock_events(stock)
+    if alerts:
+        await uow.record(SKU, sku, version, alerts)
 
 
 async def _warehouses_in_region(uow: UnitOfWork, region: str | None) -> list[str]:

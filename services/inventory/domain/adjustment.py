@@ -29,6 +29,7 @@ from libs.events.inventory import (
 from libs.events.values import Allocation, SkuQuantity
 from services.inventory.domain.reservation import Decision, Reservation, merge_lines
 from services.inventory.domain.stock import SkuStock, plan_allocation
+from services.inventory.domain.stock import evolve as evolve_stock
 
 # Which way each reason may move stock: damage and loss take it away, found stock adds to it.
 DIRECTION: dict[AdjustmentReason, str] = {
@@ -134,12 +135,15 @@ def decide_replan(
     preferred: Sequence[str],
 ) -> Decision:
     """The order lost `revoked` (already taken off its allocations by `release_revoked`):
-    say so on its reservation, and reserve the same quantities again at once.
+    say so on its reservation, and reserve it again at once.
 
-    `stocks` holds every SKU the order asks for. On success the order keeps what it still held
-    and gets the rest elsewhere: StockReserved with its whole new allocation. Otherwise it is
-    short like a new request would be: it gives up everything it holds and waits in the
-    backorder queues (or is refused) by the policy its request carried."""
+    `stocks` holds every SKU the order asks for. Each SKU it lost stock of is planned again as
+    a whole (what it still holds of it plus what it lost, never what was dispatched), by the
+    same rules as a new reservation: its region first, one warehouse rather than a split. On
+    success: StockReserved with the order's whole new allocation. Otherwise it is short like a
+    new request would be: it gives up everything it holds and waits in the backorder queues
+    (or is refused) by the policy its request carried. It keeps its claim over orders already
+    waiting: what it held was promised before they queued."""
     events: list[DomainEvent] = [
         ReservationRevoked(
             order_id=order_id, sku=r.sku, warehouse=r.warehouse, quantity=r.quantity, reason=reason
@@ -149,19 +153,20 @@ def decide_replan(
     need: dict[str, int] = {}
     for revocation in revoked:
         need[revocation.sku] = need.get(revocation.sku, 0) + revocation.quantity
-    plans = {sku: plan_allocation(stocks[sku], quantity, preferred) for sku, quantity in need.items()}
+    kept = {sku: dict(stocks[sku].allocations.get(order_id, {})) for sku in need}
+    let_go = {
+        sku: [StockDeallocated(sku=sku, order_id=order_id, warehouses=held)] if held else []
+        for sku, held in kept.items()
+    }
+    plans = {
+        sku: plan_allocation(_folded(stocks[sku], let_go[sku]), sum(kept[sku].values()) + quantity, preferred)
+        for sku, quantity in need.items()
+    }
     skus: dict[str, list[DomainEvent]] = {}
     if all(plan is not None for plan in plans.values()):
         for sku, plan in plans.items():
             assert plan is not None
-            kept = stocks[sku].allocations.get(order_id, {})
-            merged = dict(kept)
-            for warehouse, quantity in plan.items():
-                merged[warehouse] = merged.get(warehouse, 0) + quantity
-            skus[sku] = [
-                *([StockDeallocated(sku=sku, order_id=order_id, warehouses=dict(kept))] if kept else []),
-                StockAllocated(sku=sku, order_id=order_id, warehouses=merged),
-            ]
+            skus[sku] = [*let_go[sku], StockAllocated(sku=sku, order_id=order_id, warehouses=plan)]
         allocations = tuple(
             Allocation(sku=sku, warehouse=warehouse, quantity=quantity)
             for sku in sorted(wanted_by(reservation).keys() | need.keys())
@@ -193,6 +198,12 @@ def decide_replan(
         backordered=reservation.backorder,
     )
     return Decision([*events, shortage], skus)
+
+
+def _folded(stock: SkuStock, events: Sequence[DomainEvent]) -> SkuStock:
+    for event in events:
+        stock = evolve_stock(stock, event)
+    return stock
 
 
 def _held_after(stock: SkuStock, order_id: str, events: Sequence[DomainEvent]) -> Mapping[str, int]:

@@ -203,7 +203,7 @@ def test_a_revoked_order_is_reserved_again_elsewhere_with_its_whole_allocation()
     assert world.stocks["A"].reserved("SOUTH") == 5
 
 
-def test_a_partly_revoked_order_keeps_the_rest_and_gets_the_missing_part_elsewhere() -> None:
+def test_a_partly_revoked_order_is_planned_again_as_a_whole_one_warehouse_rather_than_a_split() -> None:
     world = World(A=stock("A", {"NORTH": 5, "SOUTH": 10}))
     world.reserve("o-1", lines(A=5))
     world.adjust("A", "NORTH", -2)
@@ -214,13 +214,28 @@ def test_a_partly_revoked_order_keeps_the_rest_and_gets_the_missing_part_elsewhe
     assert decision.skus == {
         "A": [
             StockDeallocated(sku="A", order_id="o-1", warehouses={"NORTH": 3}),
-            StockAllocated(sku="A", order_id="o-1", warehouses={"NORTH": 3, "SOUTH": 2}),
+            StockAllocated(sku="A", order_id="o-1", warehouses={"SOUTH": 5}),
         ]
     }
-    reserved = decision.reservation[-1]
-    assert isinstance(reserved, StockReserved)
-    assert sum(a.quantity for a in reserved.allocations) == 5
-    assert world.stocks["A"].allocations["o-1"] == {"NORTH": 3, "SOUTH": 2}
+    assert decision.reservation[-1] == StockReserved(
+        order_id="o-1", allocations=(Allocation(sku="A", warehouse="SOUTH", quantity=5),)
+    )
+    assert world.stocks["A"].available("NORTH") == 3
+
+
+def test_a_partly_revoked_order_keeps_what_is_left_in_its_region_and_takes_the_rest_elsewhere() -> None:
+    world = World(A=stock("A", {"NORTH": 5, "SOUTH": 3}))
+    world.reserve("o-1", lines(A=5))
+    world.adjust("A", "NORTH", -3)
+    (revocation,) = world.revoke("A", "NORTH")
+
+    world.replan(revocation)
+
+    assert world.stocks["A"].allocations["o-1"] == {"NORTH": 2, "SOUTH": 3}
+    assert world.reservations["o-1"].allocations == (
+        Allocation(sku="A", warehouse="NORTH", quantity=2),
+        Allocation(sku="A", warehouse="SOUTH", quantity=3),
+    )
 
 
 def test_a_revoked_order_with_no_stock_left_is_backordered_and_lets_go_of_everything() -> None:
