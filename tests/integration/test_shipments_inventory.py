@@ -329,17 +329,18 @@ async def test_a_pickup_order_is_packed_made_ready_and_collected(
     for step in ("pick", "pack"):
         await wh.step(shipment_id, step)
 
-    ready = await wh.step(shipment_id, "ready-for-pickup")
-    ready_stock = await wh.stock(sku)
     dispatch = await wh.http.post(
         f"/shipments/{shipment_id}/dispatch", json={"carrier": "DHL", "tracking_number": "T"}
     )
+    ready = await wh.step(shipment_id, "ready-for-pickup")
+    ready_stock = await wh.stock(sku)
     collected = await wh.step(shipment_id, "collect")
     collected_again = await wh.step(shipment_id, "collect")
 
     assert ready["status"] == "ready_for_pickup"
     assert (ready_stock[("SOUTH", "on_hand")], ready_stock[("SOUTH", "reserved")]) == (5, 2)
     assert dispatch.status_code == 409
+    assert dispatch.json()["detail"].startswith(f"shipment {shipment_id} is packed and ships by pickup")
     assert collected["status"] == "collected" and collected_again == collected
     assert statuses(collected) == ["pending", "picking", "packed", "ready_for_pickup", "collected"]
     assert await wh.stock(sku) == {
@@ -404,12 +405,23 @@ async def test_carrier_reports_join_the_history_once_and_delivered_delivers(
     await wh.step(shipment_id, "pack")
     await wh.step(shipment_id, "dispatch", {"carrier": "GLS", "tracking_number": tracking})
     unknown_number = f"NOPE-{uuid4().hex[:8]}"
+    other_order = f"{order_id}-2"
+    await wh.receive(sku, 1, "NORTH")
+    await wh.reserve(other_order, **{sku: 1})
+    [other] = await wh.ship(other_order, "express")
+    await wh.step(other["shipment_id"], "pick")
+    await wh.step(other["shipment_id"], "pack")
 
+    reused = await wh.http.post(
+        f"/shipments/{other['shipment_id']}/dispatch", json={"carrier": "GLS", "tracking_number": tracking}
+    )
     unknown = await wh.track(unknown_number, "in_transit", "Hub", "2026-03-01T08:00:00Z")
     first = await wh.track(tracking, "in_transit", "Leipzig hub", "2026-03-01T08:00:00Z")
     repeated = await wh.track(tracking, "in_transit", "Leipzig hub", "2026-03-01T08:00:00Z")
     delivered = await wh.track(tracking, "delivered", "Front door", "2026-03-02T10:30:00+01:00")
 
+    assert reused.status_code == 409
+    assert reused.json()["detail"] == f"tracking number {tracking} already names shipment {shipment_id}"
     assert unknown.status_code == 404 and unknown.headers["content-type"] == PROBLEM_JSON
     db = await asyncpg.connect(ship_settings.dsn("inventory"))
     try:
