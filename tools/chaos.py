@@ -239,7 +239,11 @@ class Chaos:
         """SIGKILL one replica; its partitions move to the other; it comes back and gets some."""
         self.platform.kill(service)
         took = await self.balanced([service])
-        self.progress.say(f"  {service} killed; its partitions moved to the other replica in {took:.1f}s")
+        moved = await self.lag_moves([service])
+        self.progress.say(
+            f"  {service} killed: its partitions moved to the other replica in {took:.1f}s,"
+            f" which worked on them in {moved:.1f}s"
+        )
         await self.start(service)
         took = await self.balanced([service])
         self.progress.say(f"  {service} back; groups rebalanced in {took:.1f}s")
@@ -598,7 +602,7 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
             "OM_DB_PREFIX": settings.db_prefix,
             "OM_TOPIC_NAMESPACE": settings.topic_namespace,
             "OM_TOPIC_PARTITIONS": str(PARTITIONS),
-            "OM_ORDER_PAYMENT_DEADLINE_SECONDS": "20",
+            "OM_ORDER_PAYMENT_DEADLINE_SECONDS": str(args.payment_deadline),
             "OM_ORDER_COMPENSATION_RETRY_SECONDS": "10",
             "OM_ORDER_SHORTAGE_POLICY_BY_CHANNEL": json.dumps(dict.fromkeys(REJECT_CHANNELS, "reject")),
             "OM_LOG_JSON": "false",
@@ -612,7 +616,8 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.to_thread(platform.start)
         await chaos.balanced(consuming)
         progress.say(f"platform up; logs in {platform.log_path('*')}")
-        mix = loadgen.Mix(payment_fail_share=0.05, never_pay_share=0.02)
+        # Fewer SKUs than a bench: more orders meet on the same SKU aggregates.
+        mix = loadgen.Mix(skus=100, payment_fail_share=0.05, never_pay_share=0.02)
         urls = {s: platform.urls(s) for s in ("order", "inventory", "billing")}
         async with loadgen.LoadGenerator(
             settings, urls["order"], urls["inventory"], urls["billing"], mix
@@ -706,6 +711,9 @@ def main() -> None:
         type=float,
         default=30,
         help="seconds past its deadline (or in a stage without one) before an order is stuck",
+    )
+    parser.add_argument(
+        "--payment-deadline", type=float, default=20, help="seconds a prepaid order waits for its payment"
     )
     parser.add_argument("--pingpong-cycles", type=int, default=3, help="rebalance-ping-pong cycles")
     parser.add_argument("--stock", type=int, default=100_000)
