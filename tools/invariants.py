@@ -66,6 +66,7 @@ class SkuState:
     reserved: dict[str, int] = field(default_factory=dict)
     allocations: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> {warehouse: qty}
     queue: list[str] = field(default_factory=list)  # backordered orders, first come first
+    shipped: set[tuple[str, str]] = field(default_factory=set)  # (shipment, warehouse) dispatched
 
     def available(self) -> int:
         return sum(self.on_hand.values()) - sum(self.reserved.values())
@@ -172,6 +173,8 @@ async def _stock(db: asyncpg.Connection, report: Report) -> Inventory:
                 state.reserved[warehouse] = state.reserved.get(warehouse, 0) - int(quantity)
                 if state.reserved[warehouse] < 0:
                     report.fail(f"inventory: {sku} at {warehouse} reserved below zero")
+        elif event == "StockDispatched":
+            _dispatched(sku, state, payload, report)
         elif event == "BackorderQueued":
             if payload["order_id"] in state.queue:
                 report.fail(f"inventory: order {payload['order_id']} queued twice for {sku}")
@@ -185,6 +188,27 @@ async def _stock(db: asyncpg.Connection, report: Report) -> Inventory:
     reservations = await _reservations(db, report)
     _backorders_served(skus, reservations, report)
     return Inventory(skus, reservations)
+
+
+def _dispatched(sku: str, state: SkuState, payload: dict[str, Any], report: Report) -> None:
+    """Goods left for an order: only what it held there, once per shipment; on hand and
+    reserved fall together."""
+    order_id, warehouse, quantity = payload["order_id"], payload["warehouse"], int(payload["quantity"])
+    if (payload["shipment_id"], warehouse) in state.shipped:
+        report.fail(f"inventory: shipment {payload['shipment_id']} took {sku} out of {warehouse} twice")
+    state.shipped.add((payload["shipment_id"], warehouse))
+    held = {w: int(q) for w, q in state.allocations.get(order_id, {}).items()}
+    if held.get(warehouse, 0) < quantity:
+        report.fail(
+            f"inventory: {quantity} of {sku} left {warehouse} for order {order_id}, which held"
+            f" {held.get(warehouse, 0)} there"
+        )
+    held[warehouse] = held.get(warehouse, 0) - quantity
+    state.allocations.pop(order_id, None)
+    if any(q > 0 for q in held.values()):
+        state.allocations[order_id] = {w: q for w, q in held.items() if q > 0}
+    state.on_hand[warehouse] = state.on_hand.get(warehouse, 0) - quantity
+    state.reserved[warehouse] = state.reserved.get(warehouse, 0) - quantity
 
 
 async def _stock_read_models(db: asyncpg.Connection, skus: dict[str, SkuState], report: Report) -> None:

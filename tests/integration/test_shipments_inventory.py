@@ -26,6 +26,7 @@ from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
 from services.inventory.domain.shipment import shipment_id_for
 from tests.conftest import RUN_ID, consumed_through, eventually
+from tools import invariants
 from tools.processes import Platform, eventually_value
 
 pytestmark = pytest.mark.integration
@@ -586,3 +587,60 @@ async def test_products_are_put_read_and_listed_a_page_at_a_time(
     assert [p["sku"] for p in second["items"]] == others[2:]
     assert second["next_cursor"] is None
     assert bad_cursor.status_code == 422
+
+
+# -- the invariant checker -----------------------------------------------------------------------------
+
+
+async def test_the_invariant_checker_follows_goods_out_and_flags_a_shipment_that_left_twice(
+    wh: Warehouse, sku: str, order_id: str, ship_settings: RuntimeSettings
+) -> None:
+    await wh.receive(sku, 3, "NORTH")
+    await wh.receive(sku, 2, "SOUTH")
+    await wh.reserve(order_id, **{sku: 5})
+    north, south = await wh.ship(order_id, "standard", expected=2)
+    for step in ("pick", "pack"):
+        await wh.step(north["shipment_id"], step)
+    await wh.step(
+        north["shipment_id"], "dispatch", {"carrier": "DHL", "tracking_number": f"T-{uuid4().hex[:8]}"}
+    )
+    await wh.send(ReleaseStock(order_id=order_id, reason="customer cancelled"))
+    await eventually_value(lambda: wh.shipments(order_id), lambda s: s[1]["status"] == "cancelled")
+
+    db = await asyncpg.connect(ship_settings.dsn("inventory"))
+    try:
+        clean = invariants.Report()
+        await invariants._stock(db, clean)
+        dispatched = await db.fetchrow(
+            "SELECT version, payload FROM events WHERE stream_id = $1 AND event_type = 'StockDispatched'",
+            f"sku-{sku}",
+        )
+        top = await db.fetchval("SELECT max(version) FROM events WHERE stream_id = $1", f"sku-{sku}")
+        async with db.transaction():  # the same goods out again, then rolled back
+            await db.execute(
+                "INSERT INTO events (stream_id, stream_type, version, event_id, event_type, event_version,"
+                " occurred_at, correlation_id, actor, payload)"
+                " VALUES ($1, 'sku', $2, $3, 'StockDispatched', 1, now(), 'test', 'test', $4::jsonb)",
+                f"sku-{sku}",
+                top + 1,
+                uuid4(),
+                dispatched["payload"],
+            )
+            twice = invariants.Report()
+            await invariants._stock(db, twice)
+            raise _RollBack
+    except _RollBack:
+        pass
+    finally:
+        await db.close()
+
+    assert [v for v in clean.violations if sku in v] == []
+    shipment = north["shipment_id"]
+    assert [v for v in twice.violations if sku in v and "read model" not in v] == [
+        f"inventory: shipment {shipment} took {sku} out of NORTH twice",
+        f"inventory: 3 of {sku} left NORTH for order {order_id}, which held 0 there",
+    ]
+
+
+class _RollBack(Exception):
+    pass
