@@ -103,16 +103,18 @@ def revocations(stock: SkuStock, warehouse: str) -> list[Revocation]:
 
 def release_revoked(stock: SkuStock, revoked: Sequence[Revocation]) -> list[DomainEvent]:
     """The SKU events that take the revoked stock away from its orders: each order keeps the
-    rest of what it held of the SKU, until it is planned again."""
-    events: list[DomainEvent] = []
+    rest of what it held of the SKU, until it is planned again. Every release comes before
+    any re-allocation, so no allocation is ever made while more is reserved than on hand."""
+    released: list[DomainEvent] = []
+    kept_again: list[DomainEvent] = []
     for revocation in revoked:
         held = dict(stock.allocations[revocation.order_id])
-        events.append(StockDeallocated(sku=stock.sku, order_id=revocation.order_id, warehouses=dict(held)))
+        released.append(StockDeallocated(sku=stock.sku, order_id=revocation.order_id, warehouses=dict(held)))
         held[revocation.warehouse] -= revocation.quantity
         kept = {warehouse: quantity for warehouse, quantity in held.items() if quantity > 0}
         if kept:
-            events.append(StockAllocated(sku=stock.sku, order_id=revocation.order_id, warehouses=kept))
-    return events
+            kept_again.append(StockAllocated(sku=stock.sku, order_id=revocation.order_id, warehouses=kept))
+    return [*released, *kept_again]
 
 
 def wanted_by(reservation: Reservation) -> dict[str, int]:

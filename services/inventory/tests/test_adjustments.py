@@ -164,6 +164,25 @@ def test_an_order_keeps_what_it_holds_elsewhere_while_it_is_planned_again() -> N
     ]
 
 
+def test_no_order_is_allocated_again_while_more_is_reserved_than_on_hand() -> None:
+    a = folded(
+        stock("A", {"NORTH": 10, "SOUTH": 3}),
+        StockAllocated(sku="A", order_id="o-1", warehouses={"NORTH": 4}),
+        StockAllocated(sku="A", order_id="o-2", warehouses={"NORTH": 3, "SOUTH": 2}),
+        StockAllocated(sku="A", order_id="o-3", warehouses={"NORTH": 3, "SOUTH": 1}),
+        StockAdjusted(sku="A", warehouse="NORTH", delta=-5, reason="loss", approved_by="user:kim"),
+    )
+    revoked = adjustment.revocations(a, "NORTH")
+    assert revoked == [Revocation("o-3", "A", "NORTH", 3), Revocation("o-2", "A", "NORTH", 2)]
+
+    for event in adjustment.release_revoked(a, revoked):
+        a = folded(a, event)
+        if isinstance(event, StockAllocated):
+            assert all(a.reserved(w) <= a.on_hand[w] for w in a.on_hand), event
+
+    assert dict(a.allocations) == {"o-1": {"NORTH": 4}, "o-3": {"SOUTH": 1}, "o-2": {"NORTH": 1, "SOUTH": 2}}
+
+
 def test_a_dispatched_quantity_is_gone_and_never_revoked() -> None:
     world = World(A=stock("A", {"NORTH": 5}))
     world.reserve("o-1", lines(A=5))
