@@ -10,7 +10,13 @@ from uuid import NAMESPACE_URL, uuid5
 from libs.domain import InvalidRequest
 from libs.events import Decoded
 from libs.events.base import DomainEvent
-from libs.events.inventory import BackorderDequeued, ReleaseStock, ReserveStock, StockReceived
+from libs.events.inventory import (
+    BackorderDequeued,
+    CreateShipments,
+    ReleaseStock,
+    ReserveStock,
+    StockReceived,
+)
 from libs.runtime import inbox
 from libs.runtime.uow import UnitOfWork
 from services.inventory.adapters import queries
@@ -70,7 +76,8 @@ async def _apply(uow: UnitOfWork, order_id: str, version: int, decision: Decisio
 
 async def preload(uow: UnitOfWork, batch: Sequence[Decoded]) -> None:
     """The reservations and SKUs a batch of inventory commands will load, in two round trips."""
-    commands = [d.message for d in batch if isinstance(d.message, ReserveStock | ReleaseStock)]
+    kinds = ReserveStock | ReleaseStock | CreateShipments
+    commands = [d.message for d in batch if isinstance(d.message, kinds)]
     await uow.preload(RESERVATION, [c.order_id for c in commands])
     await uow.preload(SKU, [line.sku for c in commands if isinstance(c, ReserveStock) for line in c.lines])
 
