@@ -18,6 +18,8 @@ from tools.processes import eventually_value
 
 pytestmark = pytest.mark.integration
 
+LONGEST_NOTE = ("water came through the roof " * 80)[:2000]
+
 
 async def inventory_events(settings: RuntimeSettings, aggregate_id: str) -> list[tuple[str, dict[str, Any]]]:
     """(event type, payload) of every inventory event of one aggregate, in the order published
@@ -257,7 +259,7 @@ async def test_an_adjustment_below_reserved_reserves_the_order_again_in_the_othe
     await post(
         oms,
         "/stock/adjustments",
-        {"warehouse": "NORTH", "sku": sku, "delta": -3, "reason": "damage", "note": "water"},
+        {"warehouse": "NORTH", "sku": sku, "delta": -3, "reason": "damage", "note": LONGEST_NOTE},
         status=201,
     )
 

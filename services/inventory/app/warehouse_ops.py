@@ -18,6 +18,8 @@ from services.inventory.domain.stock import SKU, SkuStock
 from services.inventory.domain.stock_count import STOCK_COUNT, StockCount
 from services.inventory.domain.transfer import TRANSFER, Transfer, TransferDecision
 
+NOTE_ON_TIMELINE = 200
+
 
 async def _require_warehouse(uow: UnitOfWork, code: str) -> None:
     if not await queries.warehouse_exists(uow.conn, code):
@@ -107,7 +109,9 @@ async def adjust_stock(
     uow: UnitOfWork, warehouse: str, sku: str, delta: int, reason: AdjustmentReason, note: str
 ) -> None:
     await _require_warehouse(uow, warehouse)
-    why = f"stock adjusted at {warehouse}: {reason} ({delta:+d})" + (f", {note}" if note else "")
+    # The order's timeline shows why its stock was revoked; a long note is cut short there.
+    said = note if len(note) <= NOTE_ON_TIMELINE else note[: NOTE_ON_TIMELINE - 1] + "…"
+    why = f"stock adjusted at {warehouse}: {reason} ({delta:+d})" + (f", {said}" if said else "")
     await _adjust(uow, LoadedSkus(), warehouse, sku, delta, reason, note, why)
 
 
