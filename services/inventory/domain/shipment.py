@@ -250,7 +250,9 @@ def decide_dispatch(
     ]
     if missing:
         raise MissingFields(
-            missing, f"{' and '.join(missing)} required to dispatch a {shipment.method} shipment"
+            missing,
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required to dispatch"
+            f" a {shipment.method} shipment",
         )
     return [
         ShipmentDispatched(
