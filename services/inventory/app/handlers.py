@@ -169,4 +169,6 @@ async def _try_serve(uow: UnitOfWork, reservation: Reservation, version: int, sk
         return False
     decision = reservation_domain.allocation_events(reservation.order_id, plans, stocks)
     await _apply(uow, reservation.order_id, version, decision, skus)
+    # An order that had shipments before its stock was revoked ships again.
+    await shipments.follow_allocation(uow, reservation.order_id, "reserved again from stock that arrived")
     return True

@@ -1,5 +1,6 @@
 """Shipment use cases: create an order's shipments, move them through the warehouse, take
-their goods out of stock, follow the carrier, cancel them with the order."""
+their goods out of stock, follow the carrier, follow the order's allocation when its stock is
+re-planned, cancel them with the order."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from libs.runtime.uow import UnitOfWork
 from services.inventory.adapters import shipment_queries
 from services.inventory.domain import shipment as shipment_domain
 from services.inventory.domain.product import PRODUCT
-from services.inventory.domain.reservation import RESERVATION
+from services.inventory.domain.reservation import RESERVATION, skus_held
 from services.inventory.domain.shipment import SHIPMENT, CarrierReport, Shipment
 from services.inventory.domain.stock import SKU, decide_dispatch
 
@@ -47,6 +48,29 @@ async def create_shipments(uow: UnitOfWork, decoded: Decoded) -> None:
         shipment, version = await uow.load(SHIPMENT, created.shipment_id)
         if not shipment.exists:
             await uow.record(SHIPMENT, created.shipment_id, version, [created])
+
+
+async def follow_allocation(uow: UnitOfWork, order_id: str, reason: str) -> None:
+    """The order's allocation changed after its shipments were asked for (its stock was
+    revoked and reserved again, or it waited and its backorder was filled): its shipments
+    follow what it now holds, in the caller's unit of work. Run after the allocation's events
+    are recorded; an order without shipments is left to CreateShipments."""
+    shipment_ids = await _order_shipment_ids(uow, order_id)
+    if not shipment_ids:
+        return
+    loaded = {shipment_id: await uow.load(SHIPMENT, shipment_id) for shipment_id in shipment_ids}
+    reservation, _ = await uow.load(RESERVATION, order_id)
+    skus = skus_held(reservation) | {line.sku for s, _ in loaded.values() for line in s.lines}
+    held = {sku: (await uow.load(SKU, sku))[0].allocations.get(order_id, {}) for sku in sorted(skus)}
+    weights = {sku: (await uow.load(PRODUCT, sku))[0].weight_kg for sku in sorted(skus) if held[sku]}
+    decided = shipment_domain.decide_follow_allocation(
+        order_id, [shipment for shipment, _ in loaded.values()], held, weights, reason
+    )
+    for event in decided:
+        # A new shipment's stream starts at 0: two units of work creating the same generation
+        # at once meet at the (stream_id, version) key, and the loser is run again on fresh state.
+        version = loaded[event.shipment_id][1] if event.shipment_id in loaded else 0
+        await uow.record(SHIPMENT, event.shipment_id, version, [event])
 
 
 async def advance(uow: UnitOfWork, shipment_id: str, step: Step) -> bool:

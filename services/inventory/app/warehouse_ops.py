@@ -11,6 +11,7 @@ from libs.events.inventory import AdjustmentReason, StockShortage
 from libs.events.values import SkuQuantity
 from libs.runtime.uow import UnitOfWork
 from services.inventory.adapters import queries, warehouse_ops_queries
+from services.inventory.app import shipments
 from services.inventory.app.handlers import LoadedSkus, serve_backorders
 from services.inventory.domain import adjustment, reorder, stock_count, transfer
 from services.inventory.domain.reservation import RESERVATION
@@ -144,7 +145,8 @@ async def _adjust(
 
 
 async def _replan(uow: UnitOfWork, skus: LoadedSkus, revocation: adjustment.Revocation, why: str) -> set[str]:
-    """Reserve again for an order that lost stock; the SKUs it let go of if it became short."""
+    """Reserve again for an order that lost stock, and its shipments follow (cancelled where
+    the stock is gone, created where it is now); the SKUs it let go of if it became short."""
     reservation, version = await uow.load(RESERVATION, revocation.order_id)
     stocks = await skus.ensure(uow, adjustment.wanted_by(reservation).keys() | {revocation.sku})
     preferred = await _preferred(uow, reservation.region)
@@ -154,6 +156,7 @@ async def _replan(uow: UnitOfWork, skus: LoadedSkus, revocation: adjustment.Revo
     for sku, events in decision.skus.items():
         await skus.record(uow, sku, events)
     await uow.record(RESERVATION, revocation.order_id, version, decision.reservation)
+    await shipments.follow_allocation(uow, revocation.order_id, why)
     short = any(isinstance(event, StockShortage) for event in decision.reservation)
     return set(decision.skus) if short else set()
 

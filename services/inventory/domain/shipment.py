@@ -31,8 +31,10 @@ from libs.events.inventory import (
 )
 from libs.events.values import Allocation, ShippingMethod, SkuQuantity
 
-# Every shipment id is derived from its order and warehouse, so a repeated CreateShipments
-# (or one replayed from the topic) names the same shipments and cannot create more.
+# Every shipment id is derived from its order, warehouse and generation, so a repeated
+# CreateShipments (or one replayed from the topic) names the same shipments and cannot create
+# more, and a shipment created again for a warehouse whose earlier one was cancelled (its stock
+# re-planned) gets an id of its own.
 SHIPMENT_NAMESPACE = UUID("6f1d3c55-2b8e-4c1e-9a55-0c8f5f6d7e21")
 # ShipmentCreated.weight_kg's upper bound: a heavier estimate is left unknown.
 MAX_WEIGHT_KG = Decimal("100000")
@@ -138,8 +140,11 @@ class MissingFields(InvalidRequest):
         self.fields = tuple(fields)
 
 
-def shipment_id_for(order_id: str, warehouse: str) -> str:
-    return str(uuid5(SHIPMENT_NAMESPACE, f"{order_id}/{warehouse}"))
+def shipment_id_for(order_id: str, warehouse: str, generation: int = 0) -> str:
+    """Generation 0 is the order's first shipment from the warehouse; each later one the next.
+    A warehouse code holds no '#' or '/', so no two (order, warehouse, generation) share a name."""
+    name = f"{order_id}/{warehouse}" if generation == 0 else f"{order_id}/{warehouse}#{generation}"
+    return str(uuid5(SHIPMENT_NAMESPACE, name))
 
 
 def _moves_to(shipment: Shipment, to: ShipmentStatus) -> bool:
@@ -209,6 +214,70 @@ def decide_create_shipments(
             )
         )
     return created
+
+
+# Goods still in the warehouse, the shipment the warehouse is furthest along with first: when
+# only some of a warehouse's shipments still fit what the order holds there, those are kept.
+NOT_LEFT: tuple[ShipmentStatus, ...] = ("ready_for_pickup", "packed", "picking", "pending")
+
+
+def decide_follow_allocation(
+    order_id: str,
+    shipments: Sequence[Shipment],
+    held: Mapping[str, Mapping[str, int]],
+    catalogue_weights: Mapping[str, Decimal | None],
+    reason: str,
+) -> list[ShipmentCancelled | ShipmentCreated]:
+    """Keep an order's shipments equal to what it holds and has not dispatched, per warehouse.
+
+    `held` is that stock, SKU -> {warehouse: quantity} (a dispatch takes its goods out of it,
+    so a shipment that left is neither counted nor touched). Run whenever the order's
+    allocation changes after its shipments were asked for (`shipments` is not empty): a
+    shipment whose goods have not left and whose lines no longer fit what the order holds at
+    its warehouse is cancelled with `reason` (a smaller one takes its place); what the
+    shipments kept do not cover becomes a new shipment, of the next generation of its
+    warehouse. Nothing changes when they already match: a repeat is harmless."""
+    if not shipments:
+        return []  # not asked for yet: CreateShipments ships the allocation as it is then
+    room: dict[str, dict[str, int]] = {}
+    for sku, by_warehouse in held.items():
+        for warehouse, quantity in by_warehouse.items():
+            if quantity > 0:
+                room.setdefault(warehouse, {})[sku] = quantity
+    waiting = sorted(
+        (s for s in shipments if s.status in NOT_LEFT),
+        key=lambda s: (NOT_LEFT.index(s.status), s.shipment_id),
+    )
+    decided: list[ShipmentCancelled | ShipmentCreated] = []
+    for shipment in waiting:
+        free = room.get(shipment.warehouse, {})
+        if all(free.get(line.sku, 0) >= line.quantity for line in shipment.lines):
+            for line in shipment.lines:
+                free[line.sku] -= line.quantity
+        else:
+            decided.append(
+                ShipmentCancelled(shipment_id=shipment.shipment_id, order_id=order_id, reason=reason)
+            )
+    known = {s.shipment_id for s in shipments}
+    method = shipments[0].method
+    for warehouse, skus in sorted(room.items()):
+        lines = tuple(SkuQuantity(sku=sku, quantity=q) for sku, q in sorted(skus.items()) if q > 0)
+        if not lines:
+            continue
+        generation = sum(1 for s in shipments if s.warehouse == warehouse)
+        while shipment_id_for(order_id, warehouse, generation) in known:
+            generation += 1
+        decided.append(
+            ShipmentCreated(
+                shipment_id=shipment_id_for(order_id, warehouse, generation),
+                order_id=order_id,
+                warehouse=warehouse,
+                method=method,
+                lines=lines,
+                weight_kg=parcel_weight(lines, catalogue_weights),
+            )
+        )
+    return decided
 
 
 # -- the warehouse's steps ----------------------------------------------------------------------

@@ -123,14 +123,17 @@ def _moved(state: SkuStock, event: DomainEvent) -> SkuStock:
 
 
 def _dispatched(state: SkuStock, event: StockDispatched) -> SkuStock:
-    """The goods left: they are neither on hand nor reserved for the order any more."""
+    """The goods left: they are neither on hand nor reserved for the order any more. What the
+    order still holds keeps its place among the allocations: the place says how new the
+    reservation is (the newest are revoked first), and a dispatch does not make it newer."""
     on_hand = {**state.on_hand, event.warehouse: state.on_hand.get(event.warehouse, 0) - event.quantity}
-    held = dict(state.allocations.get(event.order_id, {}))
-    held[event.warehouse] = held.get(event.warehouse, 0) - event.quantity
-    held = {warehouse: quantity for warehouse, quantity in held.items() if quantity > 0}
-    allocations = {order: by_wh for order, by_wh in state.allocations.items() if order != event.order_id}
-    if held:
-        allocations[event.order_id] = held
+    allocations: dict[str, Mapping[str, int]] = {}
+    for order_id, by_wh in state.allocations.items():
+        if order_id == event.order_id:
+            held = {**by_wh, event.warehouse: by_wh.get(event.warehouse, 0) - event.quantity}
+            by_wh = {warehouse: quantity for warehouse, quantity in held.items() if quantity > 0}
+        if by_wh:
+            allocations[order_id] = by_wh
     return replace(state, on_hand=on_hand, allocations=allocations)
 
 

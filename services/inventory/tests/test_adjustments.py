@@ -183,6 +183,19 @@ def test_no_order_is_allocated_again_while_more_is_reserved_than_on_hand() -> No
     assert dict(a.allocations) == {"o-1": {"NORTH": 4}, "o-3": {"SOUTH": 1}, "o-2": {"NORTH": 1, "SOUTH": 2}}
 
 
+def test_a_partly_dispatched_order_keeps_its_place_so_a_newer_reservation_is_revoked_first() -> None:
+    a = folded(
+        stock("A", {"NORTH": 6, "SOUTH": 2}),
+        StockAllocated(sku="A", order_id="o-1", warehouses={"NORTH": 3, "SOUTH": 2}),
+        StockAllocated(sku="A", order_id="o-2", warehouses={"NORTH": 3}),
+        StockDispatched(sku="A", order_id="o-1", warehouse="SOUTH", quantity=2, shipment_id="s-1"),
+        StockAdjusted(sku="A", warehouse="NORTH", delta=-1, reason="damage", approved_by="user:kim"),
+    )
+
+    assert list(a.allocations) == ["o-1", "o-2"]
+    assert adjustment.revocations(a, "NORTH") == [Revocation("o-2", "A", "NORTH", 1)]
+
+
 def test_a_dispatched_quantity_is_gone_and_never_revoked() -> None:
     world = World(A=stock("A", {"NORTH": 5}))
     world.reserve("o-1", lines(A=5))

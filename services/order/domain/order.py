@@ -118,6 +118,9 @@ class Order:
     allocations: tuple[Allocation, ...] = ()
     shipments_requested: bool = False
     shipments: dict[str, ShipmentView] = field(default_factory=dict)
+    # Shipments that had left when the order's stock was last revoked. The allocation it is
+    # reserved again with holds only what had not left, so they cover none of its warehouses.
+    left_before_revocation: frozenset[str] = frozenset()
     # Stock the order held was revoked (an adjustment) and inventory is reserving it again.
     stock_revoked: bool = False
     # The status to go back to when re-reserved stock arrives for an order past reservation.
@@ -145,7 +148,9 @@ class Order:
 
     @property
     def all_shipments_created(self) -> bool:
-        covered = {s.warehouse for s in self.live_shipments.values()}
+        covered = {
+            s.warehouse for i, s in self.live_shipments.items() if i not in self.left_before_revocation
+        }
         return bool(covered) and covered >= self.warehouses_to_ship_from
 
     @property
@@ -201,7 +206,8 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
         case OrderCompleted():
             return replace(state, status="completed", stage="ended")
         case OrderReservationRevoked():
-            return replace(state, stock_revoked=True)
+            left = frozenset(i for i, s in state.shipments.items() if s.status in LEFT_THE_WAREHOUSE)
+            return replace(state, stock_revoked=True, left_before_revocation=left)
         case InvoiceRequested():
             return replace(state, stage="invoicing", invoice_requested=True)
         case OrderAwaitingPayment():

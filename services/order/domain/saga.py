@@ -443,8 +443,8 @@ def _progress(saga: _Folding) -> None:
     delivered and paid in full."""
     order = saga.order
     live = order.live_shipments
-    if not live or not order.all_shipments_created:
-        return
+    if order.stock_revoked or not live or not order.all_shipments_created:
+        return  # revoked: the shipments follow the allocation inventory is about to answer
     left = sum(1 for s in live.values() if s.status in LEFT_THE_WAREHOUSE)
     arrived = all(s.status in ARRIVED for s in live.values())
     if left == len(live) and order.status in ("confirmed", "partially_shipped"):
@@ -487,6 +487,8 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
         case StockReserved() if order.stage in PAST_RESERVATION and order.stock_revoked:
             # Reserved again after a revocation: the new allocation, the saga stays where it is.
             saga.emit(OrderStockAllocated(order_id=order_id, allocations=message.allocations))
+            if saga.order.stage == "fulfilling":
+                _progress(saga)  # its shipments' news may have come first
         case StockShortage() if order.stage in PAST_RESERVATION and order.stock_revoked and (
             order.status != "awaiting_stock"
         ):

@@ -33,6 +33,7 @@ from libs.events.inventory import (
     ReleaseStock,
     ReservationRevoked,
     ReserveStock,
+    ShipmentCancelled,
     ShipmentCollected,
     ShipmentCreated,
     ShipmentDelivered,
@@ -1326,6 +1327,79 @@ def test_stock_revoked_with_no_backorder_by_policy_cancels_and_refunds() -> None
     started = expect(reaction).event(OrderCompensationStarted)
     assert started.reason.startswith("out of stock after a stock adjustment")
     assert "void_invoice" in started.steps
+
+
+# -- shipments follow a re-planned allocation (inventory cancels and creates them) ---------------
+
+MOVED_SOUTH = (
+    Allocation(sku="SKU-A", warehouse="wh-south", quantity=3),
+    Allocation(sku="SKU-B", warehouse="wh-south", quantity=1),
+)
+
+
+def shipment_cancelled(shipment_id: str) -> ShipmentCancelled:
+    return ShipmentCancelled(shipment_id=shipment_id, order_id=ORDER_ID, reason="damage at wh-north")
+
+
+def test_an_order_re_planned_to_another_warehouse_ships_from_there_and_completes() -> None:
+    order, _ = step_through(given(*confirmed()), shipment_created("s-n", "wh-north"))
+
+    order, emitted = step_through(
+        order,
+        revoked(),
+        StockReserved(order_id=ORDER_ID, allocations=MOVED_SOUTH),
+        shipment_cancelled("s-n"),
+        shipment_created("s-s", "wh-south"),
+    )
+    assert order.status == "confirmed"
+    assert OrderShipped not in [type(e) for e in emitted]
+
+    order, emitted = step_through(order, dispatched("s-s", "wh-south"), delivered("s-s"))
+    assert [type(e) for e in emitted] == [
+        OrderShipmentUpdated,
+        OrderShipped,
+        OrderShipmentUpdated,
+        OrderDelivered,
+        OrderCompleted,
+    ]
+
+
+def test_shipment_news_that_overtakes_the_re_planned_allocation_ships_the_order_when_it_arrives() -> None:
+    order, _ = step_through(given(*confirmed()), shipment_created("s-n", "wh-north"), revoked())
+    # Shipment events travel under their own keys: they may come before the reservation's answer.
+    order, emitted = step_through(
+        order, shipment_cancelled("s-n"), shipment_created("s-s", "wh-south"), dispatched("s-s", "wh-south")
+    )
+    assert order.status == "confirmed"
+
+    reaction = when(order, StockReserved(order_id=ORDER_ID, allocations=MOVED_SOUTH))
+
+    expect(reaction).events(OrderStockAllocated, OrderShipped).no_commands()
+
+
+def test_a_parcel_that_left_before_the_re_plan_does_not_stand_in_for_the_new_one_at_its_warehouse() -> None:
+    order, _ = step_through(
+        given(*split_confirmed()),
+        shipment_created("s-n", "wh-north"),
+        shipment_created("s-s", "wh-south"),
+        dispatched("s-n", "wh-north"),
+    )
+    assert order.status == "partially_shipped"
+    b_moved_north = (Allocation(sku="SKU-B", warehouse="wh-north", quantity=1),)
+
+    order, emitted = step_through(
+        order,
+        revoked(),
+        StockReserved(order_id=ORDER_ID, allocations=b_moved_north),
+        shipment_cancelled("s-s"),
+    )
+    assert order.status == "partially_shipped"  # s-n left with A; B at wh-north has no parcel yet
+    assert OrderShipped not in [type(e) for e in emitted]
+
+    order, _ = step_through(order, shipment_created("s-n-1", "wh-north"))
+    assert order.status == "partially_shipped"
+    order, emitted = step_through(order, dispatched("s-n-1", "wh-north"))
+    assert order.status == "shipped"
 
 
 def test_a_shortage_without_a_revocation_past_the_reservation_is_ignored() -> None:
