@@ -4,6 +4,7 @@ points and their low-stock alerts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
@@ -297,6 +298,87 @@ async def test_an_adjustment_below_reserved_reserves_the_order_again_in_the_othe
     why = next(entry for entry in entries if entry["type"] == "OrderReservationRevoked")["details"]
     assert (why["warehouse"], why["quantity"]) == ("NORTH", 3)
     assert (await oms.get_order(order_id))["status"] == "awaiting_payment"
+
+
+async def shipments_of(
+    oms: Oms, order_id: str, ready: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    """The order's shipments by warehouse, once `ready` says they are as expected."""
+
+    async def fetch() -> list[dict[str, Any]]:
+        response = await oms.inventory.get("/shipments", params={"order_id": order_id})
+        assert response.status_code == 200, response.text
+        return sorted(response.json(), key=lambda s: (s["warehouse"], s["status"]))
+
+    return list(await eventually_value(fetch, ready, timeout=60))
+
+
+async def test_an_adjustment_moves_a_confirmed_order_s_shipment_to_the_warehouse_that_has_its_stock(
+    oms: Oms, sku: str
+) -> None:
+    await oms.receive(sku, 2, "NORTH")
+    await oms.receive(sku, 5, "SOUTH")
+    address = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
+    order_id = await oms.place(
+        order_body(sku, 2, "10.00", shipping={"method": "standard", "address": address})
+    )
+    invoice = await oms.invoice(order_id)
+    assert (await oms.pay(order_id, invoice["amount"])).status_code == 201
+    await oms.wait_status(order_id, "confirmed")
+    (north,) = await shipments_of(oms, order_id, lambda found: len(found) == 1)
+    assert (north["warehouse"], north["status"], north["lines"]) == (
+        "NORTH",
+        "pending",
+        [{"sku": sku, "quantity": 2}],
+    )
+    await post(oms, f"/shipments/{north['shipment_id']}/pick")
+
+    await post(
+        oms,
+        "/stock/adjustments",
+        {"warehouse": "NORTH", "sku": sku, "delta": -2, "reason": "damage", "note": "crushed by a forklift"},
+        status=201,
+    )
+
+    cancelled, south = await shipments_of(oms, order_id, lambda found: len(found) == 2)
+    assert (cancelled["shipment_id"], cancelled["status"]) == (north["shipment_id"], "cancelled")
+    assert (south["warehouse"], south["status"], south["lines"]) == (
+        "SOUTH",
+        "pending",
+        [{"sku": sku, "quantity": 2}],
+    )
+    assert (await oms.stock(sku))["reserved"] == 2
+    refused = await oms.inventory.post(f"/shipments/{north['shipment_id']}/pack")
+    assert refused.status_code == 409, refused.text
+    for action, body in (
+        ("pick", None),
+        ("pack", {"weight_kg": "2.0"}),
+        ("dispatch", {"carrier": "DHL", "tracking_number": f"TRK-{order_id}"}),
+        ("deliver", None),
+    ):
+        await post(oms, f"/shipments/{south['shipment_id']}/{action}", body)
+
+    completed = await oms.wait_status(order_id, "completed", timeout=60)
+    assert sorted((s["warehouse"], s["status"]) for s in completed["shipments"]) == [
+        ("NORTH", "cancelled"),
+        ("SOUTH", "delivered"),
+    ]
+    kinds = [entry["type"] for entry in completed["timeline"]]
+    assert (
+        kinds.index("OrderReservationRevoked") < kinds.index("OrderShipped") < kinds.index("OrderCompleted")
+    )
+    stock = await oms.stock(sku)
+    assert (at(stock, "NORTH")["on_hand"], at(stock, "NORTH")["reserved"]) == (0, 0)
+    assert (
+        at(stock, "SOUTH")["on_hand"],
+        at(stock, "SOUTH")["reserved"],
+        at(stock, "SOUTH")["available"],
+    ) == (3, 0, 3)
+    assert (stock["on_hand"], stock["reserved"], stock["available"]) == (
+        3,
+        0,
+        3,
+    )  # 7 received, 2 lost, 2 shipped
 
 
 # -- reorder points ----------------------------------------------------------------------------

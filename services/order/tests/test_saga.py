@@ -1377,6 +1377,31 @@ def test_shipment_news_that_overtakes_the_re_planned_allocation_ships_the_order_
     expect(reaction).events(OrderStockAllocated, OrderShipped).no_commands()
 
 
+def test_shipment_news_between_a_revocation_and_its_answer_decides_nothing_until_the_answer() -> None:
+    order, _ = step_through(given(*confirmed()), shipment_created("s-n", "wh-north"), revoked())
+    split = (
+        Allocation(sku="SKU-A", warehouse="wh-north", quantity=2),
+        Allocation(sku="SKU-A", warehouse="wh-south", quantity=1),
+        Allocation(sku="SKU-B", warehouse="wh-north", quantity=1),
+    )
+
+    # Re-planned as north and south: the north parcel is made again and leaves at once, before
+    # the order hears of the new allocation (its south parcel is on its way too).
+    order, emitted = step_through(
+        order,
+        shipment_cancelled("s-n"),
+        shipment_created("s-n-1", "wh-north"),
+        dispatched("s-n-1", "wh-north"),
+    )
+    assert order.status == "confirmed"
+    assert OrderShipped not in [type(e) for e in emitted]
+
+    order, _ = step_through(order, StockReserved(order_id=ORDER_ID, allocations=split))
+    assert order.status == "confirmed"
+    order, _ = step_through(order, shipment_created("s-s", "wh-south"))
+    assert order.status == "partially_shipped"
+
+
 def test_a_parcel_that_left_before_the_re_plan_does_not_stand_in_for_the_new_one_at_its_warehouse() -> None:
     order, _ = step_through(
         given(*split_confirmed()),
