@@ -210,18 +210,37 @@ class Chaos:
         return await self.until(f"consumer groups of {names} rebalanced", check)
 
     async def lag_moves(self, services: Iterable[str]) -> float:
-        """Until each group of `services` has committed more, or has nothing left to do."""
+        """Until each group of `services` has committed more, has nothing left to do, or its
+        service waits for a lock held by a transaction its client left open (a paused
+        replica's: it was mid-batch when it stopped, and the batch is the one redelivered)."""
         wanted = [g for g in self.groups if g.service in set(services)]
         before = await committed(self.settings, wanted)
 
         async def check() -> bool:
             now, behind = await committed(self.settings, wanted), await lag(self.settings, wanted)
+            blocked = {s for s in {g.service for g in wanted} if await self.blocked_by_open_transaction(s)}
             return all(
-                sum(now[g.group].values()) > sum(before[g.group].values()) or behind[g.group] == 0
+                sum(now[g.group].values()) > sum(before[g.group].values())
+                or behind[g.group] == 0
+                or g.service in blocked
                 for g in wanted
             )
 
         return await self.until("the lag moves", check)
+
+    async def blocked_by_open_transaction(self, service: str) -> bool:
+        conn = await asyncpg.connect(self.settings.dsn(service))
+        try:
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity waiting"
+                    " JOIN pg_stat_activity holder ON holder.pid = ANY(pg_blocking_pids(waiting.pid))"
+                    " WHERE waiting.datname = current_database()"
+                    " AND holder.state = 'idle in transaction'"
+                )
+            )
+        finally:
+            await conn.close()
 
     async def ready(self, names: Iterable[str]) -> float:
         async def check() -> bool:
@@ -297,7 +316,8 @@ class Chaos:
         back = await self.balanced(services)
         self.progress.say(
             f"  {', '.join(names)} paused: partitions moved in {took:.1f}s, the other replica"
-            f" worked on them in {moved:.1f}s; back and rebalanced in {back:.1f}s"
+            f" worked on them (or waited for the paused one's open transaction) in {moved:.1f}s;"
+            f" back and rebalanced in {back:.1f}s"
         )
 
     async def ping_pong(self) -> None:
@@ -532,7 +552,7 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
     report = await invariants.check(
         chaos.settings, accepted, stuck_after=args.stuck_after, reject_channels=REJECT_CHANNELS
     )
-    row = {
+    row: dict[str, Any] = {
         "fault": name,
         "fault_s": fault_seconds,
         "submitted": len(result.orders),
@@ -555,7 +575,14 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
         "notes": report.notes[:10],
     }
     if scarce_sku is not None:
-        row["scarce"] = await scarce_summary(chaos.settings, scarce_sku, report)
+        row["scarce"] = summary = await scarce_summary(chaos.settings, scarce_sku, report)
+        answered = sum(v for k, v in summary.items() if k.startswith("orders_"))
+        if answered != len(accepted):
+            row["violations"] += 1
+            row["details"].append(
+                f"{len(accepted) - answered} of {len(accepted)} orders for the scarce SKU were neither"
+                " reserved, backordered nor rejected by policy"
+            )
     return row
 
 
@@ -580,6 +607,7 @@ async def scarce_summary(settings: RuntimeSettings, sku: str, report: invariants
         "orders_reserved": report.counts["stock_reserved"],
         "orders_backordered": report.counts["backordered"],
         "orders_refused": report.counts["refused_stock"],
+        "orders_released": report.counts["released_stock"],
     }
 
 
@@ -686,7 +714,8 @@ def table(result: dict[str, Any]) -> str:
             lines.append(
                 f"    scarce SKU: {s['units_received']} units received, {s['units_reserved']} reserved;"
                 f" orders: {s['orders_reserved']} reserved, {s['orders_backordered']} backordered,"
-                f" {s['orders_refused']} rejected by policy"
+                f" {s['orders_refused']} rejected by policy, {s['orders_released']} reserved and"
+                " released (cancelled: payment failed or late)"
             )
         lines += [f"    ! {detail}" for detail in row["details"]]
         lines += [f"    - {note}" for note in row["notes"]]

@@ -400,7 +400,7 @@ async def _orders(
     void = {
         r["order_id"] for r in await billing_db.fetch("SELECT order_id FROM invoices WHERE status = 'void'")
     }
-    for name in ("stock_reserved", "backordered", "refused_stock"):
+    for name in ("stock_reserved", "backordered", "refused_stock", "released_stock"):
         report.counts[name] = 0
     for order_id in considered:
         order = orders.get(order_id)
@@ -414,6 +414,8 @@ async def _orders(
             report.count("backordered")
         elif held == "refused":
             report.count("refused_stock")
+        elif held == "released":
+            report.count("released_stock")
         if order.status == "confirmed" and (held != "reserved" or order_id in void):
             report.fail(f"order: {order_id} confirmed without live reservation or with a void invoice")
         if order.status in ("cancelled", "rejected") and held == "reserved":
