@@ -146,6 +146,18 @@ async def test_invariants_flag_stuck_orders_and_oversold_stock(crafted: RuntimeS
         )
         await _sku_event(inventory_db, "HOT", 2, "StockAllocated", order_id="o1", warehouses={"NORTH": 3})
         await inventory_db.execute("INSERT INTO stock_levels VALUES ('HOT', 'NORTH', 2, 3)")
+        # Five received, four reserved, then three found missing: the transaction that books the
+        # adjustment revokes the reservation it no longer covers, so nothing is oversold.
+        await _sku_event(
+            inventory_db, "ADJ", 1, "StockReceived", warehouse="NORTH", quantity=5, receipt_id="r2"
+        )
+        await _sku_event(inventory_db, "ADJ", 2, "StockAllocated", order_id="o2", warehouses={"NORTH": 4})
+        async with inventory_db.transaction():
+            await _sku_event(inventory_db, "ADJ", 3, "StockAdjusted", warehouse="NORTH", delta=-3)
+            await _sku_event(
+                inventory_db, "ADJ", 4, "StockDeallocated", order_id="o2", warehouses={"NORTH": 4}
+            )
+        await inventory_db.execute("INSERT INTO stock_levels VALUES ('ADJ', 'NORTH', 2, 0)")
 
         report = await invariants.check(crafted, stuck | fine, stuck_after=30)
     finally:
@@ -159,5 +171,5 @@ async def test_invariants_flag_stuck_orders_and_oversold_stock(crafted: RuntimeS
     assert report.counts["waiting"] == report.counts["terminal"] == 1
     assert report.counts["oversold"] == 1
     assert [v for v in report.violations if v.startswith("inventory:")] == [
-        "inventory: HOT oversold at NORTH: order o1 took it to 3 reserved of 2 received"
+        "inventory: HOT oversold at NORTH: 3 reserved of 2 on hand after a StockAllocated"
     ]
