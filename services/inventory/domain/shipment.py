@@ -234,9 +234,9 @@ def decide_follow_allocation(
     so a shipment that left is neither counted nor touched). Run whenever the order's
     allocation changes after its shipments were asked for (`shipments` is not empty): a
     shipment whose goods have not left and whose lines no longer fit what the order holds at
-    its warehouse is cancelled with `reason` (a smaller one takes its place); what the
-    shipments kept do not cover becomes a new shipment, of the next generation of its
-    warehouse. Nothing changes when they already match: a repeat is harmless."""
+    its warehouse is cancelled with `reason`; what the shipments kept do not cover (a reduced
+    quantity, or stock re-planned to another warehouse) becomes a new shipment, of the next
+    generation of its warehouse. Nothing changes when they already match: a repeat is harmless."""
     if not shipments:
         return []  # not asked for yet: CreateShipments ships the allocation as it is then
     room: dict[str, dict[str, int]] = {}
