@@ -211,24 +211,36 @@ class Chaos:
 
     async def lag_moves(self, services: Iterable[str]) -> float:
         """Until each group of `services` has committed more, has nothing left to do, or its
-        service waits for a lock held by a transaction its client left open (a paused
-        replica's: it was mid-batch when it stopped, and the batch is the one redelivered)."""
+        service waits for a transaction whose client does not answer: a paused replica's, which
+        was mid-batch when it stopped (the batch is the one redelivered to the other replica,
+        whose inbox rows then wait for the paused transaction's)."""
         wanted = [g for g in self.groups if g.service in set(services)]
         before = await committed(self.settings, wanted)
+        stalled: dict[str, str] = {}
+        held_up: set[str] = set()
 
         async def check() -> bool:
             now, behind = await committed(self.settings, wanted), await lag(self.settings, wanted)
-            blocked = {s for s in {g.service for g in wanted} if await self.blocked_by_open_transaction(s)}
-            return all(
-                sum(now[g.group].values()) > sum(before[g.group].values())
-                or behind[g.group] == 0
-                or g.service in blocked
-                for g in wanted
-            )
+            stalled.clear()
+            for g in wanted:
+                if sum(now[g.group].values()) > sum(before[g.group].values()) or behind[g.group] == 0:
+                    continue
+                if await self.waits_for_silent_client(g.service):
+                    if g.group not in held_up:
+                        held_up.add(g.group)
+                        self.progress.say(f"  {g.group} waits for a transaction its paused replica left open")
+                    continue
+                stalled[g.group] = f"lag {behind[g.group]}, {await self.waits(g.service)}"
+            return not stalled
 
-        return await self.until("the lag moves", check)
+        def status() -> str:
+            return "; ".join(f"{group}: {why}" for group, why in sorted(stalled.items())) or "not yet"
 
-    async def blocked_by_open_transaction(self, service: str) -> bool:
+        return await self.until("the lag moves", check, status=status)
+
+    async def waits_for_silent_client(self, service: str) -> bool:
+        """Some backend of the service's database waits for a lock held by a transaction
+        whose client does not answer (idle in it, or not reading what it asked for)."""
         conn = await asyncpg.connect(self.settings.dsn(service))
         try:
             return bool(
@@ -236,11 +248,28 @@ class Chaos:
                     "SELECT count(*) FROM pg_stat_activity waiting"
                     " JOIN pg_stat_activity holder ON holder.pid = ANY(pg_blocking_pids(waiting.pid))"
                     " WHERE waiting.datname = current_database()"
-                    " AND holder.state = 'idle in transaction'"
+                    " AND (holder.state LIKE 'idle in transaction%' OR holder.wait_event_type = 'Client')"
                 )
             )
         finally:
             await conn.close()
+
+    async def waits(self, service: str) -> str:
+        """What the service's database sessions in a transaction wait for, for a progress note."""
+        conn = await asyncpg.connect(self.settings.dsn(service))
+        try:
+            rows = await conn.fetch(
+                "SELECT state, coalesce(wait_event_type || ':' || wait_event, '-') AS wait,"
+                " cardinality(pg_blocking_pids(pid)) AS blockers, count(*) AS n FROM pg_stat_activity"
+                " WHERE datname = current_database() AND xact_start IS NOT NULL"
+                " AND pid <> pg_backend_pid() GROUP BY 1, 2, 3"
+            )
+        finally:
+            await conn.close()
+        return (
+            ", ".join(f"{r['n']} {r['state']} ({r['wait']}, blocked by {r['blockers']})" for r in rows)
+            or "no open transactions"
+        )
 
     async def ready(self, names: Iterable[str]) -> float:
         async def check() -> bool:
@@ -316,8 +345,7 @@ class Chaos:
         back = await self.balanced(services)
         self.progress.say(
             f"  {', '.join(names)} paused: partitions moved in {took:.1f}s, the other replica"
-            f" worked on them (or waited for the paused one's open transaction) in {moved:.1f}s;"
-            f" back and rebalanced in {back:.1f}s"
+            f" worked on them in {moved:.1f}s; back and rebalanced in {back:.1f}s"
         )
 
     async def ping_pong(self) -> None:
