@@ -240,7 +240,8 @@ class Chaos:
 
     async def waits_for_silent_client(self, service: str) -> bool:
         """Some backend of the service's database waits for a lock held by a transaction
-        whose client does not answer (idle in it, or not reading what it asked for)."""
+        whose client has not answered for seconds (idle in it, or not reading what it asked
+        for): a live client takes milliseconds between statements, a paused one forever."""
         conn = await asyncpg.connect(self.settings.dsn(service))
         try:
             return bool(
@@ -249,6 +250,7 @@ class Chaos:
                     " JOIN pg_stat_activity holder ON holder.pid = ANY(pg_blocking_pids(waiting.pid))"
                     " WHERE waiting.datname = current_database()"
                     " AND (holder.state LIKE 'idle in transaction%' OR holder.wait_event_type = 'Client')"
+                    " AND holder.state_change < now() - interval '3 seconds'"
                 )
             )
         finally:
