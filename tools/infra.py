@@ -378,6 +378,10 @@ def services_start() -> None:
         "OM_PG_PORT": str(PG_PORT),
     }
     launched = []
+    # A second checkout may reuse a broker and a database another one started: its own log
+    # and pid folders must exist all the same.
+    LOGS.mkdir(parents=True, exist_ok=True)
+    RUN.mkdir(parents=True, exist_ok=True)
     for name, port in SERVICES.items():
         if read_pid(name) is not None:
             log(f"{name} already running")
