@@ -196,6 +196,24 @@ async def consumer_lag(settings: RuntimeSettings) -> dict[str, int]:
 # --- the scenario ---------------------------------------------------------------------
 
 
+async def to_delivered(settings: RuntimeSettings, args: argparse.Namespace, rate: float) -> dict[str, Any]:
+    """The whole path: orders at `rate` (an open loop well below the peak, since every order
+    now also costs the warehouse's and the carrier's requests), each shipped as soon as its
+    shipments exist and reported delivered at once; timed from submission to OrderDelivered."""
+    mix = loadgen.Mix(ship=True)
+    async with loadgen.LoadGenerator(
+        settings, "http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8004", mix
+    ) as generator:
+        await generator.stock_up(1_000_000)
+        await generator.start_listening()
+        print(
+            f"to delivered: {args.delivered_orders} orders at {rate:.0f}/s, shipped at once ...", flush=True
+        )
+        result = await generator.run(args.delivered_orders, rate, args.concurrency, args.drain)
+        await generator.wait_delivered(args.drain)
+    return loadgen.summarise(result)
+
+
 async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     settings = RuntimeSettings()
     print("measuring raw ceilings ...", flush=True)
@@ -226,6 +244,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         at70_orders = max(int(rate70 * args.seconds_at_70), 200)
         print(f"latency: {at70_orders} orders at {rate70:.0f}/s (70%) ...", flush=True)
         at70 = loadgen.summarise(await generator.run(at70_orders, rate70, args.concurrency, args.drain))
+    shipped = await to_delivered(settings, args, rate=max(sustained["orders_per_s"] * 0.3, 1.0))
     lag = await consumer_lag(settings)
     completed = sum(
         v for k, v in sustained["outcomes"].items() if k in ("confirmed", "cancelled", "rejected")
@@ -256,11 +275,13 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "orders_per_s_vs_pg_raw_tx": round(sustained["orders_per_s"] / pg_raw, 4),
         "sustained": sustained,
         "at_70pct": at70,
+        "to_delivered": shipped,
         "machine": {"cpus": os.cpu_count()},
     }
 
 
 def table(result: dict[str, Any]) -> str:
+    shipped = result["to_delivered"]
     rows = [
         ("sustained orders/s (to outcome)", result["orders_per_s"]),
         ("p50 / p95 / p99 ms at that rate", f"{result['p50_ms']} / {result['p95_ms']} / {result['p99_ms']}"),
@@ -277,6 +298,12 @@ def table(result: dict[str, Any]) -> str:
         ("kafka raw produce+consume msgs/s", result["kafka_raw_msgs_per_s"]),
         ("postgres raw insert tx/s", result["pg_raw_tx_per_s"]),
         ("outcomes (sustained)", result["sustained"]["outcomes"]),
+        ("to delivered: delivered of orders", f"{shipped['delivered']} of {shipped['orders']}"),
+        ("to delivered: delivered/s", shipped["delivered_per_s"]),
+        (
+            "to delivered: p50 / p99 ms",
+            f"{shipped['p50_ms_to_delivered']} / {shipped['p99_ms_to_delivered']}",
+        ),
         ("consumer lag at end", result["consumer_lag_at_end"]),
     ]
     rows += [(f"cpu s / 1000 orders: {k}", v) for k, v in result["cpu_s_per_1000_orders"].items()]
@@ -296,6 +323,9 @@ def main() -> None:
     parser.add_argument("--raw-messages", type=int, default=50_000)
     parser.add_argument("--raw-seconds", type=float, default=5)
     parser.add_argument("--drain", type=float, default=180)
+    parser.add_argument(
+        "--delivered-orders", type=int, default=600, help="orders taken all the way to delivered"
+    )
     result = asyncio.run(scenario(parser.parse_args()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))

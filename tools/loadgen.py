@@ -30,10 +30,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from libs.events import encode, make_envelope
 from libs.events.order import SubmitOrder
-from libs.events.topics import BILLING_EVENTS, ORDER_EVENTS, ORDER_INTAKE
+from libs.events.topics import BILLING_EVENTS, INVENTORY_EVENTS, ORDER_EVENTS, ORDER_INTAKE
 from libs.runtime.settings import RuntimeSettings
 
 OUTCOMES = {"OrderConfirmed": "confirmed", "OrderCancelled": "cancelled", "OrderRejected": "rejected"}
+# With shipping on: the order events that mean its goods reached the customer.
+ARRIVALS = ("OrderDelivered", "OrderCompleted")
+DELIVERY_ADDRESS = {"line1": "1 Load St", "city": "Benchville", "postal_code": "12345", "country": "DE"}
 WAREHOUSES = (("LG-NORTH", "north"), ("LG-SOUTH", "south"), ("LG-WEST", "west"))
 
 
@@ -46,6 +49,10 @@ class Mix:
     on_account_share: float = 0.3
     payment_fail_share: float = 0.0
     never_pay_share: float = 0.0
+    # Ship what is confirmed: a warehouse that picks, packs and dispatches every shipment (or
+    # hands pickups over) and a carrier that reports each parcel delivered. Half the orders
+    # then ship standard to an address, half are picked up.
+    ship: bool = False
     seed: int = 7
 
 
@@ -55,10 +62,15 @@ class Tracked:
     prepaid: bool
     outcome: str | None = None
     finished: float | None = None
+    delivered: float | None = None
 
     @property
     def latency_ms(self) -> float | None:
         return None if self.finished is None else (self.finished - self.submitted) * 1000
+
+    @property
+    def delivery_ms(self) -> float | None:
+        return None if self.delivered is None else (self.delivered - self.submitted) * 1000
 
 
 @dataclass
@@ -89,6 +101,13 @@ class RunResult:
         if not done:
             return 0.0
         return len(done) / (max(done) - self.started)
+
+    def deliveries(self) -> list[float]:
+        return sorted(t.delivery_ms for t in self.orders.values() if t.delivery_ms is not None)
+
+    def delivered_per_s(self) -> float:
+        done = [t.delivered for t in self.orders.values() if t.delivered is not None]
+        return len(done) / (max(done) - self.started) if done else 0.0
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -126,6 +145,8 @@ class LoadGenerator:
         self.result = RunResult()
         self._listeners: list[asyncio.Task[None]] = []
         self._payments: set[asyncio.Task[None]] = set()
+        self._shipping: set[asyncio.Task[None]] = set()
+        self._delivered = asyncio.Condition()
         self._all_done = asyncio.Event()
         self._outcome_seen = asyncio.Event()
         self._open = 0  # submitted orders without an outcome yet
@@ -202,10 +223,13 @@ class LoadGenerator:
     # -- listening ----------------------------------------------------------------------
 
     async def start_listening(self) -> None:
-        for topic, handler, wanted in (
-            (ORDER_EVENTS, self._on_order_event, set(OUTCOMES)),
+        listening = [
+            (ORDER_EVENTS, self._on_order_event, {*OUTCOMES, *ARRIVALS}),
             (BILLING_EVENTS, self._on_billing_event, {"InvoiceIssued"}),
-        ):
+        ]
+        if self.mix.ship:
+            listening.append((INVENTORY_EVENTS, self._on_inventory_event, {"ShipmentCreated"}))
+        for topic, handler, wanted in listening:
             consumer = AIOKafkaConsumer(
                 self.settings.topic(topic),
                 bootstrap_servers=self.settings.kafka_bootstrap,
@@ -239,8 +263,14 @@ class LoadGenerator:
             await consumer.stop()
 
     async def _on_order_event(self, envelope: dict[str, Any], now: float) -> None:
-        outcome = OUTCOMES.get(envelope["event_type"])
         tracked = self.result.orders.get(envelope["aggregate_id"])
+        if envelope["event_type"] in ARRIVALS:
+            if tracked is not None and tracked.delivered is None:
+                tracked.delivered = now
+                async with self._delivered:
+                    self._delivered.notify_all()
+            return
+        outcome = OUTCOMES.get(envelope["event_type"])
         if outcome and tracked and tracked.outcome is None:
             tracked.outcome, tracked.finished = outcome, now
             self._open -= 1
@@ -286,6 +316,73 @@ class LoadGenerator:
             await asyncio.sleep(0.5)
         self.result.errors += 1
 
+    # -- shipping (Mix.ship) ------------------------------------------------------------
+
+    async def _on_inventory_event(self, envelope: dict[str, Any], now: float) -> None:
+        payload = envelope["payload"]
+        if envelope["event_type"] != "ShipmentCreated" or payload["order_id"] not in self.result.orders:
+            return
+        task = asyncio.create_task(self._ship(payload["shipment_id"], payload["method"]))
+        self._shipping.add(task)
+        task.add_done_callback(self._shipping.discard)
+
+    async def _ship(self, shipment_id: str, method: str) -> None:
+        """A warehouse clerk's steps, then the carrier's report (or the customer's pickup)."""
+        path = f"/shipments/{shipment_id}"
+        steps: list[tuple[str, dict[str, Any]]]
+        if method == "pickup":
+            steps = [
+                (f"{path}/pick", {}),
+                (f"{path}/pack", {}),
+                (f"{path}/ready-for-pickup", {}),
+                (f"{path}/collect", {}),
+            ]
+        else:
+            tracking = f"LG-{shipment_id}"
+            steps = [
+                (f"{path}/pick", {}),
+                (f"{path}/pack", {"parcels": 1}),
+                (f"{path}/dispatch", {"carrier": "LoadCarrier", "tracking_number": tracking}),
+                (
+                    "/carrier-events",
+                    {
+                        "tracking_number": tracking,
+                        "status": "delivered",
+                        "location": "Benchville",
+                        "occurred_at": datetime.now(UTC).isoformat(),
+                    },
+                ),
+            ]
+        for step_path, body in steps:
+            if not await self._retrying_post("inventory", step_path, body):
+                return
+
+    async def _retrying_post(self, service: str, path: str, body: dict[str, Any]) -> bool:
+        for _ in range(60):
+            try:
+                status, _ = await self.post(service, path, body)
+                if status < 500:
+                    if status >= 400:
+                        self.result.errors += 1
+                    return status < 400
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.5)
+        self.result.errors += 1
+        return False
+
+    async def wait_delivered(self, timeout: float) -> None:
+        """Until every confirmed order of the run has arrived (or `timeout` seconds pass)."""
+
+        def all_arrived() -> bool:
+            return all(
+                t.delivered is not None for t in self.result.orders.values() if t.outcome == "confirmed"
+            )
+
+        async with self._delivered:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._delivered.wait_for(all_arrived), timeout)
+
     # -- submitting ---------------------------------------------------------------------
 
     def _order_body(self) -> dict[str, Any]:
@@ -313,7 +410,11 @@ class LoadGenerator:
             "lines": lines,
             "currency": "EUR",
             "payment_terms": "on_account" if on_account else "prepaid",
-            "shipping": {"method": "pickup"},
+            "shipping": (
+                {"method": "standard", "address": DELIVERY_ADDRESS}
+                if mix.ship and self.random.random() < 0.5
+                else {"method": "pickup"}
+            ),
         }
 
     async def _submit_one(self) -> None:
@@ -475,6 +576,10 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "prepaid_confirmed_count": len(prepaid),
         "errors": result.errors,
         "submit_retries": result.retries,
+        "delivered": len(result.deliveries()),
+        "delivered_per_s": round(result.delivered_per_s(), 1),
+        "p50_ms_to_delivered": _round(percentile(result.deliveries(), 0.50)),
+        "p99_ms_to_delivered": _round(percentile(result.deliveries(), 0.99)),
     }
 
 
@@ -489,6 +594,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         payment_fail_share=args.fail_share,
         never_pay_share=args.never_pay_share,
         on_account_share=args.on_account_share,
+        ship=args.ship,
     )
     async with LoadGenerator(
         settings, args.order_url, args.inventory_url, args.billing_url, mix
@@ -496,6 +602,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await generator.stock_up(args.stock)
         await generator.start_listening()
         result = await generator.run(args.orders, args.rate, args.concurrency, args.drain)
+        if args.ship:
+            await generator.wait_delivered(args.drain)
     return summarise(result)
 
 
@@ -509,6 +617,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--never-pay-share", type=float, default=0.0)
     parser.add_argument("--stock", type=int, default=100_000, help="units per SKU per warehouse")
     parser.add_argument("--drain", type=float, default=120, help="seconds to wait for outcomes")
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="also ship what is confirmed (warehouse steps over HTTP, carrier reports) and time"
+        " submission to delivered",
+    )
 
 
 if __name__ == "__main__":
