@@ -37,6 +37,13 @@ def create_engine(settings: RuntimeSettings, service: str) -> AsyncEngine:
         # that died meanwhile fails its first statement instead; that error is transient
         # (is_transient), the work is retried and SQLAlchemy replaces the connection.
         pool_pre_ping=False,
+        # A process that stops mid-transaction (paused, partitioned away) must not hold its
+        # locks, and with them its replicas' work on the same rows, for longer than this.
+        connect_args={
+            "server_settings": {
+                "idle_in_transaction_session_timeout": str(settings.db_idle_in_transaction_ms)
+            }
+        },
     )
 
 

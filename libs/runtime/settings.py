@@ -22,6 +22,9 @@ class RuntimeSettings(BaseSettings):
     # Each service's database is "<db_prefix>_<service>", so two checkouts can share a server.
     db_prefix: str = "ordermesh"
     db_pool_size: int = 10
+    # A transaction left idle this long (its process paused or cut off) is ended by the
+    # server, releasing its locks; the work is retried elsewhere.
+    db_idle_in_transaction_ms: int = 30_000
     # Poison handling: a message whose handler keeps failing is retried this many times
     # with exponential backoff, then dead-lettered so its partition moves on.
     consumer_max_attempts: int = 4

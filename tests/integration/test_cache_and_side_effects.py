@@ -11,15 +11,17 @@ from typing import ClassVar
 from uuid import uuid4
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.domain import AggregateKind, DomainError
 from libs.events import registry
 from libs.events.base import DomainEvent
-from libs.runtime.db import ConcurrencyConflict
+from libs.runtime.db import ConcurrencyConflict, create_engine
 from libs.runtime.group_commit import GroupCommitter
+from libs.runtime.settings import RuntimeSettings
 from libs.runtime.uow import AggregateCache, MessageContext, UnitOfWork, retry_on_conflict, unit_of_work
-from tests.conftest import RUN_ID
+from tests.conftest import RUN_ID, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +136,30 @@ async def test_after_commit_effects_of_a_conflicting_attempt_are_not_run(engine:
 
     assert sum(isinstance(r, ConcurrencyConflict) for r in results) == 1
     assert effects == [0]  # the winner's effect only
+
+
+async def test_a_transaction_left_idle_is_ended_by_the_server_releasing_its_locks(
+    engine: AsyncEngine, settings: RuntimeSettings
+) -> None:
+    """A replica paused in the middle of a transaction must not hold the others up for good."""
+    idle_engine = create_engine(settings.model_copy(update={"db_idle_in_transaction_ms": 300}), "store")
+    conn = await idle_engine.connect()
+    try:
+        transaction = await conn.begin()
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert (await conn.execute(text("SHOW idle_in_transaction_session_timeout"))).scalar_one() == "300ms"
+
+        async def ended() -> bool:
+            async with engine.connect() as other:
+                found = await other.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+                )
+                return bool(found.scalar_one() == 0)
+
+        await eventually(ended, timeout=10)  # the server closed the idle session
+
+        with pytest.raises(Exception):  # noqa: B017 - the driver's own "connection closed" error
+            await transaction.commit()
+    finally:
+        await conn.invalidate()
+        await idle_engine.dispose()
