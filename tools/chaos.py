@@ -2,7 +2,8 @@
 
 Runs two replicas of every service that consumes (found from each service's own wiring), in
 a topic namespace and databases of their own, on the local Kafka and PostgreSQL (started if
-needed). Load runs before, during and after each fault. Every wait is on a condition (the
+needed). Load runs before, during and after each fault, and ships every order it confirms
+(picked, packed, dispatched and delivered, or collected). Every wait is on a condition (the
 consumer groups rebalanced, a replica ready, the lag moving, the broker answering), bounded
 by a timeout, so a slow machine changes how long a run takes, not its result. Prints its
 progress, then one table, and writes bench/results/chaos-latest.json with a top-level
@@ -502,7 +503,8 @@ FAULTS: dict[str, Fault] = {
 
 async def settle(chaos: Chaos, order_ids: list[str], timeout: float, stuck_after: float) -> float:
     """Until every accepted order is placed and no longer mid-saga (waiting for stock or a
-    person is fine), or what is left is stuck beyond doubt; seconds it took."""
+    person is fine) and every confirmed one has arrived (delivered or completed: the load
+    ships what is confirmed), or what is left is stuck beyond doubt; seconds it took."""
 
     left: dict[str, int] = {}
 
@@ -515,9 +517,10 @@ async def settle(chaos: Chaos, order_ids: list[str], timeout: float, stuck_after
         left.clear()
         left["not placed yet"] = len(order_ids) - len(rows)
         for row in rows.values():
-            if row.status in invariants.TERMINAL | invariants.WAITING | {"needs_attention"}:
-                continue
             kind = invariants.classify(row, stuck_after)[0]
+            on_its_way = row.stage == "fulfilling" and row.status not in invariants.ARRIVED
+            if kind in ("terminal", "needs_attention") or (kind == "waiting" and not on_its_way):
+                continue
             key = f"{row.status}/{row.stage}" + (" (stuck)" if kind == "stuck" else "")
             left[key] = left.get(key, 0) + 1
         return not any(n for key, n in left.items() if not key.endswith("(stuck)"))
@@ -597,6 +600,8 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
         "stock_reserved_twice": report.counts["stock_reserved_twice"],
         "payments_applied_twice": report.counts["payments_applied_twice"],
         "refunds_issued_twice": report.counts["refunds_issued_twice"],
+        "delivered": report.counts["delivered"],
+        "dispatched_twice": report.counts["dispatched_twice"],
         "lag_zero_after_s": lag_seconds,
         "violations": len(report.violations) + (1 if error else 0) + (1 if lag_seconds is None else 0),
         "details": ([error] if error else [])
@@ -674,8 +679,9 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.to_thread(platform.start)
         await chaos.balanced(consuming)
         progress.say(f"platform up; logs in {platform.log_path('*')}")
-        # Fewer SKUs than a bench: more orders meet on the same SKU aggregates.
-        mix = loadgen.Mix(skus=100, payment_fail_share=0.05, never_pay_share=0.02)
+        # Fewer SKUs than a bench: more orders meet on the same SKU aggregates. Every confirmed
+        # order is shipped (warehouse steps, carrier reports) under the fault too.
+        mix = loadgen.Mix(skus=100, payment_fail_share=0.05, never_pay_share=0.02, ship=True)
         urls = {s: platform.urls(s) for s in ("order", "inventory", "billing")}
         async with loadgen.LoadGenerator(
             settings, urls["order"], urls["inventory"], urls["billing"], mix
@@ -728,6 +734,8 @@ COLUMNS = {  # row key -> table header
     "stock_reserved_twice": "reserved 2x",
     "payments_applied_twice": "paid 2x",
     "refunds_issued_twice": "refunded 2x",
+    "delivered": "delivered",
+    "dispatched_twice": "dispatched 2x",
     "lag_zero_after_s": "lag->0 s",
     "violations": "violations",
 }

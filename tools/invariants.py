@@ -13,7 +13,18 @@ reserving, invoicing) move on as soon as a participant answers. A stage that is 
 its deadline (awaiting_payment, compensating) without a pending deadline row is stuck at
 once: nothing would ever move it. Orders waiting for stock (backordered) or for a person
 (on hold) are not stuck; but an order waiting for stock that inventory has reserved, or that
-waits behind nobody for stock that is there, is.
+waits behind nobody for stock that is there, is. A confirmed order's fulfilment (stage
+`fulfilling`) waits for its goods to travel (confirmed, partially shipped, shipped) and, on
+account, for its payment (delivered): not stuck, once inventory has answered with shipments;
+until then it waits on its `reply:ship` deadline like any forward step. `completed` is terminal.
+
+Shipping: per SKU and warehouse, on hand = receipts + transfers in - transfers out - dispatched
++ adjustments (and never negative); stock in transit per transfer and SKU never below zero (in
++ written off never more than went out) and as the transfer read model says; no shipment leaves
+twice, and the goods that left for a shipment are its lines; an order shipped, delivered or
+completed had every line dispatched exactly once (and no order more than it ordered); a
+delivered or completed order has every live shipment delivered or collected; a completed order
+is paid in full.
 """
 
 from __future__ import annotations
@@ -31,17 +42,29 @@ import asyncpg
 
 from libs.runtime.settings import RuntimeSettings
 
-TERMINAL = {"confirmed", "cancelled", "rejected"}
+TERMINAL = {"completed", "cancelled", "rejected"}
 WAITING = {"awaiting_stock", "on_hold"}  # for stock or for a person: as long as it takes
+# Fulfilment: goods on their way, or (delivered, on account) the payment: as long as it takes.
+FULFILLING = {"confirmed", "partially_shipped", "shipped", "delivered"}
+SHIPPED = {"shipped", "delivered", "completed"}  # every shipment has left
+ARRIVED = {"delivered", "completed"}  # every shipment delivered or collected
 LEFT_BY_DEADLINE = {"awaiting_payment", "compensating"}  # stages that must have a pending deadline
 STUCK_AFTER_SECONDS = 60.0
-# SKU events that change what is on hand in a warehouse: event type -> (warehouse, change).
-# A transfer in transit is on hand nowhere; one written off in transit changes nothing here.
-ON_HAND_CHANGES: dict[str, Callable[[dict[str, Any]], tuple[str, int]]] = {
-    "StockReceived": lambda p: (p["warehouse"], int(p["quantity"])),
-    "StockAdjusted": lambda p: (p["warehouse"], int(p["delta"])),
-    "StockTransferredOut": lambda p: (p["from_warehouse"], -int(p["quantity"])),
-    "StockTransferredIn": lambda p: (p["to_warehouse"], int(p["quantity"])),
+# SKU events that change what is on hand in a warehouse: event type -> (ledger column,
+# warehouse, change). A transfer in transit is on hand nowhere; one written off in transit
+# changes nothing here. Dispatches (StockDispatched) are booked by `_dispatched`.
+ON_HAND_CHANGES: dict[str, Callable[[dict[str, Any]], tuple[str, str, int]]] = {
+    "StockReceived": lambda p: ("receipts", p["warehouse"], int(p["quantity"])),
+    "StockAdjusted": lambda p: ("adjustments", p["warehouse"], int(p["delta"])),
+    "StockTransferredOut": lambda p: ("transfers_out", p["from_warehouse"], -int(p["quantity"])),
+    "StockTransferredIn": lambda p: ("transfers_in", p["to_warehouse"], int(p["quantity"])),
+}
+LEDGER = ("receipts", "transfers_in", "transfers_out", "dispatched", "adjustments")
+# Transfer events per SKU: event type -> the column of the transfer's line it adds to.
+TRANSIT_CHANGES = {
+    "StockTransferredOut": "sent",
+    "StockTransferredIn": "received",
+    "StockTransitWrittenOff": "written_off",
 }
 
 
@@ -75,6 +98,16 @@ class SkuState:
     allocations: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> {warehouse: qty}
     queue: list[str] = field(default_factory=list)  # backordered orders, first come first
     shipped: set[tuple[str, str]] = field(default_factory=set)  # (shipment, warehouse) dispatched
+    # warehouse -> ledger column -> units (signed as they change on hand)
+    ledger: dict[str, dict[str, int]] = field(default_factory=dict)
+    transit: dict[str, dict[str, int]] = field(default_factory=dict)  # transfer -> sent/received/written_off
+    # (shipment, warehouse) -> (order, sku, units) that left (StockDispatched)
+    goods_out: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
+
+    def book(self, column: str, warehouse: str, change: int) -> None:
+        self.on_hand[warehouse] = self.on_hand.get(warehouse, 0) + change
+        columns = self.ledger.setdefault(warehouse, dict.fromkeys(LEDGER, 0))
+        columns[column] += change
 
     def available(self) -> int:
         return sum(self.on_hand.values()) - sum(self.reserved.values())
@@ -87,10 +120,36 @@ class Reservation:
     wanted: dict[str, int]  # what the order asked for, per SKU (known once short)
 
 
+@dataclass
+class ShipmentState:
+    """One shipment folded from its events."""
+
+    order_id: str
+    warehouse: str
+    lines: dict[str, int]  # sku -> units
+    status: str = "pending"
+    left: int = 0  # ShipmentDispatched or ShipmentCollected events: at most one
+
+
+SHIPMENT_STATUS = {
+    "ShipmentCreated": "pending",
+    "ShipmentPicked": "picking",
+    "ShipmentPacked": "packed",
+    "ShipmentDispatched": "dispatched",
+    "ShipmentReadyForPickup": "ready_for_pickup",
+    "ShipmentCollected": "collected",
+    "ShipmentDelivered": "delivered",
+    "ShipmentCancelled": "cancelled",
+}
+
+
 @dataclass(frozen=True)
 class Inventory:
     skus: dict[str, SkuState]
     reservations: dict[str, Reservation]
+    shipments: dict[str, ShipmentState] = field(default_factory=dict)
+    # order -> sku -> units that left for it (StockDispatched)
+    dispatched: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 async def _connect(settings: RuntimeSettings, service: str) -> asyncpg.Connection:
@@ -114,12 +173,15 @@ async def check(
             await db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         for name, db in dbs.items():
             await _gapless_versions(name, db, report)
+        # The order database's snapshot is taken first: what an order saw of inventory and
+        # billing (a dispatch, a payment) is in their later snapshots too.
         inventory = await _stock(dbs["inventory"], report)
-        await _money(dbs["billing"], report)
+        money = await _money(dbs["billing"], report)
         await _orders(
             dbs["order"],
             dbs["billing"],
             inventory,
+            money,
             set(accepted_orders),
             stuck_after,
             reject_channels,
@@ -154,14 +216,17 @@ async def _stock(db: asyncpg.Connection, report: Report) -> Inventory:
     skus: dict[str, SkuState] = {}
     twice = 0
     oversold: set[tuple[str, str]] = set()
+    negative: set[tuple[str, str]] = set()
     for n, row in enumerate(rows):
         event, payload = row["event_type"], json.loads(row["payload"])
         sku = payload["sku"]
         state = skus.setdefault(sku, SkuState())
         if event in ON_HAND_CHANGES:
-            warehouse, change = ON_HAND_CHANGES[event](payload)
-            state.on_hand[warehouse] = state.on_hand.get(warehouse, 0) + change
-        elif event == "StockAllocated":
+            column, warehouse, change = ON_HAND_CHANGES[event](payload)
+            state.book(column, warehouse, change)
+        if event in TRANSIT_CHANGES:
+            _in_transit(sku, state, event, payload, report)
+        if event == "StockAllocated":
             order_id, plan = payload["order_id"], payload["warehouses"]
             if order_id in state.allocations:
                 twice += 1
@@ -190,6 +255,10 @@ async def _stock(db: asyncpg.Connection, report: Report) -> Inventory:
         if following is None or (following["stream_id"], following["tx"]) != (row["stream_id"], row["tx"]):
             # What a transaction committed: within one, an adjustment may take on hand below
             # what is reserved just before the reservations that no longer fit are revoked.
+            for warehouse, on_hand in state.on_hand.items():
+                if on_hand < 0 and (sku, warehouse) not in negative:
+                    negative.add((sku, warehouse))
+                    report.fail(f"inventory: {sku} at {warehouse} has {on_hand} on hand after a {event}")
             for warehouse, reserved in state.reserved.items():
                 if reserved > state.on_hand.get(warehouse, 0) and (sku, warehouse) not in oversold:
                     oversold.add((sku, warehouse))
@@ -200,9 +269,26 @@ async def _stock(db: asyncpg.Connection, report: Report) -> Inventory:
     report.counts["stock_reserved_twice"] = twice
     report.counts["oversold"] = len(oversold)
     await _stock_read_models(db, skus, report)
+    await _transit_read_model(db, skus, report)
     reservations = await _reservations(db, report)
     _backorders_served(skus, reservations, report)
-    return Inventory(skus, reservations)
+    shipments = await _shipments(db, report)
+    dispatched = _goods_out_match_shipments(skus, shipments, report)
+    return Inventory(skus, reservations, shipments, dispatched)
+
+
+def _in_transit(sku: str, state: SkuState, event: str, payload: dict[str, Any], report: Report) -> None:
+    """Stock in transit is conserved: what arrives or is written off never exceeds what went
+    out for that transfer, so in transit (sent - received - written off) never falls below 0."""
+    line = state.transit.setdefault(payload["transfer_id"], {"sent": 0, "received": 0, "written_off": 0})
+    line[TRANSIT_CHANGES[event]] += int(payload["quantity"])
+    in_transit = line["sent"] - line["received"] - line["written_off"]
+    if in_transit < 0:
+        report.count("transit_negative")
+        report.fail(
+            f"inventory: transfer {payload['transfer_id']} of {sku} has {in_transit} in transit after a"
+            f" {event} (sent {line['sent']}, received {line['received']}, written off {line['written_off']})"
+        )
 
 
 def _dispatched(sku: str, state: SkuState, payload: dict[str, Any], report: Report) -> None:
@@ -212,6 +298,8 @@ def _dispatched(sku: str, state: SkuState, payload: dict[str, Any], report: Repo
     if (payload["shipment_id"], warehouse) in state.shipped:
         report.fail(f"inventory: shipment {payload['shipment_id']} took {sku} out of {warehouse} twice")
     state.shipped.add((payload["shipment_id"], warehouse))
+    previous = state.goods_out.get((payload["shipment_id"], warehouse), (order_id, payload["sku"], 0))[2]
+    state.goods_out[(payload["shipment_id"], warehouse)] = (order_id, payload["sku"], previous + quantity)
     held = {w: int(q) for w, q in state.allocations.get(order_id, {}).items()}
     if held.get(warehouse, 0) < quantity:
         report.fail(
@@ -222,7 +310,7 @@ def _dispatched(sku: str, state: SkuState, payload: dict[str, Any], report: Repo
     state.allocations.pop(order_id, None)
     if any(q > 0 for q in held.values()):
         state.allocations[order_id] = {w: q for w, q in held.items() if q > 0}
-    state.on_hand[warehouse] = state.on_hand.get(warehouse, 0) - quantity
+    state.book("dispatched", warehouse, -quantity)
     state.reserved[warehouse] = state.reserved.get(warehouse, 0) - quantity
 
 
@@ -236,14 +324,117 @@ async def _stock_read_models(db: asyncpg.Connection, skus: dict[str, SkuState], 
         (r["sku"], r["warehouse"]): (r["on_hand"], r["reserved"])
         for r in await db.fetch("SELECT sku, warehouse, on_hand, reserved FROM stock_levels")
     }
-    for key in set(expected) | set(levels):
-        if levels.get(key, (0, 0)) != expected.get(key, (0, 0)):
-            report.fail(f"inventory: read model {key} = {levels.get(key)} but events say {expected.get(key)}")
+    for key in sorted(set(expected) | set(levels)):
+        (on_hand, reserved), (want_on_hand, want_reserved) = (
+            levels.get(key, (0, 0)),
+            expected.get(key, (0, 0)),
+        )
+        if on_hand != want_on_hand:
+            report.count("stock_not_adding_up")
+            sku, warehouse = key
+            ledger = skus[sku].ledger.get(warehouse, dict.fromkeys(LEDGER, 0)) if sku in skus else {}
+            sums = " ".join(
+                f"{'-' if v < 0 or column in ('transfers_out', 'dispatched') else '+'}"
+                f" {column.replace('_', ' ')} {abs(v)}"
+                for column, v in ledger.items()
+            )
+            report.fail(
+                f"inventory: {sku} at {warehouse} has {on_hand} on hand, but"
+                f" {sums.lstrip('+ ') or 'no events'} = {want_on_hand}"
+            )
+        if reserved != want_reserved:
+            report.fail(f"inventory: {key} has {reserved} reserved but events say {want_reserved}")
     queued = {(sku, order_id) for sku, state in skus.items() for order_id in state.queue}
     backorders = {(r["sku"], r["order_id"]) for r in await db.fetch("SELECT sku, order_id FROM backorders")}
     for sku, order_id in sorted(queued ^ backorders)[:10]:
         side = "events" if (sku, order_id) in queued else "the backorders table"
         report.fail(f"inventory: only {side} say order {order_id} waits for {sku}")
+
+
+async def _transit_read_model(db: asyncpg.Connection, skus: dict[str, SkuState], report: Report) -> None:
+    """The transfer lines that have left say what arrived and what was written off as the
+    events do (a transfer requested but not dispatched has sent nothing yet)."""
+    lines = {
+        (r["transfer_id"], r["sku"]): (int(r["quantity"]), int(r["received"]), int(r["written_off"]))
+        for r in await db.fetch(
+            "SELECT transfer_id, sku, quantity, received, written_off FROM transfer_lines"
+        )
+    }
+    for sku, state in skus.items():
+        for transfer_id, line in state.transit.items():
+            quantity, received, written_off = lines.get((transfer_id, sku), (0, 0, 0))
+            if (quantity, received, written_off) != (line["sent"], line["received"], line["written_off"]):
+                report.fail(
+                    f"inventory: transfer {transfer_id} of {sku}: read model says {quantity} sent,"
+                    f" {received} received, {written_off} written off; events say {line['sent']},"
+                    f" {line['received']}, {line['written_off']}"
+                )
+
+
+async def _shipments(db: asyncpg.Connection, report: Report) -> dict[str, ShipmentState]:
+    """Each shipment from its events: it leaves the warehouse (dispatched or collected) at most
+    once, and the read model's status is its last event's."""
+    rows = await db.fetch(
+        "SELECT stream_id, event_type, payload FROM events WHERE stream_type = 'shipment'"
+        " ORDER BY stream_id, version"
+    )
+    shipments: dict[str, ShipmentState] = {}
+    twice = 0
+    for row in rows:
+        event, payload = row["event_type"], json.loads(row["payload"])
+        shipment_id = payload["shipment_id"]
+        if event == "ShipmentCreated":
+            lines: dict[str, int] = {}
+            for line in payload["lines"]:
+                lines[line["sku"]] = lines.get(line["sku"], 0) + int(line["quantity"])
+            shipments[shipment_id] = ShipmentState(payload["order_id"], payload["warehouse"], lines)
+        shipment = shipments.get(shipment_id)
+        if shipment is None:
+            report.fail(f"inventory: shipment {shipment_id} has a {event} before it was created")
+            continue
+        if event in ("ShipmentDispatched", "ShipmentCollected"):
+            shipment.left += 1
+            if shipment.left == 2:
+                twice += 1
+                report.fail(
+                    f"inventory: shipment {shipment_id} of order {shipment.order_id} left its warehouse twice"
+                )
+        shipment.status = SHIPMENT_STATUS.get(event, shipment.status)
+    report.counts["dispatched_twice"] = twice
+    table = {
+        r["shipment_id"]: r["status"] for r in await db.fetch("SELECT shipment_id, status FROM shipments")
+    }
+    for shipment_id in sorted(set(table) | set(shipments)):
+        events_say = shipments[shipment_id].status if shipment_id in shipments else None
+        if table.get(shipment_id) != events_say:
+            report.fail(
+                f"inventory: shipment {shipment_id} is {table.get(shipment_id)}"
+                f" but its events say {events_say}"
+            )
+    return shipments
+
+
+def _goods_out_match_shipments(
+    skus: dict[str, SkuState], shipments: dict[str, ShipmentState], report: Report
+) -> dict[str, dict[str, int]]:
+    """The goods that left for a shipment (StockDispatched) are its lines, once, if it left,
+    and nothing if it did not; returns the units that left per order and SKU."""
+    out: dict[str, dict[str, int]] = {}  # shipment -> sku -> units
+    per_order: dict[str, dict[str, int]] = {}
+    for state in skus.values():
+        for (shipment_id, _warehouse), (order_id, sku, quantity) in state.goods_out.items():
+            out.setdefault(shipment_id, {})[sku] = out.get(shipment_id, {}).get(sku, 0) + quantity
+            per_order.setdefault(order_id, {})[sku] = per_order.get(order_id, {}).get(sku, 0) + quantity
+    for shipment_id in sorted(set(out) | set(shipments)):
+        shipment = shipments.get(shipment_id)
+        expected = shipment.lines if shipment is not None and shipment.left else {}
+        if out.get(shipment_id, {}) != expected:
+            left = "left" if shipment is not None and shipment.left else "did not leave"
+            report.fail(
+                f"inventory: shipment {shipment_id} {left} with lines {expected}, but the goods that"
+                f" left for it are {out.get(shipment_id, {})}"
+            )
+    return per_order
 
 
 async def _reservations(db: asyncpg.Connection, report: Report) -> dict[str, Reservation]:
@@ -306,7 +497,19 @@ def _backorders_served(
 # --- billing --------------------------------------------------------------------------
 
 
-async def _money(db: asyncpg.Connection, report: Report) -> None:
+@dataclass(frozen=True)
+class Money:
+    invoiced: Decimal
+    kept: Decimal  # paid less refunded
+    voided: bool
+
+    @property
+    def paid_in_full(self) -> bool:
+        return not self.voided and self.invoiced > 0 and self.kept >= self.invoiced
+
+
+async def _money(db: asyncpg.Connection, report: Report) -> dict[str, Money]:
+    """Per order: invoiced, kept and voided, from billing's events."""
     payments = await db.fetch(
         "SELECT payload->>'reference' AS reference, count(*) AS n FROM events"
         " WHERE event_type = 'PaymentReceived' GROUP BY 1 HAVING count(*) > 1"
@@ -329,12 +532,15 @@ async def _money(db: asyncpg.Connection, report: Report) -> None:
         " bool_or(event_type = 'InvoiceVoided') AS voided"
         " FROM events WHERE stream_type = 'invoice' GROUP BY 1"
     )
+    money = {}
     for row in per_order:
         kept = Decimal(row["paid"] or 0) - Decimal(row["refunded"] or 0)
         if kept > Decimal(row["invoiced"] or 0) or kept < 0:
             report.fail(f"billing: order {row['order_id']} keeps {kept} of {row['invoiced']} invoiced")
         if row["voided"] and kept != 0:
             report.fail(f"billing: order {row['order_id']} is void but keeps {kept}")
+        money[row["order_id"]] = Money(Decimal(row["invoiced"] or 0), kept, bool(row["voided"]))
+    return money
 
 
 # --- orders ---------------------------------------------------------------------------
@@ -349,17 +555,21 @@ class OrderRow:
     idle_s: float  # since its last change
     deadlines: int  # pending saga_deadlines rows
     overdue_s: float | None  # since its earliest pending deadline (negative: still ahead)
+    shipments: int = 0  # shipments the order knows of (inventory answered its CreateShipments)
 
 
 def classify(order: OrderRow, stuck_after: float) -> tuple[str, str]:
-    """(kind, how it stands): kind is "terminal", "waiting" (for stock or a person),
-    "in_flight" (mid-saga, within its deadline plus the margin), "needs_attention" or "stuck"."""
+    """(kind, how it stands): kind is "terminal", "waiting" (for stock, a person, its goods
+    to travel or its payment after delivery), "in_flight" (mid-saga, within its deadline plus
+    the margin), "needs_attention" or "stuck"."""
     where = f"{order.status}/{order.stage}"
     if order.status in TERMINAL:
         return "terminal", where
     if order.status == "needs_attention":
         return "needs_attention", where  # a person was alerted; counted, not a violation
     if order.status in WAITING:
+        return "waiting", where
+    if order.stage == "fulfilling" and order.status in FULFILLING and order.shipments:
         return "waiting", where
     if order.deadlines:
         assert order.overdue_s is not None
@@ -379,7 +589,8 @@ async def order_rows(db: asyncpg.Connection, order_ids: Iterable[str] | None = N
         "SELECT o.order_id, o.status, o.stage, o.channel,"
         " extract(epoch FROM now() - o.updated_at)::float8 AS idle_s,"
         " count(d.kind) AS deadlines,"
-        " extract(epoch FROM now() - min(d.due_at))::float8 AS overdue_s"
+        " extract(epoch FROM now() - min(d.due_at))::float8 AS overdue_s,"
+        " (SELECT count(*) FROM order_shipments s WHERE s.order_id = o.order_id) AS shipments"
         " FROM orders o LEFT JOIN saga_deadlines d USING (order_id)"
         " WHERE $1::text[] IS NULL OR o.order_id = ANY($1::text[]) GROUP BY o.order_id",
         None if order_ids is None else list(order_ids),
@@ -391,6 +602,7 @@ async def _orders(
     order_db: asyncpg.Connection,
     billing_db: asyncpg.Connection,
     inventory: Inventory,
+    money: dict[str, Money],
     accepted: set[str],
     stuck_after: float,
     reject_channels: frozenset[str] | None,
@@ -437,6 +649,54 @@ async def _orders(
         if order.status in ("cancelled", "rejected") and held == "reserved":
             report.fail(f"order: {order_id} is {order.status} but still holds stock")
         _stock_outcome(order, reservation, stuck_after, reject_channels, report)
+    lines = {
+        r["order_id"]: json.loads(r["lines"])
+        for r in await order_db.fetch(
+            "SELECT order_id, lines FROM orders WHERE order_id = ANY($1::text[])", considered
+        )
+    }
+    for name in ("shipped", "delivered", "completed", "lines_not_dispatched_once"):
+        report.counts[name] = 0
+    for order_id in considered:
+        if order_id in orders:
+            _shipping(orders[order_id], lines.get(order_id, []), inventory, money.get(order_id), report)
+
+
+def _shipping(
+    order: OrderRow, lines: list[dict[str, Any]], inventory: Inventory, money: Money | None, report: Report
+) -> None:
+    """An order shipped (or beyond) had every line dispatched exactly once, and none more than
+    it ordered; delivered (or completed) means every live shipment arrived; completed, paid."""
+    order_id = order.order_id
+    ordered: dict[str, int] = {}
+    for line in lines:
+        ordered[line["sku"]] = ordered.get(line["sku"], 0) + int(line["quantity"])
+    dispatched = inventory.dispatched.get(order_id, {})
+    if order.status in SHIPPED:
+        report.count("shipped")
+        if dispatched != ordered:
+            report.count("lines_not_dispatched_once")
+            report.fail(f"order: {order_id} is {order.status}, but of {ordered} ordered {dispatched} left")
+    elif any(quantity > ordered.get(sku, 0) for sku, quantity in dispatched.items()):
+        report.count("lines_not_dispatched_once")
+        report.fail(f"order: {order_id} is {order.status}, and {dispatched} left of {ordered} ordered")
+    if order.status in ARRIVED:
+        report.count("delivered")
+        for shipment_id, shipment in sorted(inventory.shipments.items()):
+            if shipment.order_id == order_id and shipment.status not in (
+                "delivered",
+                "collected",
+                "cancelled",
+            ):
+                report.fail(
+                    f"order: {order_id} is {order.status},"
+                    f" but its shipment {shipment_id} is {shipment.status}"
+                )
+    if order.status == "completed":
+        report.count("completed")
+        if money is None or not money.paid_in_full:
+            how = "no invoice" if money is None else f"{money.kept} kept of {money.invoiced} invoiced"
+            report.fail(f"order: {order_id} is completed but not paid in full ({how})")
 
 
 def _stock_outcome(

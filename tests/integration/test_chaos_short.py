@@ -2,8 +2,11 @@
 every consuming service, partitions moved between them and back under load, a hot SKU with
 fewer units than orders served by both inventory replicas, a process that dies between
 publishing and marking its outbox, a consumer that dies between its database commit and its
-offset commit, and poison on every consumed topic. Then the invariant checker itself, fed a
-crafted store with stuck orders and an oversold SKU, so it is known to fail when it must."""
+offset commit, and poison on every consumed topic; the load ships every order it confirms.
+Then the invariant checker itself, fed crafted stores (stuck orders, an oversold SKU; a
+shipment dispatched twice, a shipped order with a line never dispatched, a stock row that does
+not add up, stock in transit below zero, a completed order with a shipment on its way and no
+payment), so it is known to fail when it must."""
 
 from __future__ import annotations
 
@@ -87,18 +90,24 @@ async def crafted() -> AsyncIterator[RuntimeSettings]:
 
 
 async def _order(
-    db: asyncpg.Connection, status: str, stage: str, idle: str, due_in: str | None = None
+    db: asyncpg.Connection,
+    status: str,
+    stage: str,
+    idle: str,
+    due_in: str | None = None,
+    lines: dict[str, int] | None = None,
 ) -> str:
     order_id = f"order-{status}-{uuid4().hex[:6]}"
     await db.execute(
         "INSERT INTO orders (order_id, status, stage, channel, customer_id, customer_name, currency,"
         " payment_terms, shipping_method, lines, fingerprint, subtotal, placed_at, updated_at)"
-        " VALUES ($1, $2, $3, 'web', 'c1', 'Ada', 'EUR', 'prepaid', 'pickup', '[]', 'f', 10,"
+        " VALUES ($1, $2, $3, 'web', 'c1', 'Ada', 'EUR', 'prepaid', 'pickup', $5::jsonb, 'f', 10,"
         " now() - $4::text::interval, now() - $4::text::interval)",
         order_id,
         status,
         stage,
         idle,
+        json.dumps([{"sku": sku, "quantity": n, "unit_price": "1.00"} for sku, n in (lines or {}).items()]),
     )
     if due_in is not None:
         await db.execute(
@@ -107,19 +116,64 @@ async def _order(
     return order_id
 
 
-async def _sku_event(
-    db: asyncpg.Connection, sku: str, version: int, event_type: str, **payload: object
+async def _event(
+    db: asyncpg.Connection, stream_type: str, stream_id: str, version: int, event_type: str, payload: object
 ) -> None:
     await db.execute(
         "INSERT INTO events (stream_id, stream_type, version, event_id, event_type, event_version,"
         " occurred_at, correlation_id, actor, payload)"
-        " VALUES ($1, 'sku', $2, $3, $4, 1, now(), 'test', 'test', $5::jsonb)",
-        f"sku-{sku}",
+        " VALUES ($1, $2, $3, $4, $5, 1, now(), 'test', 'test', $6::jsonb)",
+        stream_id,
+        stream_type,
         version,
         uuid4(),
         event_type,
-        json.dumps({"sku": sku, **payload}),
+        json.dumps(payload),
     )
+
+
+async def _sku_event(
+    db: asyncpg.Connection, sku: str, version: int, event_type: str, **payload: object
+) -> None:
+    await _event(db, "sku", f"sku-{sku}", version, event_type, {"sku": sku, **payload})
+
+
+async def _shipment(
+    inventory_db: asyncpg.Connection,
+    order_db: asyncpg.Connection,
+    order_id: str,
+    lines: dict[str, int],
+    milestones: list[str],
+) -> str:
+    """A shipment from NORTH with its events (ShipmentCreated, then `milestones`), as inventory's
+    read model and the order's both show it."""
+    shipment_id = f"ship-{uuid4().hex[:6]}"
+    line_list = [{"sku": sku, "quantity": n} for sku, n in lines.items()]
+    about = {"shipment_id": shipment_id, "order_id": order_id}
+    created = {**about, "warehouse": "NORTH", "method": "standard", "lines": line_list}
+    await _event(inventory_db, "shipment", f"shipment-{shipment_id}", 1, "ShipmentCreated", created)
+    for version, milestone in enumerate(milestones, 2):
+        payload = {**about, "warehouse": "NORTH", "lines": line_list} if milestone == "Dispatched" else about
+        await _event(
+            inventory_db, "shipment", f"shipment-{shipment_id}", version, f"Shipment{milestone}", payload
+        )
+    status = {"Dispatched": "dispatched", "Delivered": "delivered"}[milestones[-1]]
+    await inventory_db.execute(
+        "INSERT INTO shipments (shipment_id, order_id, warehouse, method, lines, status, created_at,"
+        " updated_at) VALUES ($1, $2, 'NORTH', 'standard', $3::jsonb, $4, now(), now())",
+        shipment_id,
+        order_id,
+        json.dumps(line_list),
+        status,
+    )
+    await order_db.execute(
+        "INSERT INTO order_shipments (order_id, shipment_id, warehouse, status, updated_at)"
+        " VALUES ($1, $2, 'NORTH', $3, now())",
+        order_id,
+        shipment_id,
+        status,
+    )
+    return shipment_id
 
 
 async def test_invariants_flag_stuck_orders_and_oversold_stock(crafted: RuntimeSettings) -> None:
@@ -173,3 +227,98 @@ async def test_invariants_flag_stuck_orders_and_oversold_stock(crafted: RuntimeS
     assert [v for v in report.violations if v.startswith("inventory:")] == [
         "inventory: HOT oversold at NORTH: 3 reserved of 2 on hand after a StockAllocated"
     ]
+
+
+async def test_invariants_flag_shipping_that_does_not_add_up(crafted: RuntimeSettings) -> None:
+    order_db = await asyncpg.connect(crafted.dsn("order"))
+    inventory_db = await asyncpg.connect(crafted.dsn("inventory"))
+    try:
+        # Shipped, but only the BOX of its shipment left: its PEN was never dispatched.
+        shipped = await _order(order_db, "shipped", "fulfilling", "1 minute", lines={"BOX": 2, "PEN": 1})
+        never_left = await _shipment(inventory_db, order_db, shipped, {"BOX": 2, "PEN": 1}, ["Dispatched"])
+        # Dispatched twice (the stock left once; the order is right to say shipped).
+        shipped_once = await _order(order_db, "shipped", "fulfilling", "1 minute", lines={"BOX": 1})
+        twice = await _shipment(
+            inventory_db, order_db, shipped_once, {"BOX": 1}, ["Dispatched", "Dispatched"]
+        )
+        # Completed, with its shipment still on the road and no invoice paid.
+        completed = await _order(order_db, "completed", "ended", "1 minute", lines={"BOX": 1})
+        on_the_road = await _shipment(inventory_db, order_db, completed, {"BOX": 1}, ["Dispatched"])
+        # Delivered, every line left once and arrived: nothing to say.
+        delivered = await _order(order_db, "delivered", "fulfilling", "1 minute", lines={"PEN": 2})
+        arrived = await _shipment(inventory_db, order_db, delivered, {"PEN": 2}, ["Dispatched", "Delivered"])
+
+        # BOX at NORTH: 10 received, 4 dispatched = 6, but the stock row says 9.
+        box = [
+            ("StockReceived", {"warehouse": "NORTH", "quantity": 10, "receipt_id": "r1"}),
+            ("StockAllocated", {"order_id": shipped, "warehouses": {"NORTH": 2}}),
+            ("StockAllocated", {"order_id": shipped_once, "warehouses": {"NORTH": 1}}),
+            ("StockAllocated", {"order_id": completed, "warehouses": {"NORTH": 1}}),
+            (
+                "StockDispatched",
+                {"order_id": shipped, "warehouse": "NORTH", "quantity": 2, "shipment_id": never_left},
+            ),
+            (
+                "StockDispatched",
+                {"order_id": shipped_once, "warehouse": "NORTH", "quantity": 1, "shipment_id": twice},
+            ),
+            (
+                "StockDispatched",
+                {"order_id": completed, "warehouse": "NORTH", "quantity": 1, "shipment_id": on_the_road},
+            ),
+        ]
+        pen = [
+            ("StockReceived", {"warehouse": "NORTH", "quantity": 5, "receipt_id": "r2"}),
+            ("StockAllocated", {"order_id": shipped, "warehouses": {"NORTH": 1}}),
+            ("StockAllocated", {"order_id": delivered, "warehouses": {"NORTH": 2}}),
+            (
+                "StockDispatched",
+                {"order_id": delivered, "warehouse": "NORTH", "quantity": 2, "shipment_id": arrived},
+            ),
+        ]
+        # MUG: 2 sent from NORTH to SOUTH, 3 arrived: in transit below zero (the books agree).
+        mug = [
+            ("StockReceived", {"warehouse": "NORTH", "quantity": 5, "receipt_id": "r3"}),
+            (
+                "StockTransferredOut",
+                {"transfer_id": "t1", "from_warehouse": "NORTH", "to_warehouse": "SOUTH", "quantity": 2},
+            ),
+            (
+                "StockTransferredIn",
+                {"transfer_id": "t1", "from_warehouse": "NORTH", "to_warehouse": "SOUTH", "quantity": 3},
+            ),
+        ]
+        for sku, events in (("BOX", box), ("PEN", pen), ("MUG", mug)):
+            for version, (event_type, payload) in enumerate(events, 1):
+                await _sku_event(inventory_db, sku, version, event_type, **payload)
+        await inventory_db.executemany(
+            "INSERT INTO stock_levels VALUES ($1, $2, $3, $4)",
+            [("BOX", "NORTH", 9, 0), ("PEN", "NORTH", 3, 1), ("MUG", "NORTH", 3, 0), ("MUG", "SOUTH", 3, 0)],
+        )
+        await inventory_db.execute("INSERT INTO transfer_lines VALUES ('t1', 'MUG', 2, 3, 0)")
+
+        report = await invariants.check(crafted, stuck_after=30)
+    finally:
+        await order_db.close()
+        await inventory_db.close()
+
+    assert sorted(report.violations) == sorted(
+        [
+            f"inventory: shipment {twice} of order {shipped_once} left its warehouse twice",
+            f"inventory: shipment {never_left} left with lines {{'BOX': 2, 'PEN': 1}}, but the goods"
+            " that left for it are {'BOX': 2}",
+            "inventory: BOX at NORTH has 9 on hand, but receipts 10 + transfers in 0 - transfers out 0"
+            " - dispatched 4 + adjustments 0 = 6",
+            "inventory: transfer t1 of MUG has -1 in transit after a StockTransferredIn (sent 2,"
+            " received 3, written off 0)",
+            f"order: {shipped} is shipped, but of {{'BOX': 2, 'PEN': 1}} ordered {{'BOX': 2}} left",
+            f"order: {completed} is completed, but its shipment {on_the_road} is dispatched",
+            f"order: {completed} is completed but not paid in full (no invoice)",
+        ]
+    ), report.violations
+    assert report.counts["dispatched_twice"] == 1
+    assert report.counts["lines_not_dispatched_once"] == 1
+    assert report.counts["stock_not_adding_up"] == 1
+    assert report.counts["transit_negative"] == 1
+    assert report.counts["shipped"] == 4 and report.counts["delivered"] == 2
+    assert report.counts["terminal"] == 1 and report.counts["waiting"] == 3
