@@ -181,9 +181,11 @@ class LoadGenerator:
             return response.status, await response.text()
 
     async def __aexit__(self, *_: object) -> None:
-        for task in self._listeners:
+        # Payments and shipping steps still under way (for orders a run gave up waiting on)
+        # end with the generator, before its HTTP session closes under them.
+        for task in [*self._listeners, *self._payments, *self._shipping]:
             task.cancel()
-        await asyncio.gather(*self._listeners, return_exceptions=True)
+        await asyncio.gather(*self._listeners, *self._payments, *self._shipping, return_exceptions=True)
         await self.producer.stop()
         if self.http is not None:
             await self.http.close()
