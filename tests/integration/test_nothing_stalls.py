@@ -13,17 +13,15 @@ from typing import Any
 from uuid import uuid4
 
 import asyncpg
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from libs.events import encode, make_envelope
 from libs.events.order import SubmitOrder
 from libs.events.topics import INVENTORY_COMMANDS, ORDER_EVENTS, ORDER_INTAKE, dead_letter_topic
-from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
 from tests.conftest import RUN_ID
-from tests.integration.conftest import Oms, order_body
+from tests.integration.conftest import Oms, order_body, platform_settings, running_platform
 from tools.processes import Platform, eventually_value
 
 pytestmark = pytest.mark.integration
@@ -31,40 +29,24 @@ pytestmark = pytest.mark.integration
 RUN = f"{RUN_ID}s"
 PREFIX = f"ome2e_{RUN}"
 NAMESPACE = f"t{RUN}."
-PARTITIONS = 4
+PARTITIONS = 4  # as platform_settings makes them
 STEP_REPLY_SECONDS = 2
 
 
 @pytest.fixture(scope="module")
 def stall_settings() -> RuntimeSettings:
-    return RuntimeSettings(db_prefix=PREFIX, topic_namespace=NAMESPACE, topic_partitions=PARTITIONS)
+    return platform_settings(PREFIX, NAMESPACE)
 
 
 @pytest.fixture(scope="module")
 async def stall_platform(stall_settings: RuntimeSettings) -> AsyncIterator[Platform]:
-    platform = Platform(
-        RUN,
-        {
-            "OM_DB_PREFIX": PREFIX,
-            "OM_TOPIC_NAMESPACE": NAMESPACE,
-            "OM_TOPIC_PARTITIONS": str(PARTITIONS),
-            "OM_LOG_JSON": "false",
-            "OM_ORDER_PAYMENT_DEADLINE_SECONDS": "3600",
-            "OM_ORDER_STEP_REPLY_SECONDS": str(STEP_REPLY_SECONDS),
-            "OM_ORDER_STEP_MAX_ATTEMPTS": "2",
-            "OM_CONSUMER_RETRY_BACKOFF_MS": "10",
-        },
-    )
-    platform.start()
-    try:
-        async with httpx.AsyncClient(base_url=platform.url("inventory")) as inventory:
-            warehouse = {"code": "NORTH", "name": "North DC", "region": "north"}
-            response = await inventory.post("/warehouses", json=warehouse)
-            assert response.status_code in (200, 201), response.text
+    env = {
+        "OM_ORDER_STEP_REPLY_SECONDS": str(STEP_REPLY_SECONDS),
+        "OM_ORDER_STEP_MAX_ATTEMPTS": "2",
+        "OM_CONSUMER_RETRY_BACKOFF_MS": "10",
+    }
+    async with running_platform("stalls", stall_settings, env) as platform:
         yield platform
-    finally:
-        platform.stop()
-        await drop_databases(stall_settings)
 
 
 @pytest.fixture
