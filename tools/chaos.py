@@ -630,14 +630,21 @@ async def scarce_summary(settings: RuntimeSettings, sku: str, report: invariants
     conn = await asyncpg.connect(settings.dsn("inventory"))
     try:
         row = await conn.fetchrow(
-            "SELECT coalesce(sum(on_hand), 0) AS received, coalesce(sum(reserved), 0) AS reserved"
+            "SELECT coalesce(sum(on_hand), 0) AS on_hand, coalesce(sum(reserved), 0) AS reserved"
             " FROM stock_levels WHERE sku = $1",
             sku,
+        )
+        # Received from the events: on hand falls as the load ships what it confirmed.
+        received = await conn.fetchval(
+            "SELECT coalesce(sum((payload->>'quantity')::bigint), 0) FROM events"
+            " WHERE stream_id = $1 AND event_type = 'StockReceived'",
+            f"sku-{sku}",
         )
     finally:
         await conn.close()
     return {
-        "units_received": int(row["received"]),
+        "units_received": int(received),
+        "units_on_hand": int(row["on_hand"]),
         "units_reserved": int(row["reserved"]),
         "orders_reserved": report.counts["stock_reserved"],
         "orders_backordered": report.counts["backordered"],
@@ -750,7 +757,8 @@ def table(result: dict[str, Any]) -> str:
         if "scarce" in row:
             s = row["scarce"]
             lines.append(
-                f"    scarce SKU: {s['units_received']} units received, {s['units_reserved']} reserved;"
+                f"    scarce SKU: {s['units_received']} units received, {s['units_on_hand']} on hand"
+                f" (the rest shipped), {s['units_reserved']} of them reserved;"
                 f" orders: {s['orders_reserved']} reserved, {s['orders_backordered']} backordered,"
                 f" {s['orders_refused']} rejected by policy, {s['orders_released']} reserved and"
                 " released (cancelled: payment failed or late)"
