@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.events import Decoded, make_envelope
 from libs.events.inventory import ReserveStock
 from libs.events.values import SkuQuantity
-from libs.runtime.db import admin_connection, create_engine, ensure_database, migrate
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.uow import MessageContext, unit_of_work
 from services.inventory.app import handlers, warehouse_ops
-from services.inventory.bootstrap import MIGRATIONS, project
+from services.inventory.bootstrap import project
+from services.inventory.tests.database import inventory_database
 
 pytestmark = pytest.mark.integration
 
@@ -29,19 +29,8 @@ ALERTS = ("LowStockDetected", "LowStockCleared")
 
 @pytest.fixture(scope="module")
 async def engine(settings: RuntimeSettings) -> AsyncIterator[AsyncEngine]:
-    service = "inventorylowstock"
-    await ensure_database(settings, service)
-    engine = create_engine(settings, service)
-    await migrate(engine, MIGRATIONS)
-    async with unit_of_work(engine, CONTEXT, projector=project) as uow:
-        await handlers.register_warehouse(uow, "NORTH", "North DC", "north")
-    yield engine
-    await engine.dispose()
-    admin = await admin_connection(settings)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{settings.database_name(service)}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with inventory_database(settings, "inventorylowstock", ("NORTH",)) as engine:
+        yield engine
 
 
 def reserve(order_id: str, sku: str, quantity: int) -> Decoded:

@@ -32,12 +32,11 @@ from libs.events.inventory import (
     ShipmentStatus,
 )
 from libs.events.values import Shipping, ShippingMethod, SkuQuantity
-from libs.runtime.db import admin_connection, create_engine, ensure_database, migrate
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.uow import MessageContext, unit_of_work
 from services.inventory.adapters import shipment_queries
 from services.inventory.app import handlers, shipments, warehouse_ops
-from services.inventory.bootstrap import MIGRATIONS, project
+from services.inventory.bootstrap import project
 from services.inventory.domain.shipment import (
     SHIPMENT,
     Shipment,
@@ -49,6 +48,7 @@ from services.inventory.domain.shipment import (
     shipment_id_for,
 )
 from services.inventory.domain.stock import SKU
+from services.inventory.tests.database import inventory_database
 
 ORDER = "order-1"
 WHY = "stock adjusted at NORTH: damage (-3)"
@@ -196,20 +196,8 @@ CONTEXT = MessageContext(correlation_id="test", actor="user:test")
 
 @pytest.fixture(scope="module")
 async def engine(settings: RuntimeSettings) -> AsyncIterator[AsyncEngine]:
-    service = "inventoryreplan"
-    await ensure_database(settings, service)
-    engine = create_engine(settings, service)
-    await migrate(engine, MIGRATIONS)
-    async with unit_of_work(engine, CONTEXT, projector=project) as uow:
-        await handlers.register_warehouse(uow, "NORTH", "North DC", "north")
-        await handlers.register_warehouse(uow, "SOUTH", "South DC", "south")
-    yield engine
-    await engine.dispose()
-    admin = await admin_connection(settings)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{settings.database_name(service)}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with inventory_database(settings, "inventoryreplan", ("NORTH", "SOUTH")) as engine:
+        yield engine
 
 
 def decoded(command: InventoryCommand) -> Decoded:

@@ -11,13 +11,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.events.values import MAX_QUANTITY
-from libs.runtime.db import admin_connection, create_engine, ensure_database, migrate
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.uow import MessageContext, unit_of_work
 from services.inventory.adapters import queries
 from services.inventory.adapters.projections import project
 from services.inventory.app import handlers
-from services.inventory.bootstrap import MIGRATIONS
+from services.inventory.tests.database import inventory_database
 
 pytestmark = pytest.mark.integration
 
@@ -28,19 +27,8 @@ CONTEXT = MessageContext(correlation_id="test", actor="test")
 @pytest.fixture(scope="module")
 async def engine(settings: RuntimeSettings) -> AsyncIterator[AsyncEngine]:
     """A database of its own with the inventory migrations applied."""
-    service = "inventorycolumns"
-    await ensure_database(settings, service)
-    engine = create_engine(settings, service)
-    await migrate(engine, MIGRATIONS)
-    async with unit_of_work(engine, CONTEXT, projector=project) as uow:
-        await handlers.register_warehouse(uow, "NORTH", "North DC", "north")
-    yield engine
-    await engine.dispose()
-    admin = await admin_connection(settings)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{settings.database_name(service)}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with inventory_database(settings, "inventorycolumns", ("NORTH",)) as engine:
+        yield engine
 
 
 async def test_on_hand_past_two_billion_units_is_kept(engine: AsyncEngine) -> None:
