@@ -18,7 +18,9 @@ class BillingSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8004
     tax_rate: Decimal = Decimal("0.20")
-    default_credit_limit: Decimal = Decimal("10000.00")
+    # The credit of a customer finance has not granted a limit to: none, so on-account terms
+    # need a limit set through PUT /customers/{id}/credit-limit first.
+    default_credit_limit: Decimal = Decimal("0")
     # The flat fee per method in every currency, unless shipping_rules is set.
     shipping_fee_standard: Decimal = Decimal("4.90")
     shipping_fee_express: Decimal = Decimal("14.90")

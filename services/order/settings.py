@@ -1,10 +1,12 @@
 """Order service settings (OM_ORDER_* variables)."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.order.domain.review import ReviewPolicy
 from services.order.domain.saga import SagaPolicy
@@ -22,6 +24,9 @@ class OrderSettings(BaseSettings):
     # JSON, e.g. {"bank-transfer": 259200}: per-channel payment deadlines in seconds
     payment_deadline_seconds_by_channel: dict[str, float] = {}
     on_account_terms_days: int = 30
+    # Channels that may offer on-account terms: a JSON list or a comma list, e.g. b2b,erp,phone.
+    # An on-account order from any other channel is rejected at review.
+    on_account_channels: Annotated[frozenset[str], NoDecode] = ReviewPolicy().on_account_channels
     shortage_policy: Literal["backorder", "reject"] = "backorder"
     # JSON, e.g. {"marketplace": "reject"}
     shortage_policy_by_channel: dict[str, Literal["backorder", "reject"]] = {}
@@ -31,10 +36,21 @@ class OrderSettings(BaseSettings):
     step_max_attempts: int = 3
     deadline_poll_seconds: float = 0.2
 
+    @field_validator("on_account_channels", mode="before")
+    @classmethod
+    def _channel_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("["):
+            return json.loads(value)
+        return {channel.strip() for channel in value.split(",") if channel.strip()}
+
     def saga_policy(self) -> SagaPolicy:
         return SagaPolicy(
             review=ReviewPolicy(
-                amount_limit=self.review_amount_limit, list_price_tolerance=self.list_price_tolerance
+                amount_limit=self.review_amount_limit,
+                list_price_tolerance=self.list_price_tolerance,
+                on_account_channels=self.on_account_channels,
             ),
             payment_deadline=timedelta(seconds=self.payment_deadline_seconds),
             payment_deadline_by_channel=tuple(

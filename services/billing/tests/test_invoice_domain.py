@@ -22,6 +22,7 @@ from services.billing.domain.invoice import (
     invoice_id_for,
 )
 from services.billing.domain.policy import price
+from services.billing.settings import BillingSettings
 from services.billing.tests.examples import (
     CUSTOMER,
     DUE,
@@ -148,6 +149,26 @@ def test_without_a_limit_set_the_default_credit_limit_applies() -> None:
     [refused] = decision.invoice
     assert isinstance(refused, CreditCheckFailed)
     assert refused.credit_limit == Decimal("10000.00")
+
+
+def test_by_default_a_customer_without_credit_granted_by_finance_cannot_buy_on_account() -> None:
+    shipped = BillingSettings().policy()
+    command = issue_command(line("SKU-1", 1, "0.01"), terms="on_account")
+
+    refused = decide_issue(Invoice(), command, account_after(), shipped)
+    granted = account_after(CreditLimitSet(customer_id=CUSTOMER, credit_limit=Decimal("100.00")))
+    issued_once_granted = decide_issue(Invoice(), command, granted, shipped)
+
+    assert refused.invoice == [
+        CreditCheckFailed(
+            order_id=ORDER,
+            customer_id=CUSTOMER,
+            amount=Decimal("0.01"),
+            open_balance=Decimal("0"),
+            credit_limit=Decimal("0"),
+        )
+    ]
+    assert [type(e) for e in issued_once_granted.invoice] == [InvoiceIssued]
 
 
 def test_released_credit_makes_room_for_new_orders() -> None:

@@ -18,6 +18,10 @@ class ReviewFacts:
     possible_duplicate_of: str | None = None
     # The catalogue's list price of each SKU in the order's currency, where it has one.
     list_prices: Mapping[str, Decimal] = field(default_factory=dict)
+    # The order's customer is a registered one found by the submitted email or phone, not by a
+    # customer id the channel sent: anyone who knows a customer's contact details could order
+    # on that customer's credit.
+    customer_matched_by_contact_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,9 @@ class ReviewPolicy:
     # A line may be priced this far below its list price (0.10: 10%) before a person looks:
     # channels send their own prices, and a typo or a forged price must not go through unseen.
     list_price_tolerance: Decimal = Decimal("0.10")
+    # Channels that may offer on-account terms (goods leave before they are paid): those where
+    # the merchant knows who orders, not the open web shop or a marketplace.
+    on_account_channels: frozenset[str] = frozenset({"b2b", "erp", "phone"})
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,23 @@ class Verdict:
 
 
 def review(order: OrderPlaced, facts: ReviewFacts, policy: ReviewPolicy) -> Verdict:
+    refusals = []
     if facts.customer_blocked:
-        return Verdict("reject", ("customer is blocked",))
+        refusals.append("customer is blocked")
+    on_account = order.payment_terms == "on_account"
+    if on_account and order.channel not in policy.on_account_channels:
+        offered_by = ", ".join(sorted(policy.on_account_channels)) or "no channel"
+        refusals.append(
+            f"payment terms on_account are not offered on channel {order.channel} (offered by {offered_by})"
+        )
+    if refusals:
+        return Verdict("reject", tuple(refusals))
     reasons: list[str] = []
+    if on_account and facts.customer_matched_by_contact_only:
+        reasons.append(
+            f"on-account order matched to customer {order.customer_id} by contact details"
+            " (email or phone) only, not by a customer id from the channel: confirm the customer placed it"
+        )
     if order.subtotal > policy.amount_limit:
         reasons.append(
             f"order value {order.subtotal:.2f} {order.currency} is over the review limit"

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
 from libs.events.order import OrderPlaced
-from libs.events.values import Address, CustomerSnapshot, OrderLine, Shipping, ShippingMethod
+from libs.events.values import (
+    Address,
+    CustomerSnapshot,
+    OrderLine,
+    PaymentTerms,
+    Shipping,
+    ShippingMethod,
+)
 from services.order.domain.review import ReviewFacts, ReviewPolicy, Verdict, review
 
 POLICY = ReviewPolicy(amount_limit=Decimal("100.00"))
@@ -18,15 +26,17 @@ def placed(
     subtotal: str = "50.00",
     method: ShippingMethod = "standard",
     address: Address | None = ADDRESS,
+    terms: PaymentTerms = "prepaid",
+    channel: str = "web",
 ) -> OrderPlaced:
     return OrderPlaced(
         order_id="o-1",
-        channel="web",
+        channel=channel,
         customer_id="c-1",
         customer=CustomerSnapshot(name="Ada"),
         lines=(OrderLine(sku="SKU-A", quantity=1, unit_price=Decimal(subtotal)),),
         currency="EUR",
-        payment_terms="prepaid",
+        payment_terms=terms,
         shipping=Shipping(method=method, address=address),
         subtotal=Decimal(subtotal),
     )
@@ -138,3 +148,66 @@ def test_a_sku_without_a_list_price_in_the_order_currency_is_not_price_checked()
     verdict = review(placed(subtotal="1.00"), ReviewFacts(list_prices={}), POLICY)
 
     assert verdict == Verdict("approve")
+
+
+# -- on-account terms ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel", ["b2b", "erp", "phone"])
+def test_on_account_order_from_a_channel_offering_account_terms_is_approved(channel: str) -> None:
+    verdict = review(placed(terms="on_account", channel=channel), ReviewFacts(), ReviewPolicy())
+
+    assert verdict == Verdict("approve")
+
+
+@pytest.mark.parametrize("channel", ["web", "marketplace"])
+def test_on_account_order_from_a_channel_not_offering_account_terms_is_rejected_naming_it(
+    channel: str,
+) -> None:
+    verdict = review(placed(terms="on_account", channel=channel), ReviewFacts(), ReviewPolicy())
+
+    assert verdict == Verdict(
+        "reject",
+        (f"payment terms on_account are not offered on channel {channel} (offered by b2b, erp, phone)",),
+    )
+
+
+def test_prepaid_order_from_any_channel_is_not_judged_on_its_terms() -> None:
+    policy = ReviewPolicy(on_account_channels=frozenset())
+
+    verdict = review(
+        placed(channel="marketplace"), ReviewFacts(customer_matched_by_contact_only=True), policy
+    )
+
+    assert verdict == Verdict("approve")
+
+
+def test_the_channels_offering_account_terms_are_the_merchants_to_choose() -> None:
+    policy = replace(POLICY, on_account_channels=frozenset({"web"}))
+
+    assert review(placed(terms="on_account", channel="web"), ReviewFacts(), policy) == Verdict("approve")
+    assert review(placed(terms="on_account", channel="b2b"), ReviewFacts(), policy).outcome == "reject"
+
+
+def test_on_account_order_matched_to_a_customer_by_contact_details_only_is_held_naming_the_customer() -> None:
+    order = placed(terms="on_account", channel="b2b")
+
+    verdict = review(order, ReviewFacts(customer_matched_by_contact_only=True), ReviewPolicy())
+
+    assert verdict == Verdict(
+        "hold",
+        (
+            "on-account order matched to customer c-1 by contact details (email or phone) only,"
+            " not by a customer id from the channel: confirm the customer placed it",
+        ),
+    )
+
+
+def test_a_blocked_customer_and_a_channel_without_account_terms_are_both_named_in_the_rejection() -> None:
+    order = placed(terms="on_account", channel="web")
+
+    verdict = review(order, ReviewFacts(customer_blocked=True, customer_matched_by_contact_only=True), POLICY)
+
+    assert verdict.outcome == "reject"
+    assert verdict.reasons[0] == "customer is blocked"
+    assert verdict.reasons[1].startswith("payment terms on_account are not offered on channel web")
