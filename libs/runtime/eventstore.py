@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,38 @@ _COLUMNS = (
     "event_id, event_type, event_version, stream_type, stream_id, version, occurred_at,"
     " correlation_id, causation_id, actor, payload"
 )
+
+
+@dataclass(frozen=True)
+class AuditMetadata:
+    """Who asked for the work that recorded an event, beyond the envelope's `actor`: kept in
+    the event's row (the `metadata` column) for the audit trail, never published on Kafka,
+    whose envelope is a public contract. Work a service does by itself (consuming, deadlines)
+    has none."""
+
+    subject: str | None = None
+    # The role(s) the caller acted under; several are joined with ",".
+    role: str | None = None
+    api_key_id: str | None = None
+    request_id: str | None = None
+    source_address: str | None = None
+
+    @cached_property
+    def as_json(self) -> str:
+        """The row's `metadata` document; built once, since every event a command records
+        carries the same one."""
+        document = {name: getattr(self, name) for name in _AUDIT_FIELDS}
+        return json.dumps({k: v for k, v in document.items() if v is not None}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any] | str | None) -> AuditMetadata | None:
+        if document is None:
+            return None
+        fields = json.loads(document) if isinstance(document, str) else document
+        return cls(**{name: fields.get(name) for name in _AUDIT_FIELDS})
+
+
+_AUDIT_FIELDS = ("subject", "role", "api_key_id", "request_id", "source_address")
 
 
 @dataclass(frozen=True, order=True)
@@ -53,18 +86,23 @@ def _to_envelope(row: Mapping[str, Any]) -> Envelope:
 
 
 _INSERT = Sql(
-    f"INSERT INTO events ({_COLUMNS}) VALUES (:event_id, :event_type, :event_version,"
+    f"INSERT INTO events ({_COLUMNS}, metadata) VALUES (:event_id, :event_type, :event_version,"
     " :stream_type, :stream_id, :version, :occurred_at, :correlation_id, :causation_id,"
-    " :actor, CAST(:payload AS jsonb))"
+    " :actor, CAST(:payload AS jsonb), CAST(:metadata AS jsonb))"
 )
 _READ_STREAM = Sql(
     f"SELECT {_COLUMNS} FROM events WHERE stream_id = :stream AND version > :after ORDER BY version"
 )
 
 
-async def append(db: asyncpg.Connection, envelopes: Sequence[Envelope]) -> dict[str, int]:
-    """Append events; each envelope's aggregate_version is the version it creates. Returns
-    the JSON size of what each stream got (what the aggregate cache weighs entries by).
+async def append(
+    db: asyncpg.Connection,
+    envelopes: Sequence[Envelope],
+    audit: Sequence[AuditMetadata | None] | None = None,
+) -> dict[str, int]:
+    """Append events; each envelope's aggregate_version is the version it creates, and
+    `audit[i]` (if given) is who asked for envelope i. Returns the JSON size of what each
+    stream got (what the aggregate cache weighs entries by).
 
     Versions of one stream must follow on from what the writer loaded. If another writer got
     there first the primary key (stream_id, version) rejects the row and we raise
@@ -72,6 +110,10 @@ async def append(db: asyncpg.Connection, envelopes: Sequence[Envelope]) -> dict[
     """
     if not envelopes:
         return {}
+    if audit is None:
+        audit = [None] * len(envelopes)
+    elif len(audit) != len(envelopes):
+        raise ValueError(f"{len(audit)} audit entries for {len(envelopes)} events")
     rows = [
         {
             "event_id": e.event_id,
@@ -85,8 +127,9 @@ async def append(db: asyncpg.Connection, envelopes: Sequence[Envelope]) -> dict[
             "causation_id": e.causation_id,
             "actor": e.actor,
             "payload": json.dumps(e.payload),
+            "metadata": a.as_json if a is not None else None,
         }
-        for e in envelopes
+        for e, a in zip(envelopes, audit, strict=True)
     ]
     try:
         await _INSERT.execute_many(db, rows)

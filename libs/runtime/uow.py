@@ -30,6 +30,7 @@ from libs.domain import AggregateKind, DomainError
 from libs.events import Command, DomainEvent, Envelope, make_envelope, registry
 from libs.runtime import eventstore, outbox
 from libs.runtime.db import ConcurrencyConflict, driver_connection, retire_connection
+from libs.runtime.eventstore import AuditMetadata as AuditMetadata  # what handlers build contexts from
 from libs.runtime.telemetry import trace_headers
 from libs.runtime.writes import WriteBatch
 
@@ -45,14 +46,18 @@ Projector = Callable[[WriteBatch, Envelope, DomainEvent], None]
 
 @dataclass(frozen=True)
 class MessageContext:
-    """Who and what caused the work: copied into every envelope the work produces."""
+    """Who and what caused the work: copied into every envelope the work produces. `audit`
+    (an authenticated caller's details) goes into the rows of the events it records only."""
 
     correlation_id: str
     actor: str
     causation_id: str | None = None
+    audit: AuditMetadata | None = None
 
     @classmethod
     def caused_by(cls, envelope: Envelope, actor: str) -> MessageContext:
+        """The context of a reaction to `envelope`: the service acts by itself (no audit
+        metadata) within the causing message's correlation."""
         return cls(envelope.correlation_id, actor, str(envelope.event_id))
 
 
@@ -144,6 +149,8 @@ class UnitOfWork:
     wrote_outbox: bool = False
     _driver: asyncpg.Connection | None = None
     _pending_events: list[Envelope] = field(default_factory=list)
+    # Who asked for each pending event (the context it was recorded in), index for index.
+    _pending_audit: list[AuditMetadata | None] = field(default_factory=list)
     _pending_outbox: list[outbox.OutgoingMessage] = field(default_factory=list)
     _pending_writes: WriteBatch = field(default_factory=WriteBatch)
     _memo: dict[Any, Any] = field(default_factory=dict)
@@ -293,10 +300,11 @@ class UnitOfWork:
         ]
         self._advance(kind, kind.stream_id(aggregate_id), expected_version, events)
         self._pending_events.extend(envelopes)
+        self._pending_audit.extend([self.context.audit] * len(envelopes))
         if self.projector is not None:
             for event, envelope in zip(events, envelopes, strict=True):
                 self.projector(self._pending_writes, envelope, event)
-        headers = trace_headers()
+        headers = self._message_headers()
         self._pending_outbox.extend(
             outbox.OutgoingMessage(e.topic, env, headers) for e, env in zip(events, envelopes, strict=True)
         )
@@ -317,8 +325,17 @@ class UnitOfWork:
             causation_id=self.context.causation_id,
             actor=self.context.actor,
         )
-        self._pending_outbox.append(outbox.OutgoingMessage(command.topic, envelope, trace_headers()))
+        self._pending_outbox.append(outbox.OutgoingMessage(command.topic, envelope, self._message_headers()))
         return envelope
+
+    def _message_headers(self) -> dict[str, str]:
+        """Kafka headers of what this context publishes: the trace, and the request id of the
+        HTTP request behind it, so a message can be matched with that request's logs (the
+        rest of the audit metadata stays in the database)."""
+        headers = trace_headers()
+        if self.context.audit is not None and self.context.audit.request_id is not None:
+            headers["request_id"] = self.context.audit.request_id
+        return headers
 
     async def memo(self, key: Any, compute: Callable[[], Awaitable[T]]) -> T:
         """`compute()` once per unit of work: a query many messages of a batch ask alike."""
@@ -342,12 +359,13 @@ class UnitOfWork:
         if not (self._pending_events or self._pending_writes or self._pending_outbox):
             return
         events, self._pending_events = self._pending_events, []
+        audit, self._pending_audit = self._pending_audit, []
         writes, self._pending_writes = self._pending_writes, WriteBatch()
         messages, self._pending_outbox = self._pending_outbox, []
         db = await self.db()
         if events:
             try:
-                written = await eventstore.append(db, events)
+                written = await eventstore.append(db, events, audit)
             except ConcurrencyConflict:
                 if self.cache is not None:
                     # Another replica writes these streams too: forget everything this unit of
