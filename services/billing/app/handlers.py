@@ -64,14 +64,16 @@ async def preload(uow: UnitOfWork, batch: Sequence[Decoded]) -> None:
 
 async def issue_invoice(uow: UnitOfWork, decoded: Decoded, policy: BillingPolicy) -> None:
     command = decoded.message
-    assert isinstance(command, IssueInvoice)
+    if not isinstance(command, IssueInvoice):  # routed by type, so a bug if it happens
+        raise TypeError(f"issue_invoice was given a {type(command).__name__}")
     billing = await load_billing(uow, command.order_id, command.customer_id)
     await billing.record(uow, decide_issue(billing.invoice, command, billing.account, policy))
 
 
 async def void_invoice(uow: UnitOfWork, decoded: Decoded) -> None:
     command = decoded.message
-    assert isinstance(command, VoidInvoice)
+    if not isinstance(command, VoidInvoice):  # routed by type, so a bug if it happens
+        raise TypeError(f"void_invoice was given a {type(command).__name__}")
     billing = await load_billing(uow, command.order_id)
     await billing.record(uow, decide_void(billing.invoice, billing.account, command.order_id, command.reason))
 

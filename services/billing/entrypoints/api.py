@@ -77,7 +77,8 @@ async def record_payment(
     response.status_code = 200  # this reference was applied before
     async with runtime.engine.connect() as conn:
         result = await queries.payment_result(conn, body.reference)
-    assert result is not None, "a recorded payment always has its row"
+    if result is None:
+        raise RuntimeError(f"payment {body.reference} was recorded but has no row")
     return result
 
 

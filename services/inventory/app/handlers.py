@@ -84,7 +84,8 @@ async def preload(uow: UnitOfWork, batch: Sequence[Decoded]) -> None:
 
 async def reserve_stock(uow: UnitOfWork, decoded: Decoded) -> None:
     command = decoded.message
-    assert isinstance(command, ReserveStock)
+    if not isinstance(command, ReserveStock):  # routed by type, so a bug if it happens
+        raise TypeError(f"reserve_stock was given a {type(command).__name__}")
     reservation, version = await uow.load(RESERVATION, command.order_id)
     skus = LoadedSkus()
     stocks = await skus.ensure(uow, {line.sku for line in command.lines})
@@ -97,7 +98,8 @@ async def reserve_stock(uow: UnitOfWork, decoded: Decoded) -> None:
 
 async def release_stock(uow: UnitOfWork, decoded: Decoded) -> None:
     command = decoded.message
-    assert isinstance(command, ReleaseStock)
+    if not isinstance(command, ReleaseStock):  # routed by type, so a bug if it happens
+        raise TypeError(f"release_stock was given a {type(command).__name__}")
     reservation, version = await uow.load(RESERVATION, command.order_id)
     skus = LoadedSkus()
     stocks = await skus.ensure(uow, reservation_domain.skus_held(reservation))

@@ -30,7 +30,8 @@ async def create_shipments(uow: UnitOfWork, decoded: Decoded) -> None:
     """One shipment per warehouse holding part of the order's reservation; none if the order
     has shipments already (a repeated command) or holds no reservation."""
     command = decoded.message
-    assert isinstance(command, CreateShipments)
+    if not isinstance(command, CreateShipments):  # routed by type, so a bug if it happens
+        raise TypeError(f"create_shipments was given a {type(command).__name__}")
     reservation, _ = await uow.load(RESERVATION, command.order_id)
     if reservation.status != "reserved":
         reason = f"CreateShipments for order {command.order_id}: its reservation is {reservation.status}"

@@ -165,9 +165,9 @@ def decide_replan(
         for sku, quantity in need.items()
     }
     skus: dict[str, list[DomainEvent]] = {}
-    if all(plan is not None for plan in plans.values()):
-        for sku, plan in plans.items():
-            assert plan is not None
+    found = {sku: plan for sku, plan in plans.items() if plan is not None}
+    if len(found) == len(plans):
+        for sku, plan in found.items():
             skus[sku] = [*let_go[sku], StockAllocated(sku=sku, order_id=order_id, warehouses=plan)]
         allocations = tuple(
             Allocation(sku=sku, warehouse=warehouse, quantity=quantity)

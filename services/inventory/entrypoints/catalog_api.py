@@ -63,7 +63,8 @@ async def put_product(
         response.status_code = 200
     async with runtime.engine.connect() as conn:
         product = await catalog_queries.product(conn, sku)
-    assert product is not None
+    if product is None:  # the row is written in the same transaction as the product's event
+        raise RuntimeError(f"product {sku} was registered but has no row")
     return product
 
 

@@ -271,9 +271,16 @@ def _requested_lines(placed: OrderPlaced) -> tuple[SkuQuantity, ...]:
     return tuple(SkuQuantity(sku=sku, quantity=q) for sku, q in wanted.items())
 
 
+def _placed(order: Order) -> OrderPlaced:
+    """The order's placement, which every step after `start` has. Raised rather than asserted
+    so that `python -O` keeps the check."""
+    if order.placed is None:
+        raise AssertionError(f"order {order.order_id!r} has no placement")
+    return order.placed
+
+
 def _reserve_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
-    placed = order.placed
-    assert placed is not None
+    placed = _placed(order)
     command = ReserveStock(
         order_id=placed.order_id,
         lines=_requested_lines(placed),
@@ -284,8 +291,7 @@ def _reserve_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
 
 
 def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
-    placed = order.placed
-    assert placed is not None
+    placed = _placed(order)
     due = (
         policy.payment_deadline_for(placed.channel)
         if placed.payment_terms == "prepaid"
@@ -308,8 +314,7 @@ def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
 
 
 def _shipments_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
-    placed = order.placed
-    assert placed is not None
+    placed = _placed(order)
     command = CreateShipments(order_id=placed.order_id, shipping=placed.shipping)
     return Outgoing(command, f"{placed.order_id}:ship")
 
@@ -323,8 +328,7 @@ FORWARD_REQUESTS = {
 
 
 def _request_stock(saga: _Folding, policy: SagaPolicy, now: datetime) -> None:
-    placed = saga.order.placed
-    assert placed is not None
+    placed = _placed(saga.order)
     saga.emit(
         StockReservationRequested(
             order_id=placed.order_id,
@@ -337,8 +341,7 @@ def _request_stock(saga: _Folding, policy: SagaPolicy, now: datetime) -> None:
 
 
 def _request_invoice(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
-    placed = saga.order.placed
-    assert placed is not None
+    placed = _placed(saga.order)
     saga.emit(InvoiceRequested(order_id=placed.order_id, reply_by=now + policy.step_reply_after))
     request = _invoice_request(saga.order, now, policy)
     saga.send(request.command, request.dedupe_key)
@@ -532,7 +535,8 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
             if saga.order.stage == "fulfilling":
                 _progress(saga)  # paid after delivery: completed
         case InvoicePaid() if order.stage == "awaiting_payment":
-            assert order.invoice_id is not None
+            if order.invoice_id is None:
+                raise AssertionError(f"order {order_id!r} awaits payment without an invoice")
             _confirm(saga, order.invoice_id, order.amount_due, now, policy)
         case PaymentFailed() if order.stage == "awaiting_payment":
             return _compensate(
@@ -685,8 +689,9 @@ def _complete_step(saga: _Folding, reply: Message) -> None:
 
 def _finish(saga: _Folding) -> None:
     compensation = saga.order.compensation
-    assert compensation is not None
     order_id = saga.order.order_id
+    if compensation is None:
+        raise AssertionError(f"order {order_id!r} finishes a compensation it never started")
     if compensation.final_status == "rejected":
         saga.emit(
             OrderRejected(order_id=order_id, reason=compensation.reason, rejected_by=compensation.actor)
