@@ -45,8 +45,16 @@ schemas: install ## regenerate schemas/ from libs/events
 schemas-check: install ## fail if schemas/ differs from the code
 	$(PY) -m tools.schemas --check
 
-lint: install ## ruff
+# The audit looks every locked package up in PyPI's advisory data (AUDIT_ARGS="-s osv" for OSV's);
+# a package it cannot look up fails the audit, as a vulnerability does. AUDIT=off skips it offline.
+AUDIT ?= on
+lint: install ## ruff (style and security rules), pip-audit of the locked dependencies
 	.venv/bin/ruff check libs services tools tests
+	@if [ "$(AUDIT)" = off ]; then echo "dependency audit skipped (AUDIT=off)"; else \
+	  requirements=$$(mktemp) && trap 'rm -f "$$requirements"' EXIT && \
+	  $(UV) export --frozen --format requirements-txt --no-emit-project --quiet -o "$$requirements" && \
+	  .venv/bin/pip-audit --strict --disable-pip --require-hashes --progress-spinner off \
+	    -r "$$requirements" $(AUDIT_ARGS); fi
 
 typecheck: install ## mypy
 	.venv/bin/mypy libs services tools
