@@ -19,6 +19,7 @@ from libs.events.order import SubmitOrder
 from libs.events.topics import ORDER_INTAKE, dead_letter_topic
 from libs.runtime.settings import RuntimeSettings
 from tests.conftest import consumed_through, eventually
+from tests.integration.accounts import INTAKE_ACCOUNT_CHANNEL, account_customer
 from tests.integration.conftest import Oms, money, order_body
 from tools import invariants
 from tools.chaos import read_all
@@ -186,7 +187,10 @@ async def test_intake_topic_submissions_are_idempotent_and_poison_is_dead_letter
     await oms.receive(sku, 5)
     reference = f"mp-{uuid4().hex[:8]}"
     # On account: confirmed as soon as it is invoiced, nobody has to pay.
-    body = order_body(sku, channel="offline", external_id=reference, terms="on_account")
+    customer = await account_customer(oms)
+    body = order_body(
+        sku, channel=INTAKE_ACCOUNT_CHANNEL, customer=customer, external_id=reference, terms="on_account"
+    )
     submission = SubmitOrder.model_validate(body)
 
     def envelope() -> bytes:
@@ -199,7 +203,7 @@ async def test_intake_topic_submissions_are_idempotent_and_poison_is_dead_letter
                 occurred_at=datetime.now(UTC),
                 correlation_id=reference,
                 causation_id=None,
-                actor="channel:offline",
+                actor=f"channel:{INTAKE_ACCOUNT_CHANNEL}",
             )
         )
 
@@ -215,7 +219,7 @@ async def test_intake_topic_submissions_are_idempotent_and_poison_is_dead_letter
 
     async def listed() -> list[dict[str, Any]]:
         response = await oms.order.get(
-            "/orders", params={"channel": "offline", "customer_id": f"email:{body['customer']['email']}"}
+            "/orders", params={"channel": INTAKE_ACCOUNT_CHANNEL, "customer_id": customer["id"]}
         )
         return list(response.json()["items"])
 

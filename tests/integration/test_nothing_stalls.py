@@ -21,6 +21,7 @@ from libs.events.order import SubmitOrder
 from libs.events.topics import INVENTORY_COMMANDS, ORDER_EVENTS, ORDER_INTAKE, dead_letter_topic
 from libs.runtime.settings import RuntimeSettings
 from tests.conftest import RUN_ID
+from tests.integration.accounts import INTAKE_ACCOUNT_CHANNEL, account_customer
 from tests.integration.conftest import Oms, order_body, platform_settings, running_platform
 from tools.processes import Platform, eventually_value
 
@@ -190,9 +191,16 @@ async def test_an_intake_message_postgresql_refuses_is_dead_lettered_and_the_nex
     oms: Oms, sku: str, stall_settings: RuntimeSettings
 ) -> None:
     await oms.receive(sku, 5)
+    customer = await account_customer(oms)
 
     def submission(name: str, reference: str) -> bytes:
-        body = order_body(sku, channel="offline", external_id=reference, terms="on_account")
+        body = order_body(
+            sku,
+            channel=INTAKE_ACCOUNT_CHANNEL,
+            customer=dict(customer),
+            external_id=reference,
+            terms="on_account",
+        )
         body["customer"]["name"] = name
         return encode(
             make_envelope(
@@ -203,7 +211,7 @@ async def test_an_intake_message_postgresql_refuses_is_dead_lettered_and_the_nex
                 occurred_at=datetime.now(UTC),
                 correlation_id=reference,
                 causation_id=None,
-                actor="channel:offline",
+                actor=f"channel:{INTAKE_ACCOUNT_CHANNEL}",
             )
         )
 
@@ -216,7 +224,7 @@ async def test_an_intake_message_postgresql_refuses_is_dead_lettered_and_the_nex
     )
 
     async def listed(reference: str) -> list[dict[str, Any]]:
-        response = await oms.order.get("/orders", params={"channel": "offline"})
+        response = await oms.order.get("/orders", params={"channel": INTAKE_ACCOUNT_CHANNEL})
         return [o for o in response.json()["items"] if o["external_id"] == reference]
 
     placed = await eventually_value(lambda: listed(good), lambda found: len(found) == 1, timeout=60)

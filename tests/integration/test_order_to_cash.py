@@ -23,6 +23,13 @@ from libs.events.topics import (
     ORDER_INTAKE,
 )
 from libs.runtime.settings import RuntimeSettings
+from tests.integration.accounts import (
+    ACCOUNT_CHANNEL,
+    INTAKE_ACCOUNT_CHANNEL,
+    account_customer,
+    account_customers,
+    grant_credit,
+)
 from tests.integration.conftest import (
     PAYMENT_DEADLINE_SECONDS,
     SHORT_DEADLINE_CHANNEL,
@@ -69,7 +76,10 @@ async def test_prepaid_order_paid_at_once_is_confirmed(oms: Oms, sku: str) -> No
 
 async def test_on_account_order_within_credit_limit_is_confirmed_without_payment(oms: Oms, sku: str) -> None:
     await oms.receive(sku, 5)
-    order_id = await oms.place(order_body(sku, terms="on_account"))
+    customer = await account_customer(oms)
+    order_id = await oms.place(
+        order_body(sku, terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer)
+    )
     order = await oms.wait_status(order_id, "confirmed")
     assert order["payment_status"] == "on_account"
     invoice = await oms.invoice(order_id)
@@ -80,16 +90,15 @@ async def test_on_account_order_within_credit_limit_is_confirmed_without_payment
 async def test_on_account_order_over_the_credit_limit_is_rejected_and_its_stock_released(
     oms: Oms, sku: str
 ) -> None:
-    customer_id = f"cust-{uuid4().hex[:8]}"
-    limit = await oms.billing.put(f"/customers/{customer_id}/credit-limit", json={"credit_limit": "100.00"})
-    assert limit.status_code in (200, 201), limit.text
+    customer = await account_customer(oms, credit_limit="100.00", name="Big Spender")
     await oms.receive(sku, 5)
     body = order_body(
         sku,
         quantity=4,
         unit_price="25.00",
         terms="on_account",
-        customer={"id": customer_id, "name": "Big Spender"},
+        channel=ACCOUNT_CHANNEL,
+        customer=customer,
     )
 
     order_id = await oms.place(body)
@@ -161,9 +170,14 @@ async def test_shortage_on_a_reject_policy_channel_rejects_the_order(oms: Oms, s
 
 
 async def test_two_backorders_are_served_in_arrival_order(oms: Oms, sku: str) -> None:
-    first = await oms.place(order_body(sku, quantity=2, terms="on_account"))
+    customer = await account_customer(oms)
+    first = await oms.place(
+        order_body(sku, quantity=2, terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer)
+    )
     await oms.wait_status(first, "awaiting_stock")
-    second = await oms.place(order_body(sku, quantity=1, terms="on_account"))
+    second = await oms.place(
+        order_body(sku, quantity=1, terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer)
+    )
     await oms.wait_status(second, "awaiting_stock")
 
     await oms.receive(sku, 1)  # enough for the second, not the first: nobody jumps the queue
@@ -305,11 +319,13 @@ async def test_200_concurrent_orders_on_a_scarce_sku_never_oversell(oms: Oms, sk
     await oms.receive(sku, 20, warehouse="SOUTH")
     semaphore = asyncio.Semaphore(40)
 
-    async def place() -> str:
+    async def place(customer: dict[str, Any]) -> str:
         async with semaphore:
-            return await oms.place(order_body(sku, terms="on_account"))
+            return await oms.place(
+                order_body(sku, terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer)
+            )
 
-    order_ids = await asyncio.gather(*(place() for _ in range(200)))
+    order_ids = await asyncio.gather(*(place(customer) for customer in await account_customers(oms, 200)))
 
     async def settled() -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -332,9 +348,12 @@ async def test_200_concurrent_orders_on_a_scarce_sku_never_oversell(oms: Oms, sk
 async def test_orders_are_listed_by_filter_with_cursor_paging(oms: Oms, sku: str) -> None:
     await oms.receive(sku, 20)
     customer = {"id": f"lister-{uuid4().hex[:6]}", "name": "Lister", "region": "north"}
+    await grant_credit(oms, customer["id"])
     # Different quantities: the same lines again would be held as a possible duplicate.
     placed = [
-        await oms.place(order_body(sku, quantity=n, terms="on_account", customer=customer))
+        await oms.place(
+            order_body(sku, quantity=n, terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer)
+        )
         for n in range(1, 6)
     ]
     held = await oms.place(order_body(sku, unit_price="9999.00", customer=customer))
@@ -369,7 +388,9 @@ async def test_one_trace_follows_an_order_through_every_kafka_hop(
     trace_id = uuid4().hex
     response = await oms.order.post(
         "/orders",
-        json=order_body(sku, terms="on_account"),
+        json=order_body(
+            sku, terms="on_account", channel=ACCOUNT_CHANNEL, customer=await account_customer(oms)
+        ),
         headers={"traceparent": f"00-{trace_id}-{uuid4().hex[:16]}-01", "Idempotency-Key": str(uuid4())},
     )
     order_id = response.json()["order_id"]
@@ -400,14 +421,18 @@ async def test_the_same_order_twice_in_one_intake_burst_holds_the_second_as_a_du
     # Sent back to back, the two usually arrive in one consumed batch, whose orders reach the
     # orders table only when the batch commits: the duplicate check must see them anyway.
     await oms.receive(sku, 5)
-    customer = {"name": "Grace Hopper", "email": f"{uuid4().hex[:8]}@example.com", "region": "north"}
+    customer = await account_customer(oms, name="Grace Hopper")
     producer = AIOKafkaProducer(bootstrap_servers=e2e_settings.kafka_bootstrap, linger_ms=50)
     await producer.start()
     try:
         sent = []
         for reference in (f"burst-{uuid4().hex[:8]}", f"burst-{uuid4().hex[:8]}"):
             body = order_body(
-                sku, customer=customer, channel="offline", external_id=reference, terms="on_account"
+                sku,
+                customer=customer,
+                channel=INTAKE_ACCOUNT_CHANNEL,
+                external_id=reference,
+                terms="on_account",
             )
             envelope = make_envelope(
                 SubmitOrder.model_validate(body),
@@ -417,7 +442,7 @@ async def test_the_same_order_twice_in_one_intake_burst_holds_the_second_as_a_du
                 occurred_at=datetime.now(UTC),
                 correlation_id=reference,
                 causation_id=None,
-                actor="channel:offline",
+                actor=f"channel:{INTAKE_ACCOUNT_CHANNEL}",
             )
             sent.append(await producer.send(e2e_settings.topic(ORDER_INTAKE), encode(envelope), key=b"burst"))
         await asyncio.gather(*sent)
@@ -425,7 +450,7 @@ async def test_the_same_order_twice_in_one_intake_burst_holds_the_second_as_a_du
         await producer.stop()
 
     async def listed() -> list[dict[str, Any]]:
-        response = await oms.order.get("/orders", params={"customer_id": f"email:{customer['email']}"})
+        response = await oms.order.get("/orders", params={"customer_id": customer["id"]})
         return list(response.json()["items"])
 
     orders = await eventually_value(listed, lambda items: len(items) == 2, timeout=60)

@@ -22,6 +22,7 @@ import pytest
 from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
 from tests.conftest import RUN_ID
+from tests.integration.accounts import ACCOUNT_CHANNEL, account_customer
 from tests.integration.conftest import Oms, order_body
 from tools import invariants
 from tools.processes import Platform
@@ -117,7 +118,10 @@ async def test_orders_flowing_while_a_second_replica_comes_and_goes_all_reach_th
     async def place_steadily(stop: asyncio.Event) -> None:
         index = 0
         while not stop.is_set() and index < 2000:  # bounded whatever happens
-            body = order_body(skus[index % len(skus)], terms="on_account")
+            customer = await account_customer(oms)
+            body = order_body(
+                skus[index % len(skus)], terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer
+            )
             placed.append(await oms.place(body))
             index += 1
             await asyncio.sleep(0.05)  # the arrival rate (~15/s with the round trip), not a wait

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from libs.runtime.settings import RuntimeSettings
 from tests.conftest import RUN_ID
+from tests.integration.accounts import ACCOUNT_CHANNEL, account_customer, account_customers
 from tests.integration.conftest import Oms, order_body, platform_settings, running_platform
 from tools import invariants
 from tools.processes import Platform, eventually_value
@@ -73,7 +75,8 @@ async def test_two_inventory_replicas_never_oversell_scarce_stock(
     await own.receive(warm_up, 1000)
 
     async def place_one_and_count() -> dict[str, float]:
-        await own.place(order_body(warm_up, terms="on_account"))
+        customer = await account_customer(own)
+        await own.place(order_body(warm_up, terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer))
         return await reservations_handled(own.platform)
 
     await eventually_value(place_one_and_count, lambda handled: min(handled.values()) > 0, timeout=90)
@@ -82,11 +85,13 @@ async def test_two_inventory_replicas_never_oversell_scarce_stock(
     before = await reservations_handled(own.platform)
     in_flight = asyncio.Semaphore(20)
 
-    async def place() -> str:
+    async def place(customer: dict[str, Any]) -> str:
         async with in_flight:
-            return await own.place(order_body(sku, terms="on_account"))
+            return await own.place(
+                order_body(sku, terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer)
+            )
 
-    order_ids = await asyncio.gather(*(place() for _ in range(60)))
+    order_ids = await asyncio.gather(*(place(customer) for customer in await account_customers(own, 60)))
 
     async def statuses() -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.accounts import ACCOUNT_CHANNEL, account_customer
 from tests.integration.conftest import Oms, order_body
 
 pytestmark = pytest.mark.integration
@@ -65,7 +66,10 @@ async def test_an_order_no_warehouse_can_fill_alone_is_split_and_released_from_b
 ) -> None:
     await oms.receive(sku, 2, warehouse="NORTH")
     await oms.receive(sku, 3, warehouse="SOUTH")
-    order_id = await oms.place(order_body(sku, quantity=5, terms="on_account"))
+    customer = await account_customer(oms)
+    order_id = await oms.place(
+        order_body(sku, quantity=5, terms="on_account", channel=ACCOUNT_CHANNEL, customer=customer)
+    )
 
     order = await oms.wait_status(order_id, "confirmed")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.accounts import ACCOUNT_CHANNEL, account_customer
 from tests.integration.conftest import Oms, money, order_body
 from tools.processes import eventually_value
 
@@ -111,7 +112,13 @@ async def test_a_pickup_order_is_completed_when_collected(oms: Oms, sku: str) ->
 async def test_an_on_account_order_delivered_completes_only_when_paid_in_full(oms: Oms, sku: str) -> None:
     await oms.receive(sku, 1, "NORTH")
     body = order_body(
-        sku, 1, "10.00", terms="on_account", shipping={"method": "standard", "address": ADDRESS}
+        sku,
+        1,
+        "10.00",
+        terms="on_account",
+        channel=ACCOUNT_CHANNEL,
+        customer=await account_customer(oms),
+        shipping={"method": "standard", "address": ADDRESS},
     )
     order_id = await confirmed_order(oms, body)
     (shipment,) = await shipments_of(oms, order_id, 1)
