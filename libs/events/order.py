@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from libs.events.base import Command, DomainEvent
 from libs.events.registry import registry
@@ -22,6 +22,7 @@ from libs.events.values import (
     PaymentTerms,
     Shipping,
     SkuQuantity,
+    require_minor_units,
 )
 
 
@@ -268,6 +269,13 @@ class SubmitOrder(Command):
     currency: Currency
     payment_terms: PaymentTerms
     shipping: Shipping
+
+    @model_validator(mode="after")
+    def _prices_in_the_currency_s_units(self) -> SubmitOrder:
+        # On the submission, not on OrderPlaced: events stored before this check still load.
+        prices = ((("lines", n, "unit_price"), line.unit_price) for n, line in enumerate(self.lines))
+        require_minor_units(type(self).__name__, self.currency, prices)
+        return self
 
 
 class CustomerEvent(DomainEvent):

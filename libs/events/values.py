@@ -3,17 +3,28 @@
 Every string has a maximum length, every list a maximum size and every number a range, and
 the models check them where a message enters (an HTTP body, the intake topic, a command), so
 an accepted message can never grow near the broker's 1 MB message limit, an amount never
-overflows a numeric(14,2) column and a quantity never overflows a bigint one. The largest
-valid order is encoded in tests/unit/test_input_bounds.py.
+overflows a numeric(14,2) column and a quantity never overflows a bigint one. Money is never
+NaN or infinite, and where a message names its currency its amounts are held to that
+currency's smallest unit (`require_minor_units`). The largest valid order is encoded in
+tests/unit/test_input_bounds.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # Units of one SKU: on one order line, summed over an order's lines, in one receipt.
 MAX_QUANTITY = 1_000_000
@@ -22,15 +33,61 @@ MAX_LINES_PER_ORDER = 500
 MAX_ORDER_VALUE = Decimal("1000000000.00")
 
 # Money travels as a decimal string ("199.90") so no consumer meets binary floating point.
-# 14 digits, 2 after the point: what the numeric(14,2) columns hold.
+# 14 digits, 2 after the point: what the numeric(14,2) columns hold; never NaN or infinite.
 Money = Annotated[
     Decimal,
-    Field(ge=0, max_digits=14, decimal_places=2),
+    Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False),
     PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
 ]
 UnitPrice = Annotated[Money, Field(le=MAX_ORDER_VALUE)]
 Quantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+
+# ISO 4217 minor units of the currencies that do not have two. Money holds at most two
+# decimals (its columns), which stays the tighter limit for the three-decimal ones.
+_MINOR_UNITS = {
+    code: units
+    for units, codes in (
+        (0, "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"),
+        (3, "BHD IQD JOD KWD LYD OMR TND"),
+    )
+    for code in codes.split()
+}
+
+
+def minor_units(currency: str) -> int:
+    """Decimal places of the currency's smallest unit: 0 for JPY, 2 for EUR, 3 for KWD."""
+    return _MINOR_UNITS.get(currency, 2)
+
+
+def require_minor_units(
+    model: str, currency: str, amounts: Iterable[tuple[tuple[str | int, ...], Decimal]]
+) -> None:
+    """Refuse amounts finer than the currency's smallest unit, each under its field path
+    (the first of each pair: `("lines", 0, "unit_price")`).
+
+    The value counts, not how it is written: "1500.00" is a whole number of yen (and is how
+    Money serialises it), "1500.5" is not.
+    """
+    places = minor_units(currency)
+    unit = Decimal(1).scaleb(-places)
+    errors = [
+        InitErrorDetails(
+            type=PydanticCustomError(
+                "currency_decimal_places",
+                "at most {places} decimal places for {currency}",
+                {"places": places, "currency": currency},
+            ),
+            loc=location,
+            input=str(amount),
+        )
+        for location, amount in amounts
+        if amount != amount.quantize(unit)
+    ]
+    if errors:
+        raise ValidationError.from_exception_data(model, errors)
+
+
 PaymentTerms = Literal["prepaid", "on_account"]
 ShippingMethod = Literal["standard", "express", "pickup"]
 
@@ -110,11 +167,19 @@ def _within_quantity_limit(lines: tuple[SkuQuantity, ...]) -> tuple[SkuQuantity,
     return lines
 
 
+def _at_most_max_lines(lines: Any) -> Any:
+    """Counted before any line is validated, and in words a person submitting lines reads."""
+    if isinstance(lines, list | tuple) and len(lines) > MAX_LINES_PER_ORDER:
+        raise ValueError(f"at most {MAX_LINES_PER_ORDER} lines, not {len(lines)}")
+    return lines
+
+
 # An order's lines: at least one, at most MAX_LINES_PER_ORDER, within the limits per SKU and
 # per order value. The order service prices and reserves them without meeting a model limit.
 OrderLines = Annotated[
     tuple[OrderLine, ...],
     Field(min_length=1, max_length=MAX_LINES_PER_ORDER),
+    BeforeValidator(_at_most_max_lines),
     AfterValidator(_within_order_limits),
 ]
 
@@ -143,5 +208,6 @@ class Allocation(Value):
 SkuQuantities = Annotated[
     tuple[SkuQuantity, ...],
     Field(min_length=1, max_length=MAX_LINES_PER_ORDER),
+    BeforeValidator(_at_most_max_lines),
     AfterValidator(_within_quantity_limit),
 ]
