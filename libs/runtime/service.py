@@ -21,7 +21,7 @@ from libs.events.topics import ALL_TOPICS
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.db import create_engine, ensure_database, migrate
 from libs.runtime.group_commit import GroupCommitter
-from libs.runtime.kafka import create_topics, durable_producer
+from libs.runtime.kafka import broker_security, create_topics, durable_producer
 from libs.runtime.metrics import BACKGROUND_TASK_DEAD, CONSUMER_STALLED
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
@@ -67,6 +67,7 @@ class ServiceRuntime:
             client_id=f"ordermesh-{self.name}",
             acks="all",
             enable_idempotence=True,
+            security=broker_security(self.settings),
             logger=None,
         )
         self._tasks: list[asyncio.Task[None]] = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -11,6 +14,15 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OM_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:19092"
+    # How every Kafka client of the process (relay, consumers, dead-letter producer, topic
+    # admin) authenticates. The local broker is PLAINTEXT; deploy/k8s uses SASL_SSL with a
+    # SCRAM-SHA-512 user per service, whose ACLs let it write only its own topics.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    # CA bundle (PEM) the broker certificates are checked against; empty: the system CAs.
+    kafka_ssl_cafile: str = ""
     # Prefixed to every topic and consumer group, so several environments (a developer's
     # platform and a test run, say) can share one broker without meeting each other.
     topic_namespace: str = ""
@@ -47,6 +59,18 @@ class RuntimeSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     otel_exporter: str = "none"  # none | console | otlp
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> RuntimeSettings:
+        # Fail at start-up with the setting's name rather than in a broker handshake later.
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"OM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "OM_KAFKA_SASL_USERNAME and OM_KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         return f"{self.topic_namespace}{name}"
