@@ -72,10 +72,23 @@ async def drop_databases(settings: RuntimeSettings) -> None:
 
 
 async def ensure_database(settings: RuntimeSettings, service: str) -> None:
-    """Create the service's database if it is missing (local and test setups)."""
+    """Create the service's database if it is missing (local and test setups).
+
+    A role that may connect only to its own, existing database (deploy/k8s) finds it first
+    and never touches the `postgres` database."""
+    name = settings.database_name(service)
+    with contextlib.suppress(asyncpg.InvalidCatalogNameError):
+        own = await asyncpg.connect(
+            host=settings.pg_host,
+            port=settings.pg_port,
+            user=settings.pg_user,
+            password=settings.pg_password,
+            database=name,
+        )
+        await own.close()
+        return
     admin = await admin_connection(settings)
     try:
-        name = settings.database_name(service)
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
             # Another replica may create it between our check and our create.
