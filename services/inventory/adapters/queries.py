@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import text
@@ -39,7 +40,10 @@ async def list_warehouses(conn: AsyncConnection) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in rows]
 
 
-async def stock_of(conn: AsyncConnection, sku: str) -> dict[str, Any]:
+async def stock_of(
+    conn: AsyncConnection, sku: str, only_warehouses: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The SKU's stock per warehouse and in total; only over `only_warehouses` if given."""
     rows = (
         await conn.execute(
             text(
@@ -49,6 +53,8 @@ async def stock_of(conn: AsyncConnection, sku: str) -> dict[str, Any]:
             {"s": sku},
         )
     ).all()
+    if only_warehouses is not None:
+        rows = [r for r in rows if r.warehouse in only_warehouses]
     waiting = (
         await conn.execute(
             text("SELECT order_id, quantity FROM backorders WHERE sku = :s ORDER BY queued_at, order_id"),

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
 from libs.events.values import Quantity, Sku, WarehouseCode
-from libs.runtime.http import request_context, runtime_of
-from libs.runtime.uow import MessageContext
+from libs.runtime.auth import context_for, requires
+from libs.runtime.http import runtime_of
+from libs.security.principal import Principal
 from services.inventory.adapters import queries
 from services.inventory.app import handlers
+from services.inventory.entrypoints.warehouse_scope import in_scope, require_warehouse
 
 router = APIRouter(tags=["inventory"])
 
@@ -37,8 +39,7 @@ class ReceiptIn(BaseModel):
     )
 
 
-def _context(actor: str | None, correlation: str) -> MessageContext:
-    return request_context(actor, correlation, "inventory")
+StockReader = Annotated[Principal, requires("stock:read")]
 
 
 @router.post("/warehouses", status_code=201)
@@ -46,12 +47,12 @@ async def register_warehouse(
     body: WarehouseIn,
     request: Request,
     response: Response,
-    x_actor: Annotated[str | None, Header(max_length=100)] = None,
+    principal: Annotated[Principal, requires("warehouses:manage")],
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
 
     created = await runtime.execute(
-        _context(x_actor, f"warehouse:{body.code}"),
+        context_for(principal, f"warehouse:{body.code}"),
         lambda uow: handlers.register_warehouse(uow, body.code, body.name, body.region),
     )
     if not created:
@@ -60,9 +61,9 @@ async def register_warehouse(
 
 
 @router.get("/warehouses")
-async def list_warehouses(request: Request) -> list[dict[str, Any]]:
+async def list_warehouses(request: Request, principal: StockReader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
-        return await queries.list_warehouses(conn)
+        return in_scope(principal, await queries.list_warehouses(conn), key="code")
 
 
 @router.post("/stock/receipts", status_code=201)
@@ -70,35 +71,38 @@ async def receive_stock(
     body: ReceiptIn,
     request: Request,
     response: Response,
-    x_actor: Annotated[str | None, Header(max_length=100)] = None,
+    principal: Annotated[Principal, requires("stock:receive")],
 ) -> dict[str, Any]:
+    require_warehouse(principal, body.warehouse, "receive stock into")
     runtime = runtime_of(request)
     receipt_id = body.receipt_id or str(uuid4())
 
     booked = await runtime.execute(
-        _context(x_actor, f"receipt:{receipt_id}"),
+        context_for(principal, f"receipt:{receipt_id}"),
         lambda uow: handlers.receive_stock(uow, body.sku, body.warehouse, body.quantity, receipt_id),
     )
     if not booked:
         response.status_code = 200  # this receipt was booked before
     async with runtime.engine.connect() as conn:
-        stock = await queries.stock_of(conn, body.sku)
+        stock = await queries.stock_of(conn, body.sku, principal.warehouses)
     return {"receipt_id": receipt_id, **stock}
 
 
 @router.get("/stock/{sku}")
-async def stock_of(sku: str, request: Request) -> dict[str, Any]:
+async def stock_of(sku: str, request: Request, principal: StockReader) -> dict[str, Any]:
+    """Per warehouse the caller sees (totals over those), and the orders waiting for the SKU."""
     async with runtime_of(request).engine.connect() as conn:
-        stock = await queries.stock_of(conn, sku)
+        stock = await queries.stock_of(conn, sku, principal.warehouses)
     if not stock["warehouses"] and not stock["backorders"]:
         raise NotFound("unknown_sku", f"no stock has ever been received for SKU {sku!r}")
     return stock
 
 
 @router.get("/reservations/{order_id}")
-async def reservation_of(order_id: str, request: Request) -> dict[str, Any]:
+async def reservation_of(order_id: str, request: Request, principal: StockReader) -> dict[str, Any]:
+    """The order's reservation, with its allocations in the warehouses the caller sees."""
     async with runtime_of(request).engine.connect() as conn:
         reservation = await queries.reservation_of(conn, order_id)
     if reservation is None:
         raise NotFound("unknown_reservation", f"no reservation for order {order_id!r}")
-    return reservation
+    return {**reservation, "allocations": in_scope(principal, reservation["allocations"])}

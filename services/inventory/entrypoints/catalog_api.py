@@ -6,13 +6,15 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import InvalidRequest, NotFound
 from libs.events.inventory import ProductText, WeightKg
 from libs.events.values import Currency, Money
-from libs.runtime.http import request_context, runtime_of
+from libs.runtime.auth import context_for, requires
+from libs.runtime.http import runtime_of
+from libs.security.principal import Principal
 from services.inventory.adapters import catalog_queries
 from services.inventory.app import catalog
 from services.inventory.domain.product import ProductSpec
@@ -20,6 +22,7 @@ from services.inventory.domain.product import ProductSpec
 router = APIRouter(tags=["catalogue"])
 
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
+CatalogueReader = Annotated[Principal, requires("products:read")]
 
 
 class ProductIn(BaseModel):
@@ -50,13 +53,13 @@ async def put_product(
     body: ProductIn,
     request: Request,
     response: Response,
-    x_actor: Annotated[str | None, Header(max_length=100)] = None,
+    principal: Annotated[Principal, requires("products:write")],
 ) -> dict[str, Any]:
     """201: a new product. 200: a change (ProductUpdated naming the changed fields), or the
     product as it already is (nothing recorded)."""
     runtime = runtime_of(request)
     outcome = await runtime.execute(
-        request_context(x_actor, f"product:{sku}", "inventory"),
+        context_for(principal, f"product:{sku}"),
         lambda uow: catalog.put_product(uow, sku, body.spec()),
     )
     if outcome != "registered":
@@ -69,7 +72,7 @@ async def put_product(
 
 
 @router.get("/products/{sku}")
-async def get_product(sku: str, request: Request) -> dict[str, Any]:
+async def get_product(sku: str, request: Request, _: CatalogueReader) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         product = await catalog_queries.product(conn, sku)
     if product is None:
@@ -80,6 +83,7 @@ async def get_product(sku: str, request: Request) -> dict[str, Any]:
 @router.get("/products")
 async def list_products(
     request: Request,
+    _: CatalogueReader,
     category: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
