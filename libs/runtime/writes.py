@@ -12,7 +12,7 @@ rows (asyncpg's executemany: one round trip).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import asyncpg
@@ -62,3 +62,16 @@ class WriteBatch:
                 await db.executemany(statement.text, rows)
         self._writes.clear()
         self._last.clear()
+
+
+def both(first: Callable[[WriteBatch, Any, Any], None], second: Callable[[WriteBatch, Any, Any], None]) -> Callable[
+    [WriteBatch, Any, Any], None
+]:
+    """A projector that runs `first`, then `second` (a service's own read model and the access
+    tables, say)."""
+
+    def projector(batch: WriteBatch, envelope: Any, event: Any) -> None:
+        first(batch, envelope, event)
+        second(batch, envelope, event)
+
+    return projector

@@ -31,13 +31,15 @@ from libs.events.inventory import (
 )
 from libs.events.order import SubmitOrder
 from libs.events.topics import BILLING_EVENTS, INVENTORY_EVENTS, ORDER_INTAKE
+from libs.runtime.access import project_access
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.http import create_app
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.settings import RuntimeSettings
+from libs.runtime.writes import both
 from services.order.adapters.projections import project
 from services.order.app.handlers import OrderHandlers, run_deadlines
-from services.order.entrypoints import api
+from services.order.entrypoints import access_api, api, customers_api
 from services.order.settings import OrderSettings
 
 NAME = "order"
@@ -68,7 +70,8 @@ def build_runtime(
 ) -> tuple[ServiceRuntime, OrderHandlers]:
     settings = settings or RuntimeSettings()
     order_settings = order_settings or OrderSettings()
-    runtime = ServiceRuntime(NAME, settings, MIGRATIONS, projector=project)
+    # The order service records the access context's events too (access_api).
+    runtime = ServiceRuntime(NAME, settings, MIGRATIONS, projector=both(project, project_access))
     handlers = OrderHandlers(
         order_settings.saga_policy(), timedelta(seconds=order_settings.duplicate_window_seconds)
     )
@@ -109,6 +112,6 @@ def build_app(
     settings: RuntimeSettings | None = None, order_settings: OrderSettings | None = None
 ) -> FastAPI:
     runtime, handlers = build_runtime(settings, order_settings)
-    app = create_app(runtime, [api.router], "OrderMesh order")
+    app = create_app(runtime, [api.router, access_api.router, customers_api.router], "OrderMesh order")
     app.state.handlers = handlers
     return app

@@ -15,6 +15,7 @@ import pytest
 
 from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
+from libs.security.dev_issuer import bearer
 from tests.conftest import RUN_ID
 from tools.processes import Platform, eventually_value
 
@@ -51,7 +52,9 @@ async def running_platform(
     )
     try:
         await asyncio.to_thread(running.start)
-        async with httpx.AsyncClient(base_url=running.url("inventory")) as inventory:
+        async with httpx.AsyncClient(
+            base_url=running.url("inventory"), headers=bearer("admin")
+        ) as inventory:
             for code, region in (("NORTH", "north"), ("SOUTH", "south")):
                 response = await inventory.post(
                     "/warehouses", json={"code": code, "name": f"{code} DC", "region": region}
@@ -82,13 +85,16 @@ async def platform(e2e_settings: RuntimeSettings) -> AsyncIterator[Platform]:
 
 
 class Oms:
-    """The three APIs as a channel, a warehouse clerk and a payment gateway use them."""
+    """The three APIs as a channel, a warehouse clerk and a payment gateway use them; as an
+    admin (every permission) unless `role` says otherwise. Tests about who may do what make
+    their own clients with the role they need."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, role: str = "admin") -> None:
         self.platform = platform
-        self.order = httpx.AsyncClient(base_url=platform.url("order"), timeout=30)
-        self.inventory = httpx.AsyncClient(base_url=platform.url("inventory"), timeout=30)
-        self.billing = httpx.AsyncClient(base_url=platform.url("billing"), timeout=30)
+        headers = bearer(role, subject=f"test-{role}")
+        self.order = httpx.AsyncClient(base_url=platform.url("order"), timeout=30, headers=headers)
+        self.inventory = httpx.AsyncClient(base_url=platform.url("inventory"), timeout=30, headers=headers)
+        self.billing = httpx.AsyncClient(base_url=platform.url("billing"), timeout=30, headers=headers)
 
     async def close(self) -> None:
         for client in (self.order, self.inventory, self.billing):

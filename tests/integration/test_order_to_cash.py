@@ -23,6 +23,7 @@ from libs.events.topics import (
     ORDER_INTAKE,
 )
 from libs.runtime.settings import RuntimeSettings
+from libs.security.dev_issuer import bearer
 from tests.integration.accounts import (
     ACCOUNT_CHANNEL,
     INTAKE_ACCOUNT_CHANNEL,
@@ -118,7 +119,9 @@ async def test_held_order_is_approved_by_a_person_and_completes(oms: Oms, sku: s
     assert "delivery address is incomplete" in held["reason"]
     assert (await oms.stock(sku))["reserved"] == 0  # nothing is reserved while held
 
-    approved = await oms.order.post(f"/orders/{order_id}/approve", headers={"X-Actor": "olga"})
+    # The actor is the token's subject; an X-Actor header claiming someone else changes nothing.
+    olga = {**bearer("order_desk", subject="olga"), "X-Actor": "mallory"}
+    approved = await oms.order.post(f"/orders/{order_id}/approve", headers=olga)
     assert approved.status_code == 200, approved.text
 
     await oms.wait_status(order_id, "awaiting_payment")

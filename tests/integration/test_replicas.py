@@ -21,6 +21,7 @@ import pytest
 
 from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
+from libs.security.dev_issuer import bearer
 from tests.conftest import RUN_ID
 from tests.integration.accounts import ACCOUNT_CHANNEL, account_customer
 from tests.integration.conftest import Oms, order_body
@@ -54,7 +55,9 @@ async def replicated(replicas_settings: RuntimeSettings) -> AsyncIterator[Platfo
     )
     platform.start("order", "inventory", "billing")
     try:
-        async with httpx.AsyncClient(base_url=platform.url("inventory")) as inventory:
+        async with httpx.AsyncClient(
+            base_url=platform.url("inventory"), headers=bearer("admin")
+        ) as inventory:
             warehouse = {"code": "NORTH", "name": "North DC", "region": "north"}
             response = await inventory.post("/warehouses", json=warehouse)
             assert response.status_code in (200, 201), response.text
@@ -94,7 +97,9 @@ async def test_reply_for_an_order_moved_on_by_the_other_replica_is_not_swallowed
         held = await oms.place(order_body(sku, unit_price="6000.00"))  # over the review limit
         assert (await oms.wait_status(held, "on_hold"))["status"] == "on_hold"
 
-        async with httpx.AsyncClient(base_url=oms.platform.url("order#2"), timeout=30) as replica_b:
+        async with httpx.AsyncClient(
+            base_url=oms.platform.url("order#2"), timeout=30, headers=bearer("order_desk")
+        ) as replica_b:
             approved = await replica_b.post(f"/orders/{held}/approve", json={})
             assert approved.status_code == 200, approved.text
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from libs.security.dev_issuer import bearer
 from tests.integration.accounts import ACCOUNT_CHANNEL, account_customer
 from tests.integration.conftest import Oms, order_body
 
@@ -32,7 +33,7 @@ async def test_order_over_the_amount_limit_is_held_with_that_reason_and_rejected
     rejected = await oms.order.post(
         f"/orders/{order_id}/reject",
         json={"reason": "customer could not confirm"},
-        headers={"X-Actor": "olga"},
+        headers=bearer("order_desk", subject="olga"),
     )
     assert rejected.status_code == 200, rejected.text
     assert rejected.json() == {"order_id": order_id, "status": "rejected"}

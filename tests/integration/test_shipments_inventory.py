@@ -24,6 +24,7 @@ from libs.events.topics import INVENTORY_COMMANDS, INVENTORY_EVENTS
 from libs.events.values import Shipping, ShippingMethod, SkuQuantity
 from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
+from libs.security.dev_issuer import bearer
 from services.inventory.domain.shipment import shipment_id_for
 from tests.conftest import RUN_ID, consumed_through, eventually
 from tools import invariants
@@ -56,7 +57,9 @@ async def inventory_platform(ship_settings: RuntimeSettings) -> AsyncIterator[Pl
     )
     await asyncio.to_thread(platform.start)
     try:
-        async with httpx.AsyncClient(base_url=platform.url("inventory")) as inventory:
+        async with httpx.AsyncClient(
+            base_url=platform.url("inventory"), headers=bearer("admin")
+        ) as inventory:
             for code in ("NORTH", "SOUTH"):
                 body = {"code": code, "name": f"{code} DC", "region": code.lower()}
                 response = await inventory.post("/warehouses", json=body)
@@ -71,7 +74,7 @@ class Warehouse:
     """The inventory API as a warehouse clerk and a carrier use it, and the saga's commands."""
 
     def __init__(self, platform: Platform, settings: RuntimeSettings) -> None:
-        self.http = httpx.AsyncClient(base_url=platform.url("inventory"), timeout=30)
+        self.http = httpx.AsyncClient(base_url=platform.url("inventory"), timeout=30, headers=bearer("admin"))
         self.settings = settings
 
     async def close(self) -> None:

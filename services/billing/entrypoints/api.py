@@ -5,13 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
 from libs.events.values import CustomerId, OrderId, PaymentMethod, Reference
-from libs.runtime.http import request_context, runtime_of
-from libs.runtime.uow import MessageContext
+from libs.runtime.auth import context_for, requires
+from libs.runtime.http import runtime_of
+from libs.security.principal import Principal
 from services.billing.adapters import queries
 from services.billing.app import handlers
 from services.billing.domain.invoice import PaymentAttempt, PaymentOutcome
@@ -45,8 +46,7 @@ def _policy(request: Request) -> BillingPolicy:
     return policy
 
 
-def _context(actor: str | None, correlation: str) -> MessageContext:
-    return request_context(actor, correlation, "billing")
+Reader = Annotated[Principal, requires("billing:read")]
 
 
 @router.post("/payments", status_code=201)
@@ -54,14 +54,14 @@ async def record_payment(
     body: PaymentIn,
     request: Request,
     response: Response,
-    x_actor: Annotated[str | None, Header(max_length=100)] = None,
+    principal: Annotated[Principal, requires("payments:record")],
 ) -> dict[str, Any]:
     """The payment gateway's callback. The answer shows where the invoice stands now."""
     runtime = runtime_of(request)
     attempt = PaymentAttempt(body.order_id, body.reference, body.method, body.amount, body.outcome)
 
     # The payment belongs to the order's story: correlate it with the order.
-    context = _context(x_actor, body.order_id)
+    context = context_for(principal, body.order_id)
     invoice = await runtime.execute(context, lambda uow: handlers.record_payment(uow, attempt))
     if invoice is not None:
         # Answered from the invoice the decision left, not re-read: no second round trip.
@@ -83,19 +83,19 @@ async def record_payment(
 
 
 @router.get("/payments")
-async def payments_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
+async def payments_of_order(order_id: str, request: Request, _: Reader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.payments_of_order(conn, order_id)
 
 
 @router.get("/invoices")
-async def invoices_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
+async def invoices_of_order(order_id: str, request: Request, _: Reader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.invoices_of_order(conn, order_id)
 
 
 @router.get("/invoices/{invoice_id}")
-async def invoice(invoice_id: str, request: Request) -> dict[str, Any]:
+async def invoice(invoice_id: str, request: Request, _: Reader) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         found = await queries.invoice(conn, invoice_id)
     if found is None:
@@ -104,7 +104,7 @@ async def invoice(invoice_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/refunds")
-async def refunds_of_order(order_id: str, request: Request) -> list[dict[str, Any]]:
+async def refunds_of_order(order_id: str, request: Request, _: Reader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.refunds_of_order(conn, order_id)
 
@@ -114,12 +114,12 @@ async def set_credit_limit(
     customer_id: Annotated[CustomerId, Path()],
     body: CreditLimitIn,
     request: Request,
-    x_actor: Annotated[str | None, Header(max_length=100)] = None,
+    principal: Annotated[Principal, requires("credit:grant")],
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
 
     await runtime.execute(
-        _context(x_actor, f"customer:{customer_id}"),
+        context_for(principal, f"customer:{customer_id}"),
         lambda uow: handlers.set_credit_limit(uow, customer_id, body.credit_limit),
     )
     async with runtime.engine.connect() as conn:
@@ -127,6 +127,6 @@ async def set_credit_limit(
 
 
 @router.get("/customers/{customer_id}/account")
-async def account(customer_id: str, request: Request) -> dict[str, Any]:
+async def account(customer_id: str, request: Request, _: Reader) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.account(conn, customer_id, _policy(request).default_credit_limit)

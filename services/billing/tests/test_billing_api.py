@@ -24,6 +24,7 @@ from libs.events.values import OrderLine, PaymentTerms
 from libs.runtime.db import admin_connection
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.settings import RuntimeSettings
+from libs.security.dev_issuer import bearer
 from services.billing.bootstrap import NAME, build_app
 from tests.conftest import RUN_ID, eventually
 
@@ -84,7 +85,9 @@ def service(app: FastAPI) -> ServiceRuntime:
 @pytest.fixture(scope="module")
 async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://billing") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://billing", headers=bearer("admin")
+    ) as client:
         yield client
 
 

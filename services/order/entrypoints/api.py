@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
 from libs.events.order import SubmitOrder
+from libs.runtime.auth import Forbidden, context_for, requires
 from libs.runtime.http import runtime_of
-from libs.runtime.uow import MessageContext
+from libs.security.principal import Principal
 from services.order.adapters import queries
 from services.order.app.handlers import OrderHandlers
 from services.order.domain.saga import COMPENSATIONS, FULFILMENT_SAGA
@@ -39,8 +40,36 @@ def _handlers(request: Request) -> OrderHandlers:
     return handlers
 
 
-def _actor(x_actor: str | None, fallback: str) -> str:
-    return f"user:{x_actor}" if x_actor else fallback
+# Shown instead of a customer's contact data to callers without customers:read_contact.
+REDACTED = "[redacted]"
+
+
+def _redact_contact(details: dict[str, Any]) -> None:
+    customer = details.get("customer")
+    if isinstance(customer, dict):
+        for key in ("name", "email", "phone"):
+            if customer.get(key):
+                customer[key] = REDACTED
+    shipping = details.get("shipping")
+    address = shipping.get("address") if isinstance(shipping, dict) else None
+    if isinstance(address, dict):
+        # The country stays: reports and tax need it, and it identifies no one.
+        for key, value in address.items():
+            if key != "country" and value:
+                address[key] = REDACTED
+    if details.get("customer_name"):
+        details["customer_name"] = REDACTED
+
+
+def _visible_to(principal: Principal, detail: dict[str, Any]) -> dict[str, Any]:
+    """The order as this caller may see it: contact data only with customers:read_contact."""
+    if principal.can("customers:read_contact"):
+        return detail
+    _redact_contact(detail)
+    for entry in detail.get("timeline") or ():
+        if isinstance(entry, dict) and isinstance(entry.get("details"), dict):
+            _redact_contact(entry["details"])
+    return detail
 
 
 @router.post("/orders", status_code=202, tags=["orders"])
@@ -48,16 +77,23 @@ async def submit_order(
     submission: SubmitOrder,
     request: Request,
     response: Response,
+    principal: Annotated[Principal, requires("orders:submit")],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     """Submit an order. The same Idempotency-Key (or channel + external_id) with the same body
-    returns the same order; with a different body it is refused with 409."""
+    returns the same order; with a different body it is refused with 409. A channel's API key
+    submits for its own channel only."""
+    if not principal.sees_channel(submission.channel):
+        raise Forbidden(
+            f"this API key submits for channel {principal.channel}, not {submission.channel}",
+            field="channel",
+        )
     if idempotency_key:
         submission = submission.model_copy(update={"idempotency_key": idempotency_key})
     runtime, handlers = runtime_of(request), _handlers(request)
     correlation = idempotency_key or submission.external_id or "order-submission"
 
-    context = MessageContext(correlation_id=correlation, actor=f"channel:{submission.channel}")
+    context = context_for(principal, correlation)
     placement = await runtime.execute(context, lambda uow: handlers.place(uow, submission))
     if not placement.created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -66,17 +102,21 @@ async def submit_order(
 
 
 @router.get("/orders/{order_id}", tags=["orders"])
-async def get_order(order_id: str, request: Request) -> dict[str, Any]:
+async def get_order(
+    order_id: str, request: Request, principal: Annotated[Principal, requires("orders:read")]
+) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         detail = await queries.order_detail(conn, order_id)
-    if detail is None:
+    # Another channel's order is answered as unknown: a key must not learn which ids exist.
+    if detail is None or not principal.sees_channel(str(detail.get("channel"))):
         raise NotFound("unknown_order", f"order {order_id} does not exist")
-    return detail
+    return _visible_to(principal, detail)
 
 
 @router.get("/orders", tags=["orders"])
 async def list_orders(
     request: Request,
+    principal: Annotated[Principal, requires("orders:read")],
     status: str | None = None,
     customer_id: str | None = None,
     channel: str | None = None,
@@ -85,8 +125,12 @@ async def list_orders(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
+    if principal.channel is not None:
+        if channel is not None and channel != principal.channel:
+            raise Forbidden(f"this API key reads channel {principal.channel}'s orders only", field="channel")
+        channel = principal.channel
     async with runtime_of(request).engine.connect() as conn:
-        return await queries.list_orders(
+        page = await queries.list_orders(
             conn,
             status=status,
             customer_id=customer_id,
@@ -96,51 +140,64 @@ async def list_orders(
             cursor=cursor,
             limit=limit,
         )
+    if not principal.can("customers:read_contact"):
+        for item in page.get("items") or ():
+            _redact_contact(item)
+    return page
 
 
-async def _decide(request: Request, order_id: str, actor: str, decide: Any) -> dict[str, Any]:
-    context = MessageContext(correlation_id=order_id, actor=actor)
-    order = await runtime_of(request).execute(context, decide)
+async def _decide(request: Request, order_id: str, principal: Principal, decide: Any) -> dict[str, Any]:
+    order = await runtime_of(request).execute(context_for(principal, order_id), decide)
     return {"order_id": order_id, "status": order.status}
 
 
 @router.post("/orders/{order_id}/approve", tags=["order desk"])
 async def approve_order(
-    order_id: str, request: Request, x_actor: Annotated[str | None, Header()] = None
+    order_id: str, request: Request, principal: Annotated[Principal, requires("orders:decide")]
 ) -> dict[str, Any]:
-    actor = _actor(x_actor, "user:order-desk")
+    actor = principal.actor
     return await _decide(
-        request, order_id, actor, lambda uow: _handlers(request).approve(uow, order_id, actor)
+        request, order_id, principal, lambda uow: _handlers(request).approve(uow, order_id, actor)
     )
 
 
 @router.post("/orders/{order_id}/reject", tags=["order desk"])
 async def reject_order(
-    order_id: str, body: Reason, request: Request, x_actor: Annotated[str | None, Header()] = None
+    order_id: str,
+    body: Reason,
+    request: Request,
+    principal: Annotated[Principal, requires("orders:decide")],
 ) -> dict[str, Any]:
-    actor = _actor(x_actor, "user:order-desk")
+    actor = principal.actor
     return await _decide(
-        request, order_id, actor, lambda uow: _handlers(request).reject(uow, order_id, body.reason, actor)
+        request,
+        order_id,
+        principal,
+        lambda uow: _handlers(request).reject(uow, order_id, body.reason, actor),
     )
 
 
 @router.post("/orders/{order_id}/cancel", tags=["order desk"])
 async def cancel_order(
-    order_id: str, body: Reason, request: Request, x_actor: Annotated[str | None, Header()] = None
+    order_id: str,
+    body: Reason,
+    request: Request,
+    principal: Annotated[Principal, requires("orders:cancel")],
 ) -> dict[str, Any]:
-    actor = _actor(x_actor, "user:order-desk")
+    actor = principal.actor
     return await _decide(
-        request, order_id, actor, lambda uow: _handlers(request).cancel(uow, order_id, body.reason, actor)
+        request,
+        order_id,
+        principal,
+        lambda uow: _handlers(request).cancel(uow, order_id, body.reason, actor),
     )
 
 
 @router.post("/customers", status_code=201, tags=["customers"])
 async def register_customer(
-    body: CustomerIn, request: Request, x_actor: Annotated[str | None, Header()] = None
+    body: CustomerIn, request: Request, principal: Annotated[Principal, requires("customers:write")]
 ) -> dict[str, Any]:
-    context = MessageContext(
-        correlation_id=f"customer:{body.customer_id}", actor=_actor(x_actor, "api:order")
-    )
+    context = context_for(principal, f"customer:{body.customer_id}")
     await runtime_of(request).execute(
         context,
         lambda uow: _handlers(request).register_customer(
@@ -151,9 +208,9 @@ async def register_customer(
 
 
 async def _set_blocked(
-    request: Request, customer_id: str, blocked: bool, reason: str, actor: str
+    request: Request, customer_id: str, blocked: bool, reason: str, principal: Principal
 ) -> dict[str, Any]:
-    context = MessageContext(correlation_id=f"customer:{customer_id}", actor=actor)
+    context = context_for(principal, f"customer:{customer_id}")
     await runtime_of(request).execute(
         context, lambda uow: _handlers(request).set_blocked(uow, customer_id, blocked, reason)
     )
@@ -162,20 +219,23 @@ async def _set_blocked(
 
 @router.post("/customers/{customer_id}/block", tags=["customers"])
 async def block_customer(
-    customer_id: str, body: Reason, request: Request, x_actor: Annotated[str | None, Header()] = None
+    customer_id: str,
+    body: Reason,
+    request: Request,
+    principal: Annotated[Principal, requires("customers:write")],
 ) -> dict[str, Any]:
-    return await _set_blocked(request, customer_id, True, body.reason, _actor(x_actor, "user:order-desk"))
+    return await _set_blocked(request, customer_id, True, body.reason, principal)
 
 
 @router.post("/customers/{customer_id}/unblock", tags=["customers"])
 async def unblock_customer(
-    customer_id: str, request: Request, x_actor: Annotated[str | None, Header()] = None
+    customer_id: str, request: Request, principal: Annotated[Principal, requires("customers:write")]
 ) -> dict[str, Any]:
-    return await _set_blocked(request, customer_id, False, "", _actor(x_actor, "user:order-desk"))
+    return await _set_blocked(request, customer_id, False, "", principal)
 
 
 @router.get("/saga", tags=["docs"])
-async def saga_definition() -> dict[str, Any]:
+async def saga_definition(_: Annotated[Principal, requires("orders:read")]) -> dict[str, Any]:
     """The fulfilment saga as a table of steps and compensations."""
     return {
         "steps": [
