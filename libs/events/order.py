@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from libs.events.base import Command, DomainEvent
 from libs.events.registry import registry
 from libs.events.topics import ORDER_EVENTS, ORDER_INTAKE
 from libs.events.values import (
+    Address,
     Allocation,
     Channel,
     Currency,
@@ -24,6 +25,46 @@ from libs.events.values import (
     SkuQuantity,
     require_minor_units,
 )
+
+# -- personal data as the order service stores it (docs/personal-data.md) -------------------
+# A customer's name, email, phone and address lines are sealed with the customer's key before
+# they are stored: "pd:v1:<key id>:<ciphertext>", longer than the plaintext limits allow.
+# Events written before sealing existed hold plaintext here, and still load.
+PersonalText = Annotated[
+    str, Field(max_length=2048, description="Personal data: sealed ('pd:v1:...') or plaintext")
+]
+
+
+class StoredCustomer(CustomerSnapshot):
+    """The customer as recorded: contact fields sealed, region in clear (reports, tax)."""
+
+    name: PersonalText = Field(min_length=1)
+    email: PersonalText | None = None
+    phone: PersonalText | None = None
+
+
+class StoredAddress(Address):
+    """A delivery address as recorded: the lines sealed, the country in clear (tax)."""
+
+    line1: PersonalText | None = None
+    line2: PersonalText | None = None
+    city: PersonalText | None = None
+    postal_code: PersonalText | None = None
+
+
+class StoredShipping(Shipping):
+    address: StoredAddress | None = None
+
+
+def _as(model: type[Any]) -> BeforeValidator:
+    """Accept the plain value type (what a channel submitted) where the stored one is due."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, CustomerSnapshot | Shipping | Address) and not isinstance(value, model):
+            return value.model_dump()
+        return value
+
+    return BeforeValidator(convert)
 
 
 class OrderEvent(DomainEvent):
@@ -39,11 +80,11 @@ class OrderPlaced(OrderEvent):
     channel: str
     customer_id: str = Field(description="Known customer's id, or a key derived from the contact")
     external_id: str | None = None
-    customer: CustomerSnapshot
+    customer: Annotated[StoredCustomer, _as(StoredCustomer)]
     lines: tuple[OrderLine, ...] = Field(min_length=1)
     currency: Currency
     payment_terms: PaymentTerms
-    shipping: Shipping
+    shipping: Annotated[StoredShipping, _as(StoredShipping)]
     subtotal: Money
     # What the product catalogue said when the order was placed: SKUs it does not know (the
     # order goes on, flagged), and the lines' total weight when it knows every SKU.
@@ -289,9 +330,9 @@ class CustomerEvent(DomainEvent):
 @registry.register
 class CustomerRegistered(CustomerEvent):
     message_type: ClassVar[str] = "CustomerRegistered"
-    name: str
-    email: str | None = None
-    phone: str | None = None
+    name: PersonalText
+    email: PersonalText | None = None
+    phone: PersonalText | None = None
     region: str | None = None
 
 
@@ -304,3 +345,13 @@ class CustomerBlocked(CustomerEvent):
 @registry.register
 class CustomerUnblocked(CustomerEvent):
     message_type: ClassVar[str] = "CustomerUnblocked"
+
+
+@registry.register
+class CustomerErased(CustomerEvent):
+    """The customer's key was destroyed: every personal field sealed with it, in this
+    service's events and read models, reads as erased from now on (amounts stay)."""
+
+    message_type: ClassVar[str] = "CustomerErased"
+    reason: str = Field(max_length=500)
+    erased_by: str

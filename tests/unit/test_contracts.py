@@ -148,7 +148,7 @@ def test_breaking_changes_inside_nested_models_are_detected() -> None:
     line["properties"]["quantity"] = {"type": "string"}
     line["properties"]["discount"] = {"type": "string"}
     line["required"].append("discount")
-    del new["$defs"]["Address"]["properties"]["city"]  # shipping.address: a model in anyOf
+    del new["$defs"]["StoredAddress"]["properties"]["city"]  # shipping.address: a model in anyOf
 
     assert sorted(schemas.breaking_changes(old, new)) == [
         "field 'lines[].discount' became required",
@@ -161,7 +161,7 @@ def test_breaking_changes_inside_nested_models_are_detected() -> None:
 def test_compatible_changes_to_nested_models_pass() -> None:
     old, new = order_placed_schema(), order_placed_schema()
     # A new optional field in a nested model...
-    new["$defs"]["Address"]["properties"]["region"] = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    new["$defs"]["StoredAddress"]["properties"]["region"] = {"anyOf": [{"type": "string"}, {"type": "null"}]}
     # ...and a model renamed in the code, same shape on the wire.
     new["$defs"]["Line"] = new["$defs"].pop("OrderLine")
     new["properties"]["payload"]["properties"]["lines"]["items"] = {"$ref": "#/$defs/Line"}

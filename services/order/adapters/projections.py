@@ -16,6 +16,7 @@ from libs.events.order import (
     CompensationStepCompleted,
     CompensationStepRequested,
     CustomerBlocked,
+    CustomerErased,
     CustomerEvent,
     CustomerRegistered,
     CustomerUnblocked,
@@ -43,6 +44,7 @@ from libs.events.order import (
     StockReservationRequested,
 )
 from libs.runtime.db import Sql, sql
+from libs.runtime.personal_data import ERASED
 from libs.runtime.writes import WriteBatch
 
 _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
@@ -97,8 +99,8 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
     if isinstance(event, OrderPlaced):
         _insert_order(writes, event, at)
         return
-    if isinstance(event, CustomerRegistered | CustomerBlocked | CustomerUnblocked):
-        _project_customer(writes, event)
+    if isinstance(event, CustomerRegistered | CustomerBlocked | CustomerUnblocked | CustomerErased):
+        _project_customer(writes, event, at)
         return
     order_id: str = getattr(event, "order_id", "")
     changes: dict[str, Any] = {}
@@ -170,6 +172,13 @@ _INSERT_CUSTOMER = Sql(
     " VALUES (:id, :name, :email, :phone, :region) ON CONFLICT DO NOTHING"
 )
 _SET_BLOCKED = Sql("UPDATE customers SET blocked = :blocked WHERE customer_id = :id")
+# The key is gone, so the sealed values could not be read anyway; clearing them also erases
+# rows written before sealing existed, and the blind indexes stop finding the customer.
+_ERASE_CUSTOMER = Sql(
+    "UPDATE customers SET name = :erased, email = NULL, phone = NULL, email_index = NULL,"
+    " phone_index = NULL, erased_at = :at WHERE customer_id = :id"
+)
+_ERASE_ORDER_NAMES = Sql("UPDATE orders SET customer_name = :erased WHERE customer_id = :id")
 _SET_DEADLINE = Sql(
     "INSERT INTO saga_deadlines (order_id, kind, due_at) VALUES (:o, :k, :due)"
     " ON CONFLICT (order_id, kind) DO UPDATE SET due_at = :due"
@@ -206,9 +215,13 @@ def _insert_order(writes: WriteBatch, event: OrderPlaced, at: Any) -> None:
     )
 
 
-def _project_customer(writes: WriteBatch, event: CustomerEvent) -> None:
+def _project_customer(writes: WriteBatch, event: CustomerEvent, at: Any) -> None:
     row = ("customer", event.customer_id)
-    if isinstance(event, CustomerRegistered):
+    if isinstance(event, CustomerErased):
+        writes.add(_ERASE_CUSTOMER, {"erased": ERASED, "at": at, "id": event.customer_id}, row)
+        # Every order of the customer, the name shown in lists (sealed or plaintext).
+        writes.add(_ERASE_ORDER_NAMES, {"erased": ERASED, "id": event.customer_id}, row)
+    elif isinstance(event, CustomerRegistered):
         writes.add(
             _INSERT_CUSTOMER,
             {

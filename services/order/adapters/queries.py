@@ -16,20 +16,30 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.domain import InvalidRequest
 from libs.runtime import eventstore
 from libs.runtime.db import ConcurrencyConflict, Sql, driver_connection
+from libs.runtime.personal_data import ERASED, SubjectKey, unseal
+from services.order.adapters.personal_data import KEYS, opened_payload
 
 # The placement path runs these on the driver connection of its unit of work (see
 # libs.runtime.db.Sql): they are on every order's way in, so what placement needs to know
 # before deciding comes back in one round trip.
 _PLACEMENT_LOOKUP = Sql(
     "SELECT s.order_id AS earlier_order_id, s.body_hash AS earlier_body_hash,"
-    " c.customer_id, c.blocked, p.products FROM (SELECT 1) AS one"
+    " c.customer_id, c.blocked, g.subject_id AS guest_id, p.products FROM (SELECT 1) AS one"
     " LEFT JOIN LATERAL (SELECT order_id, body_hash FROM order_submissions"
     "  WHERE submission_key = ANY(CAST(:keys AS text[])) ORDER BY created_at LIMIT 1) AS s ON true"
     " LEFT JOIN LATERAL (SELECT customer_id, blocked FROM customers"
-    "  WHERE customer_id = :id OR email = :email OR phone = :phone"
+    "  WHERE customer_id = :id OR email_index = :email_index OR phone_index = :phone_index"
+    # Rows registered before contacts were sealed have plaintext and no index (a sealed
+    # value never equals a plaintext one, an erased row has neither).
+    "  OR (email_index IS NULL AND email = :email) OR (phone_index IS NULL AND phone = :phone)"
     # A match by id beats one by email, which beats one by phone.
-    "  ORDER BY CASE WHEN customer_id = :id THEN 0 WHEN email = :email THEN 1 ELSE 2 END"
+    "  ORDER BY CASE WHEN customer_id = :id THEN 0"
+    "  WHEN email_index = :email_index OR email = :email THEN 1 ELSE 2 END"
     "  LIMIT 1) AS c ON true"
+    # A guest (not registered) seen before with the same email or phone.
+    " LEFT JOIN LATERAL (SELECT subject_id FROM subject_indexes"
+    "  WHERE blind_index IN (:email_index, :phone_index)"
+    "  ORDER BY blind_index = :email_index DESC LIMIT 1) AS g ON true"
     " LEFT JOIN LATERAL (SELECT jsonb_object_agg(sku, jsonb_build_object("
     "  'weight_kg', weight_kg, 'list_prices', list_prices)) AS products FROM catalogue"
     "  WHERE sku = ANY(CAST(:skus AS text[]))) AS p ON true"
@@ -51,8 +61,20 @@ class PlacementLookup:
     earlier: tuple[str, str] | None
     # a registered customer matching the submitted id, email or phone: id and blocked flag
     known_customer: tuple[str, bool] | None
+    # the id of a guest who ordered before with the same email or phone
+    guest_id: str | None
     # what the catalogue knows of the order's SKUs
     products: dict[str, CatalogueEntry]
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A submitted email and phone, normalised, and their blind indexes."""
+
+    email: str | None = None
+    phone: str | None = None
+    email_index: str | None = None
+    phone_index: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,13 +87,19 @@ async def placement_lookup(
     db: asyncpg.Connection,
     keys: list[str],
     customer_id: str | None,
-    email: str | None,
-    phone: str | None,
+    contact: Contact,
     skus: list[str],
 ) -> PlacementLookup:
-    rows = await _PLACEMENT_LOOKUP.fetch(
-        db, {"keys": keys, "id": customer_id, "email": email, "phone": phone, "skus": skus}
-    )
+    params = {
+        "keys": keys,
+        "id": customer_id,
+        "email": contact.email,
+        "phone": contact.phone,
+        "email_index": contact.email_index,
+        "phone_index": contact.phone_index,
+        "skus": skus,
+    }
+    rows = await _PLACEMENT_LOOKUP.fetch(db, params)
     row = rows[0]
     products = row["products"] or {}
     if isinstance(products, str):  # jsonb arrives decoded or as text, by connection codec
@@ -79,6 +107,7 @@ async def placement_lookup(
     return PlacementLookup(
         (row["earlier_order_id"], row["earlier_body_hash"]) if row["earlier_order_id"] else None,
         (row["customer_id"], row["blocked"]) if row["customer_id"] else None,
+        row["guest_id"],
         {
             sku: CatalogueEntry(
                 Decimal(str(entry["weight_kg"])),
@@ -145,14 +174,15 @@ def payment_status(row: Any) -> str:
     return "partially_paid" if row.amount_paid > 0 else "unpaid"
 
 
-def order_summary(row: Any) -> dict[str, Any]:
+def order_summary(row: Any, key: SubjectKey | None) -> dict[str, Any]:
+    """An orders row as the API shows it; `key`: its customer's, to open the name."""
     return {
         "order_id": row.order_id,
         "status": row.status,
         "channel": row.channel,
         "external_id": row.external_id,
         "customer_id": row.customer_id,
-        "customer_name": row.customer_name,
+        "customer_name": unseal(key, row.customer_name),
         "currency": row.currency,
         "payment_terms": row.payment_terms,
         "shipping_method": row.shipping_method,
@@ -172,14 +202,18 @@ async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] |
     row = (await conn.execute(text("SELECT * FROM orders WHERE order_id = :o"), {"o": order_id})).first()
     if row is None:
         return None
-    history = await eventstore.read_stream(await driver_connection(conn), f"order-{order_id}")
+    db = await driver_connection(conn)
+    key = (await KEYS.for_reading(db, [row.customer_id]))[row.customer_id]
+    history = await eventstore.read_stream(db, f"order-{order_id}")
     timeline = [
         {
             "at": e.occurred_at.isoformat(),
             "type": e.event_type,
             "actor": e.actor,
             "version": e.aggregate_version,
-            "details": {k: v for k, v in e.payload.items() if k != "order_id"},
+            "details": {
+                k: v for k, v in opened_payload(key, e.event_type, e.payload).items() if k != "order_id"
+            },
         }
         for e in history
     ]
@@ -198,7 +232,7 @@ async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] |
         )
     ]
     return {
-        **order_summary(row),
+        **order_summary(row, key),
         "lines": row.lines,
         "stage": row.stage,
         "shipments": shipments,
@@ -252,4 +286,86 @@ async def list_orders(
     rows = (await conn.execute(text(sql), params)).all()
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].placed_at, page[-1].order_id) if len(rows) > limit else None
-    return {"items": [order_summary(r) for r in page], "next_cursor": next_cursor}
+    keys = await KEYS.for_reading(await driver_connection(conn), [r.customer_id for r in page])
+    return {"items": [order_summary(r, keys[r.customer_id]) for r in page], "next_cursor": next_cursor}
+
+
+# -- customers -------------------------------------------------------------------------------
+
+_CUSTOMER = Sql(
+    "SELECT customer_id, name, email, phone, region, blocked, erased_at FROM customers"
+    " WHERE customer_id = :id"
+)
+_CUSTOMER_ORDERS = Sql(
+    "SELECT count(*) AS orders, max(placed_at) AS last_order_at FROM orders WHERE customer_id = :id"
+)
+_FIND_BY_CONTACT = Sql(
+    "SELECT customer_id FROM customers WHERE email_index = :email_index OR phone_index = :phone_index"
+    " OR (email_index IS NULL AND email = :email) OR (phone_index IS NULL AND phone = :phone)"
+    " UNION SELECT subject_id FROM subject_indexes WHERE blind_index IN (:email_index, :phone_index)"
+    " ORDER BY 1 LIMIT 20"
+)
+
+
+async def customer_known(db: asyncpg.Connection, customer_id: str) -> bool:
+    """Whether the customer placed orders here (a guest has no registration to find)."""
+    rows = await _CUSTOMER_ORDERS.fetch(db, {"id": customer_id})
+    return bool(rows[0]["orders"])
+
+
+async def customer_detail(db: asyncpg.Connection, customer_id: str) -> dict[str, Any] | None:
+    """A registered customer or a guest who ordered, contact fields opened (or erased)."""
+    found = await _CUSTOMER.fetch(db, {"id": customer_id})
+    orders = (await _CUSTOMER_ORDERS.fetch(db, {"id": customer_id}))[0]
+    if not found and not orders["orders"]:
+        return None
+    key = (await KEYS.for_reading(db, [customer_id]))[customer_id]
+    detail: dict[str, Any] = {
+        "customer_id": customer_id,
+        "registered": bool(found),
+        "orders": orders["orders"],
+        "last_order_at": orders["last_order_at"].isoformat() if orders["last_order_at"] else None,
+    }
+    if found:
+        row = found[0]
+        erased = row["erased_at"] is not None
+        detail |= {
+            "name": ERASED if erased else unseal(key, row["name"]),
+            "email": None if erased else unseal(key, row["email"]),
+            "phone": None if erased else unseal(key, row["phone"]),
+            "region": row["region"],
+            "blocked": row["blocked"],
+            "erased": erased,
+        }
+    else:
+        # A guest has no customers row: the erasure is in their customer stream.
+        history = await eventstore.read_stream(db, f"customer-{customer_id}")
+        detail["erased"] = any(e.event_type == "CustomerErased" for e in history)
+    return detail
+
+
+async def find_customers(db: asyncpg.Connection, contact: Contact) -> list[str]:
+    """Ids of the customers (registered or guests) known by this email or phone."""
+    rows = await _FIND_BY_CONTACT.fetch(
+        db,
+        {
+            "email": contact.email,
+            "phone": contact.phone,
+            "email_index": contact.email_index,
+            "phone_index": contact.phone_index,
+        },
+    )
+    return [r["customer_id"] for r in rows]
+
+
+_SET_INDEXES = Sql(
+    "UPDATE customers SET email_index = :email_index, phone_index = :phone_index WHERE customer_id = :id"
+)
+
+
+async def index_customer(db: asyncpg.Connection, customer_id: str, contact: Contact) -> None:
+    """Make a registered customer findable by the blind index of their email and phone (the
+    projection cannot: it sees the event, whose fields are sealed)."""
+    await _SET_INDEXES.execute(
+        db, {"id": customer_id, "email_index": contact.email_index, "phone_index": contact.phone_index}
+    )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from sqlalchemy import text
@@ -19,12 +20,20 @@ from sqlalchemy import text
 from libs.domain import DomainError, NotFound
 from libs.events import Decoded
 from libs.events.base import DomainEvent
-from libs.events.order import OrderNeedsAttention, OrderPlaced, OrderReplyIgnored, SubmitOrder
+from libs.events.inventory import CreateShipments
+from libs.events.order import (
+    CustomerRegistered,
+    OrderNeedsAttention,
+    OrderPlaced,
+    OrderReplyIgnored,
+    SubmitOrder,
+)
 from libs.runtime.db import is_transient
 from libs.runtime.metrics import NEEDS_ATTENTION, SAGA_OUTCOMES
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.uow import MessageContext, UnitOfWork
-from services.order.adapters import projections, queries
+from services.order.adapters import personal_data, projections, queries
+from services.order.adapters.personal_data import KEYS
 from services.order.domain import customer as customer_domain
 from services.order.domain import saga
 from services.order.domain.order import ORDER, Order, evolve
@@ -72,8 +81,11 @@ class OrderHandlers:
         if reaction.events:
             await uow.record(ORDER, order.order_id, version, reaction.events)
         for outgoing in reaction.commands:
+            command = outgoing.command
+            if isinstance(command, CreateShipments):
+                command = await _with_address_opened(uow, order, command)
             # Every command the saga sends is about this order, and keyed by it.
-            await uow.send(outgoing.command, order.order_id, uuid5(NAMESPACE_URL, outgoing.dedupe_key))
+            await uow.send(command, order.order_id, uuid5(NAMESPACE_URL, outgoing.dedupe_key))
         for event in reaction.events:
             uow.after_commit(partial(_report_outcome, order.order_id, event))
 
@@ -84,14 +96,9 @@ class OrderHandlers:
         order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:{keys[0]}")) if keys else str(uuid4())
         customer = submission.customer
         skus = sorted({line.sku for line in submission.lines})
-        lookup = await queries.placement_lookup(
-            await uow.db(),
-            keys,
-            customer.id,
-            customer_domain.normalise_email(customer.email),
-            customer_domain.normalise_phone(customer.phone),
-            skus,
-        )
+        db = await uow.db()
+        contact = await _contact(db, customer.email, customer.phone)
+        lookup = await queries.placement_lookup(db, keys, customer.id, contact, skus)
         if keys:
             digest = body_hash(submission)
             if lookup.earlier is not None:
@@ -106,17 +113,22 @@ class OrderHandlers:
                 return Placement(earlier_order_id, existing.status, created=False)
             await queries.claim_submission_keys(await uow.db(), keys, order_id, digest)
         known = lookup.known_customer
-        customer_id = known[0] if known else customer_domain.contact_key(customer, order_id)
+        # A registered customer, else the channel's own customer id, else a guest seen before
+        # with this email or phone, else a new guest (found by that contact from now on).
+        customer_id = known[0] if known else customer.id or lookup.guest_id
+        new_guest = [] if customer_id else [i for i in (contact.email_index, contact.phone_index) if i]
+        customer_id = customer_id or customer_domain.guest_id(order_id)
+        key = await KEYS.for_writing(db, customer_id, uow.after_commit, new_guest)
         placed = OrderPlaced(
             order_id=order_id,
             channel=submission.channel,
             customer_id=customer_id,
             external_id=submission.external_id,
-            customer=customer,
+            customer=personal_data.sealed_customer(key, customer),
             lines=submission.lines,
             currency=submission.currency,
             payment_terms=submission.payment_terms,
-            shipping=submission.shipping,
+            shipping=personal_data.sealed_shipping(key, submission.shipping),
             subtotal=sum((line.unit_price * line.quantity for line in submission.lines), Decimal("0")),
             unknown_skus=tuple(sku for sku in skus if sku not in lookup.products),
             weight_kg=_weight(submission, lookup.products),
@@ -218,12 +230,55 @@ class OrderHandlers:
         state = customer_domain.CUSTOMER.replay(events)
         if blocked:
             events += customer_domain.decide_block(state, customer_id, True, "blocked at registration")
+        db = await uow.db()
+        key = await KEYS.for_writing(db, customer_id, uow.after_commit)
+        registered = events[0]
+        assert isinstance(registered, CustomerRegistered)
+        events[0] = personal_data.sealed_registration(key, registered)
         await uow.record(customer_domain.CUSTOMER, customer_id, version, events)
+        await uow.flush()  # the customers row exists: now it can be found by email and phone
+        contact = await _contact(db, registered.email, registered.phone)
+        await queries.index_customer(db, customer_id, contact)
+
+    async def erase_customer(
+        self, uow: UnitOfWork, customer_id: str, reason: str, actor: str
+    ) -> customer_domain.Customer:
+        """Crypto-shred a customer (registered, or a guest's id): destroy their key and blind
+        indexes, and record CustomerErased. Their orders and events stay, amounts and all;
+        their contact fields read as erased from then on."""
+        state, version = await uow.load(customer_domain.CUSTOMER, customer_id)
+        db = await uow.db()
+        had_key = await KEYS.destroy(db, customer_id)
+        known = had_key or await queries.customer_known(db, customer_id)
+        events = customer_domain.decide_erase(state, customer_id, known, reason, actor)
+        await uow.record(customer_domain.CUSTOMER, customer_id, version, events)
+        # This replica forgets the key at once (again after the commit, in case a read
+        # cached it meanwhile); the others within KEYS.ttl.
+        uow.after_commit(partial(KEYS.forget, customer_id))
+        for event in events:
+            state = customer_domain.evolve(state, event)
+        return state
 
     async def set_blocked(self, uow: UnitOfWork, customer_id: str, blocked: bool, reason: str) -> None:
         state, version = await uow.load(customer_domain.CUSTOMER, customer_id)
         events = customer_domain.decide_block(state, customer_id, blocked, reason)
         await uow.record(customer_domain.CUSTOMER, customer_id, version, events)
+
+
+async def _contact(db: Any, email: str | None, phone: str | None) -> queries.Contact:
+    email, phone = customer_domain.normalise_email(email), customer_domain.normalise_phone(phone)
+    email_index, phone_index = await personal_data.contact_indexes(db, email, phone)
+    return queries.Contact(email, phone, email_index, phone_index)
+
+
+async def _with_address_opened(uow: UnitOfWork, order: Order, command: CreateShipments) -> CreateShipments:
+    """The warehouse ships to the address, so it gets it in clear (the order keeps it sealed);
+    after an erasure the lines read as erased."""
+    if order.placed is None or command.shipping.address is None:
+        return command
+    subject = order.placed.customer_id
+    key = (await KEYS.for_reading(await uow.db(), [subject]))[subject]
+    return command.model_copy(update={"shipping": personal_data.opened_shipping(key, command.shipping)})
 
 
 def _weight(submission: SubmitOrder, products: dict[str, queries.CatalogueEntry]) -> Decimal | None:

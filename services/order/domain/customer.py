@@ -1,4 +1,9 @@
-"""Customers known to the order desk, and how a submitted contact is matched to one."""
+"""Customers known to the order desk, and how a submitted contact is matched to one.
+
+Name, email and phone in a Customer are as recorded: sealed with the customer's key (the app
+layer seals and opens them; see libs.runtime.personal_data), or plaintext in events written
+before sealing existed.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,7 @@ from dataclasses import dataclass, replace
 
 from libs.domain import AggregateKind, DomainError, NotFound
 from libs.events.base import DomainEvent
-from libs.events.order import CustomerBlocked, CustomerRegistered, CustomerUnblocked
-from libs.events.values import CustomerSnapshot
+from libs.events.order import CustomerBlocked, CustomerErased, CustomerRegistered, CustomerUnblocked
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,8 @@ class Customer:
     email: str | None = None
     phone: str | None = None
     blocked: bool = False
+    # Set by CustomerErased: the key is destroyed, the contact fields read as erased.
+    erased: bool = False
 
     @property
     def exists(self) -> bool:
@@ -31,6 +37,8 @@ def evolve(state: Customer, event: DomainEvent) -> Customer:
         return replace(state, blocked=True)
     if isinstance(event, CustomerUnblocked):
         return replace(state, blocked=False)
+    if isinstance(event, CustomerErased):
+        return replace(state, erased=True)
     return state
 
 
@@ -46,14 +54,14 @@ def normalise_phone(phone: str | None) -> str | None:
     return digits or None
 
 
-def contact_key(customer: CustomerSnapshot, order_id: str) -> str:
-    """A stable id for a customer the desk does not know yet: their id, email or phone."""
-    if customer.id:
-        return customer.id
-    if email := normalise_email(customer.email):
-        return f"email:{email}"
-    if phone := normalise_phone(customer.phone):
-        return f"phone:{phone}"
+def guest_id(order_id: str) -> str:
+    """The customer id of a guest's first order (the desk does not know them).
+
+    Taken from the order, never from the contact: an id derived from an email would carry
+    it (or a hash anyone holding the secret can test) into every event and every service, and
+    outlive an erasure. Later orders with the same email or phone find this id through the
+    contact's blind index, which erasure deletes.
+    """
     return f"guest:{order_id}"
 
 
@@ -71,6 +79,18 @@ def decide_register(
             region=region,
         )
     ]
+
+
+def decide_erase(
+    state: Customer, customer_id: str, known_elsewhere: bool, reason: str, actor: str
+) -> list[DomainEvent]:
+    """Erase a registered customer, or a guest (`known_elsewhere`: they have a key or orders
+    but no registration). Erasing twice changes nothing."""
+    if not state.exists and not state.erased and not known_elsewhere:
+        raise NotFound("unknown_customer", f"customer {customer_id} is not known here")
+    if state.erased:
+        return []
+    return [CustomerErased(customer_id=customer_id, reason=reason, erased_by=actor)]
 
 
 def decide_block(state: Customer, customer_id: str, blocked: bool, reason: str) -> list[DomainEvent]:
