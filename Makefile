@@ -66,5 +66,15 @@ bench-runtime: install ## event store append and outbox relay throughput (needs 
 	$(PY) -m tools.infra up
 	$(PY) -m tools.bench_runtime $(BENCH_ARGS)
 
+.PHONY: token apikey
+# make token ROLE=warehouse [WAREHOUSE=NORTH,SOUTH] [SUBJECT=dev-alice]
+token: install ## print a development token for ROLE (WAREHOUSE=A,B and SUBJECT= optional)
+	@[ -n "$(ROLE)" ] || { echo "usage: make token ROLE=<role> [WAREHOUSE=A,B] [SUBJECT=name]"; exit 2; }
+	@$(PY) -m tools.token "$(ROLE)" $(if $(WAREHOUSE),--warehouses "$(WAREHOUSE)") $(if $(SUBJECT),--subject "$(SUBJECT)")
+
+# make apikey ARGS='create --name "web shop" --channel web' | ARGS=list | ARGS='revoke ID --reason ...'
+apikey: install ## create, list or revoke API keys on the running platform (ARGS=...)
+	@$(PY) -m tools.apikeys $(or $(ARGS),--help)
+
 chaos: install ## fault injection under load; writes bench/results/chaos-latest.json
 	$(PY) -m tools.chaos $(CHAOS_ARGS)

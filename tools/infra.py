@@ -372,6 +372,11 @@ def http_ready(port: int) -> bool:
 
 
 def services_start() -> None:
+    # The services verify tokens against the development issuer's published key (its JWKS
+    # file): it must exist before they start.
+    from libs.security import dev_issuer
+
+    dev_issuer.ensure_keys()
     env = {
         **os.environ,
         "OM_KAFKA_BOOTSTRAP": f"{KAFKA_HOST}:{KAFKA_PORT}",
@@ -414,6 +419,18 @@ def services_start() -> None:
         print(f"  {name:<11} {base + '/docs':<32} {base + '/metrics':<34} {base}/health")
     print(f"  kafka       {KAFKA_HOST}:{KAFKA_PORT}    postgresql 127.0.0.1:{PG_PORT}")
     print(f"  logs        {LOGS}")
+    dev_credentials()
+
+
+def dev_credentials() -> None:
+    """Writes the development tokens and the web channel's API key, and says how to use them."""
+    import asyncio
+
+    from tools import token
+
+    order_url = f"http://127.0.0.1:{SERVICES['order']}"
+    credentials = asyncio.run(token.write_dev_credentials(order_url))
+    print(token.usage(credentials, order_url))
 
 
 def services_stop() -> None:
