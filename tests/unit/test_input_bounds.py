@@ -158,7 +158,7 @@ def test_one_line_more_than_the_limit_is_refused() -> None:
     body = maximal_order_body()
     body["lines"].append({"sku": "ONE-MORE", "quantity": 1, "unit_price": "0.00"})
 
-    assert "at most 500 items" in errors_of(body)["lines"]
+    assert "at most 500 lines, not 501" in errors_of(body)["lines"]
 
 
 def test_lines_of_one_sku_may_not_add_up_past_the_quantity_limit() -> None:
