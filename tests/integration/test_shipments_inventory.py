@@ -141,8 +141,9 @@ class Warehouse:
         return list(await eventually_value(lambda: self.shipments(order_id), lambda s: len(s) == expected))
 
     async def step(self, shipment_id: str, step: str, body: Any = None, status: int = 200) -> dict[str, Any]:
+        # A clerk of her own: the actor on the shipment's history is the token's subject.
         response = await self.http.post(
-            f"/shipments/{shipment_id}/{step}", json=body, headers={"X-Actor": "clerk-7"}
+            f"/shipments/{shipment_id}/{step}", json=body, headers=bearer("warehouse", subject="clerk-7")
         )
         assert response.status_code == status, response.text
         return dict(response.json())

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from libs.events import decode
 from libs.events.topics import INVENTORY_EVENTS
 from libs.runtime.settings import RuntimeSettings
+from libs.security.dev_issuer import bearer
 from tests.integration.conftest import Oms, order_body
 from tools.processes import eventually_value
 
@@ -232,7 +233,7 @@ async def test_a_count_with_movements_during_it_posts_only_the_real_variances(
     )
     assert (lines[other]["counted"], lines[other]["variance"]) == (5, 1)
 
-    posted = await post(oms, f"/stock-counts/{count_id}/post", headers={"X-Actor": "auditor"})
+    posted = await post(oms, f"/stock-counts/{count_id}/post", headers=bearer("warehouse", subject="auditor"))
 
     assert (posted["status"], posted["posted_by"]) == ("posted", "user:auditor")
     assert (await oms.stock(sku))["on_hand"] == 14
