@@ -191,17 +191,12 @@ async def test_an_intake_message_postgresql_refuses_is_dead_lettered_and_the_nex
     oms: Oms, sku: str, stall_settings: RuntimeSettings
 ) -> None:
     await oms.receive(sku, 5)
-    customer = await account_customer(oms)
 
-    def submission(name: str, reference: str) -> bytes:
+    async def submission(name: str, reference: str) -> bytes:
+        customer = await account_customer(oms, name=name)
         body = order_body(
-            sku,
-            channel=INTAKE_ACCOUNT_CHANNEL,
-            customer=dict(customer),
-            external_id=reference,
-            terms="on_account",
+            sku, channel=INTAKE_ACCOUNT_CHANNEL, customer=customer, external_id=reference, terms="on_account"
         )
-        body["customer"]["name"] = name
         return encode(
             make_envelope(
                 SubmitOrder.model_validate(body),
@@ -220,7 +215,7 @@ async def test_an_intake_message_postgresql_refuses_is_dead_lettered_and_the_nex
     await publish(
         stall_settings,
         ORDER_INTAKE,
-        [(key, submission("Nul\u0000Name", bad)), (key, submission("Ada", good))],
+        [(key, await submission("Nul\u0000Name", bad)), (key, await submission("Ada", good))],
     )
 
     async def listed(reference: str) -> list[dict[str, Any]]:
