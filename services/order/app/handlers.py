@@ -135,8 +135,10 @@ class OrderHandlers:
         )
         facts = ReviewFacts(
             customer_blocked=bool(known and known[1]),
-            # issue 10 (on-account terms): found by email/phone, not by the id the channel sent
-            customer_matched_by_contact_only=known is not None and known[0] != customer.id,
+            # issue 10 (on-account terms): a registered customer or earlier guest found by
+            # email/phone, not by the id the channel sent
+            customer_matched_by_contact_only=customer_id != customer.id
+            and (known is not None or customer_id == lookup.guest_id),
             possible_duplicate_of=await self._recent_duplicate(uow, placed),
             list_prices={
                 sku: price
