@@ -39,11 +39,13 @@ test: install ## unit + integration tests on a real Kafka and PostgreSQL (starte
 test-unit: install ## fast tests only (no broker, no database)
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
-schemas: install ## regenerate schemas/ from libs/events
+schemas: install ## regenerate schemas/ from libs/events and docs/permissions.md from the endpoints
 	$(PY) -m tools.schemas
+	$(PY) -m tools.permissions_doc
 
-schemas-check: install ## fail if schemas/ differs from the code
+schemas-check: install ## fail if schemas/ or docs/permissions.md differs from the code
 	$(PY) -m tools.schemas --check
+	$(PY) -m tools.permissions_doc --check
 
 # The audit looks every locked package up in PyPI's advisory data (AUDIT_ARGS="-s osv" for OSV's);
 # a package it cannot look up fails the audit, as a vulnerability does. AUDIT=off skips it offline.

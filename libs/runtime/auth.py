@@ -25,11 +25,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, _iter_routes_with_context
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter
 
 from libs.runtime.access import AccessDirectory
+from libs.runtime.eventstore import AuditMetadata
 from libs.runtime.uow import MessageContext
 from libs.security import api_keys
 from libs.security.permissions import BUILTIN_ROLES, PERMISSIONS
@@ -237,16 +238,24 @@ def requires(permission: str) -> Any:
 
 def route_permissions(app: FastAPI) -> Iterator[tuple[str, str, str | None]]:
     """(method, path, permission) of every endpoint; None where none is declared."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for path, methods, dependant in _endpoints(app):
         declared = [
             getattr(d.call, "permission", None)
-            for d in _all_dependencies(route.dependant)
+            for d in _all_dependencies(dependant)
             if getattr(d.call, "permission", None)
         ]
-        for method in sorted(route.methods or ()):
-            yield method, route.path, declared[0] if len(declared) == 1 else None
+        for method in sorted(methods):
+            yield method, path, declared[0] if len(declared) == 1 else None
+
+
+def _endpoints(app: FastAPI) -> Iterator[tuple[str, set[str], Any]]:
+    """(path, methods, dependant) of every API route, included routers' too (FastAPI 0.16x keeps
+    them behind lazy _IncludedRouter entries, resolved with their prefixes and dependencies)."""
+    for route, context in _iter_routes_with_context(app.routes):
+        if context is not None and isinstance(route, APIRoute):
+            yield context.path, set(context.methods), context.dependant
+        elif isinstance(route, APIRoute):
+            yield route.path, set(route.methods or ()), route.dependant
 
 
 def _all_dependencies(dependant: Any) -> Iterator[Any]:
@@ -271,4 +280,14 @@ def check_every_route_protected(app: FastAPI) -> None:
 def context_for(principal: Principal, correlation_id: str) -> MessageContext:
     """The message context of a command a caller issued: the events it causes carry the
     authenticated caller, whatever headers the request sent."""
-    return MessageContext(correlation_id=correlation_id, actor=principal.actor)
+    return MessageContext(
+        correlation_id=correlation_id,
+        actor=principal.actor,
+        audit=AuditMetadata(
+            subject=principal.subject,
+            role=principal.role or None,
+            api_key_id=principal.api_key_id,
+            request_id=principal.request_id,
+            source_address=principal.source_address,
+        ),
+    )

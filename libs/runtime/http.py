@@ -18,12 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.domain import DomainError
 from libs.runtime.access import AccessDirectory, access_consumer
+from libs.runtime.audit import audit_router
 from libs.runtime.auth import (
     Authenticator,
     Forbidden,
     RateLimited,
     Unauthenticated,
     check_every_route_protected,
+    requires,
 )
 from libs.runtime.db import is_bad_value, is_transient
 from libs.runtime.service import ServiceRuntime
@@ -155,6 +157,7 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    app.include_router(audit_router(), dependencies=[requires("audit:read")])
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.http_max_body_bytes)
     app.add_middleware(TracingMiddleware)
@@ -234,5 +237,5 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # check_every_route_protected(app)  # TEMP while endpoints are annotated
+    check_every_route_protected(app)
     return app

@@ -64,9 +64,10 @@ class WriteBatch:
         self._last.clear()
 
 
-def both(first: Callable[[WriteBatch, Any, Any], None], second: Callable[[WriteBatch, Any, Any], None]) -> Callable[
-    [WriteBatch, Any, Any], None
-]:
+ProjectorLike = Callable[[WriteBatch, Any, Any], None]
+
+
+def both(first: ProjectorLike, second: ProjectorLike) -> ProjectorLike:
     """A projector that runs `first`, then `second` (a service's own read model and the access
     tables, say)."""
 
