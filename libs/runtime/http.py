@@ -30,7 +30,6 @@ from libs.runtime.auth import (
 from libs.runtime.db import is_bad_value, is_transient
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.telemetry import correlation_id_var, tracer
-from libs.runtime.uow import MessageContext
 from libs.security.settings import AuthSettings
 
 PROBLEM_JSON = "application/problem+json"
@@ -46,13 +45,6 @@ def runtime_of(request: Request) -> ServiceRuntime:
     """The service runtime the app factory attached to the app."""
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime
-
-
-def request_context(x_actor: str | None, correlation_id: str, service: str) -> MessageContext:
-    """Who a request acts for: the X-Actor header's user, else the service's API itself."""
-    return MessageContext(
-        correlation_id=correlation_id, actor=f"user:{x_actor}" if x_actor else f"api:{service}"
-    )
 
 
 class TracingMiddleware:
