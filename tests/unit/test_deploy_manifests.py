@@ -8,7 +8,9 @@ no Docker, no broker, no database.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -19,9 +21,12 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from libs.events.base import Message
 from libs.events.topics import ALL_TOPICS, dead_letter_topic
+from libs.runtime.consumer import EventConsumer
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.settings import RuntimeSettings
+from libs.security.settings import AuthSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -81,9 +86,18 @@ def compose() -> dict[str, Any]:
 
 
 def config_map_data() -> dict[str, str]:
+    """The variables of the ConfigMaps the services read whole (envFrom); other ConfigMaps
+    (the roles Job's scripts) hold files."""
+    read_whole = {
+        source["configMapRef"]["name"]
+        for deployment in of_kind("Deployment")
+        for source in container(deployment).get("envFrom") or []
+        if "configMapRef" in source
+    }
     data: dict[str, str] = {}
     for config_map in of_kind("ConfigMap"):
-        data.update(config_map.get("data") or {})
+        if config_map["metadata"]["name"] in read_whole:
+            data.update(config_map.get("data") or {})
     return data
 
 
@@ -122,20 +136,34 @@ def env_names(settings_class: type[BaseSettings]) -> set[str]:
 
 @cache
 def known_settings() -> frozenset[str]:
-    names = env_names(RuntimeSettings)
+    names = env_names(RuntimeSettings) | env_names(AuthSettings)
     for service in SERVICES:
         names |= env_names(service_settings_class(service))
     return frozenset(names)
 
 
 @cache
-def consumers(service: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """(consumer group, topics) of each consumer the service wires up, unnamespaced."""
+def work_consumers(service: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(consumer group, topics) of each consumer the service's bootstrap wires up for its own
+    work (the ones that scale with load), unnamespaced."""
     bootstrap = importlib.import_module(f"services.{service}.bootstrap")
     built = bootstrap.build_runtime(RuntimeSettings(topic_namespace=""))
     runtimes = [built] if isinstance(built, ServiceRuntime) else list(built)
     (runtime,) = [item for item in runtimes if isinstance(item, ServiceRuntime)]
     return tuple((consumer.name, tuple(consumer.topics)) for consumer in runtime.consumers)
+
+
+@cache
+def running_consumers(service: str) -> tuple[EventConsumer, ...]:
+    """Every consumer the service's process runs: its own, plus those the HTTP app factory
+    adds to every service (the access context's)."""
+    bootstrap = importlib.import_module(f"services.{service}.bootstrap")
+    app = bootstrap.build_app(RuntimeSettings(topic_namespace=""))
+    return tuple(app.state.runtime.consumers)
+
+
+def consumers(service: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((consumer.name, tuple(consumer.topics)) for consumer in running_consumers(service))
 
 
 def all_topics_in_code() -> set[str]:
@@ -311,14 +339,40 @@ def test_deployment_references_existing_config_and_secret(service: str) -> None:
     config_maps = {cm["metadata"]["name"] for cm in of_kind("ConfigMap")}
     for source in c.get("envFrom") or []:
         assert source["configMapRef"]["name"] in config_maps
-    secrets = {s["metadata"]["name"]: s for s in of_kind("Secret")}
+    secrets = secret_keys()
+    deployment = named("Deployment", service)
     for item in c.get("env") or []:
         ref = (item.get("valueFrom") or {}).get("secretKeyRef")
         if ref:
-            secret = secrets.get(ref["name"])
-            assert secret is not None, f"{service}: no Secret {ref['name']!r} in deploy/k8s"
-            keys = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
-            assert ref["key"] in keys, f"{service}: Secret {ref['name']} has no key {ref['key']}"
+            assert ref["name"] in secrets, f"{service}: no Secret {ref['name']!r} in deploy/k8s"
+            assert ref["key"] in secrets[ref["name"]], (
+                f"{service}: Secret {ref['name']} has no key {ref['key']}"
+            )
+    for volume in deployment["spec"]["template"]["spec"].get("volumes") or []:
+        if "secret" in volume:
+            name = volume["secret"]["secretName"]
+            assert name in secrets, f"{service}: volume of a Secret {name!r} nobody creates"
+            for item in volume["secret"].get("items") or []:
+                assert item["key"] in secrets[name], f"{service}: Secret {name} has no key {item['key']}"
+
+
+def secret_keys() -> dict[str, set[str]]:
+    """Secrets the manifests declare, and those the operators generate from them: Strimzi one
+    per KafkaUser (password) and the cluster CA (ca.crt), CloudNativePG the superuser's (with
+    enableSuperuserAccess) and its CA."""
+    found: dict[str, set[str]] = {}
+    for secret in of_kind("Secret"):
+        found[secret["metadata"]["name"]] = {*(secret.get("data") or {}), *(secret.get("stringData") or {})}
+    for user in of_kind("KafkaUser"):
+        found[user["metadata"]["name"]] = {"password", "sasl.jaas.config"}
+    for kafka in of_kind("Kafka"):
+        found[f"{kafka['metadata']['name']}-cluster-ca-cert"] = {"ca.crt"}
+    for cluster in of_kind("Cluster"):
+        name = cluster["metadata"]["name"]
+        found[f"{name}-ca"] = {"ca.crt"}
+        if cluster["spec"].get("enableSuperuserAccess"):
+            found[f"{name}-superuser"] = {"username", "password"}
+    return found
 
 
 # --- OM_* variables: only names the settings classes read ---------------------------------------
@@ -377,7 +431,8 @@ def scaled_objects() -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_consumers_scale_on_their_lag_and_other_services_run_fixed_replicas(service: str) -> None:
-    wired = {(group, topic) for group, topics in consumers(service) for topic in topics}
+    # The access consumer every service runs carries a trickle of admin events, not load.
+    wired = {(group, topic) for group, topics in work_consumers(service) for topic in topics}
     scaled = scaled_objects().get(service)
     if wired:
         assert scaled is not None, f"{service} consumes Kafka but has no KEDA ScaledObject"
