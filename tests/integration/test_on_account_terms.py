@@ -111,6 +111,25 @@ async def test_an_on_account_order_matched_by_contact_details_only_is_held_until
     assert await open_balance(oms, customer_id) == money(invoice["amount"])
 
 
+async def test_an_on_account_order_matched_to_an_earlier_guest_by_email_only_is_held(
+    oms: Oms, sku: str
+) -> None:
+    await oms.receive(sku, 5)
+    guest = {"name": "Walk-in", "email": f"{uuid4().hex[:8]}@example.com", "region": "north"}
+    first = await oms.get_order(await oms.place(order_body(sku, customer=guest)))
+    guest_id = first["customer_id"]
+    await grant_credit(oms, guest_id, "1000.00")  # finance trusted the guest's account
+
+    order_id = await oms.place(
+        order_body(sku, quantity=2, terms="on_account", channel=ACCOUNT_CHANNEL, customer=guest)
+    )
+
+    held = await oms.wait_status(order_id, "on_hold")
+    assert held["customer_id"] == guest_id
+    assert f"on-account order matched to customer {guest_id} by contact details" in held["reason"]
+    assert await open_balance(oms, guest_id) == 0
+
+
 async def test_an_on_account_order_naming_a_registered_customer_by_id_goes_through_without_a_hold(
     oms: Oms, sku: str
 ) -> None:
