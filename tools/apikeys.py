@@ -44,9 +44,11 @@ def order_url() -> str:
     return f"http://127.0.0.1:{SERVICES['order']}"
 
 
-def admin_headers() -> dict[str, str]:
+def admin_headers(lifetime_seconds: int = 3600) -> dict[str, str]:
     """The operator's credentials: $OM_ADMIN_TOKEN, else a development admin token."""
-    token = os.environ.get("OM_ADMIN_TOKEN") or dev_issuer.mint("dev-admin", ["admin"], lifetime_seconds=3600)
+    token = os.environ.get("OM_ADMIN_TOKEN") or dev_issuer.mint(
+        "dev-admin", ["admin"], lifetime_seconds=lifetime_seconds
+    )
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -6,6 +6,14 @@ pays each prepaid invoice as soon as it is issued (a configurable share fails or
 and records for each order the time from submission to its outcome (confirmed, cancelled,
 rejected), read from the order events topic.
 
+It authenticates as real callers do (Credentials): at the start, as the operator, it issues
+API keys through the order service's admin endpoint -- one per sales channel, one for the
+payment gateway, one for the carrier, one for the ERP booking goods receipts -- and waits until
+the services that will see each key know it; people carry development tokens (an admin sets up
+the warehouses, warehouse clerks scoped to their warehouse pick, pack and ship). The keys are
+revoked when the run ends. A caller over its rate limit (429) waits as told and asks again;
+`throttled` counts those answers, so a run that was slowed by its own limits says so.
+
     python -m tools.loadgen --orders 2000 --rate 0          # as fast as it is absorbed
     python -m tools.loadgen --orders 1000 --rate 300        # open loop at 300 orders/s
 """
@@ -32,12 +40,20 @@ from libs.events import encode, make_envelope
 from libs.events.order import SubmitOrder
 from libs.events.topics import BILLING_EVENTS, INVENTORY_EVENTS, ORDER_EVENTS, ORDER_INTAKE
 from libs.runtime.settings import RuntimeSettings
+from libs.security import dev_issuer
+from tools import apikeys
 
 OUTCOMES = {"OrderConfirmed": "confirmed", "OrderCancelled": "cancelled", "OrderRejected": "rejected"}
 # With shipping on: the order events that mean its goods reached the customer.
 ARRIVALS = ("OrderDelivered", "OrderCompleted")
 DELIVERY_ADDRESS = {"line1": "1 Load St", "city": "Benchville", "postal_code": "12345", "country": "DE"}
 WAREHOUSES = (("LG-NORTH", "north"), ("LG-SOUTH", "south"), ("LG-WEST", "west"))
+# The channels the mix submits for; a channel met later gets its key when first used.
+CHANNELS = ("web", "marketplace")
+# A person may send OM_AUTH_USER_RATE_LIMIT_PER_SECOND requests (50) per second per replica:
+# shipping a few hundred orders a second takes a team of clerks in each warehouse.
+CLERKS_PER_WAREHOUSE = 4
+TOKEN_LIFETIME_SECONDS = 12 * 3600
 
 
 @dataclass
@@ -53,6 +69,7 @@ class Mix:
     # hands pickups over) and a carrier that reports each parcel delivered. Half the orders
     # then ship standard to an address, half are picked up.
     ship: bool = False
+    clerks_per_warehouse: int = CLERKS_PER_WAREHOUSE
     seed: int = 7
 
 
@@ -80,6 +97,7 @@ class RunResult:
     submitted_until: float = 0.0
     errors: int = 0
     retries: int = 0
+    throttled: int = 0  # 429 answers: a caller over its rate limit, asked again after Retry-After
 
     def outcomes(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -119,6 +137,115 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 Urls = str | Sequence[str]  # one service's base URL, or one per replica
+Headers = dict[str, str]
+
+
+class Credentials:
+    """Who the load acts as. Machines: an API key per sales channel (submissions), the payment
+    gateway's (payments:record, billing:read), the carrier's (carrier:report) and the ERP's that
+    books goods receipts (stock:receive). People: development tokens -- an admin for setting up
+    warehouses, clerks of the warehouse role scoped to their warehouse for the shipping steps."""
+
+    def __init__(self, urls: dict[str, list[str]], run_tag: str, clerks_per_warehouse: int) -> None:
+        self.urls = urls
+        self.run_tag = run_tag
+        # The operator who issues (and at the end revokes) the keys.
+        self.admin_api = apikeys.admin_headers(TOKEN_LIFETIME_SECONDS)
+        self.channels: dict[str, Headers] = {}
+        self.gateway: Headers = {}
+        self.carrier: Headers = {}
+        self.goods_in: Headers = {}
+        self.key_ids: list[str] = []
+        self._channel_locks: dict[str, asyncio.Lock] = {}
+        self.admin = self._person("admin", "load-admin")
+        self.clerks = {
+            code: [
+                self._person("warehouse", f"load-clerk-{code}-{n}", [code])
+                for n in range(clerks_per_warehouse)
+            ]
+            for code, _ in WAREHOUSES
+        }
+        self._next_clerk = dict.fromkeys(self.clerks, 0)
+
+    @staticmethod
+    def _person(role: str, subject: str, warehouses: list[str] | None = None) -> Headers:
+        token = dev_issuer.mint(
+            subject, [role], warehouses=warehouses, lifetime_seconds=TOKEN_LIFETIME_SECONDS
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    def person(self, role: str) -> Headers:
+        """A development token of `role` (finance granting credit, order desk approving, ...)."""
+        return self._person(role, f"load-{role}")
+
+    def clerk(self, warehouse: str) -> Headers:
+        """The next clerk of the warehouse, in turn (each has a rate limit of their own)."""
+        clerks = self.clerks.get(warehouse)
+        if clerks is None:
+            clerks = self.clerks[warehouse] = [
+                self._person("warehouse", f"load-clerk-{warehouse}", [warehouse])
+            ]
+            self._next_clerk[warehouse] = 0
+        self._next_clerk[warehouse] += 1
+        return clerks[self._next_clerk[warehouse] % len(clerks)]
+
+    async def issue_keys(self) -> None:
+        machines = [
+            ("gateway", "payment gateway", ["payments:record", "billing:read"], "billing"),
+            ("carrier", "carrier", ["carrier:report"], "inventory"),
+            ("goods_in", "ERP goods receipts", ["stock:receive"], "inventory"),
+        ]
+        issued = await asyncio.gather(
+            *(
+                self._issue(f"load {self.run_tag} {name}", scopes, service)
+                for _, name, scopes, service in machines
+            ),
+            *(self._issue(f"load {self.run_tag} channel {c}", None, "order", c) for c in CHANNELS),
+        )
+        for (attribute, *_), headers in zip(machines, issued, strict=False):
+            setattr(self, attribute, headers)
+        self.channels.update(zip(CHANNELS, issued[len(machines) :], strict=True))
+
+    async def channel(self, channel: str) -> Headers:
+        found = self.channels.get(channel)
+        if found is not None:
+            return found
+        async with self._channel_locks.setdefault(channel, asyncio.Lock()):
+            if channel not in self.channels:
+                self.channels[channel] = await self._issue(
+                    f"load {self.run_tag} channel {channel}", None, "order", channel
+                )
+            return self.channels[channel]
+
+    async def _issue(
+        self, name: str, scopes: list[str] | None, service: str, channel: str | None = None
+    ) -> Headers:
+        issued = await self._admin(
+            lambda url: apikeys.issue(url, name, channel=channel, scopes=scopes, headers=self.admin_api)
+        )
+        self.key_ids.append(issued["key_id"])
+        await apikeys.wait_accepted(issued["api_key"], {service: self.urls[service]})
+        return apikeys.key_headers(issued["api_key"])
+
+    async def _admin(self, call: Any) -> Any:
+        """The admin call on the first order replica that answers."""
+        failure: Exception | None = None
+        for url in self.urls["order"]:
+            try:
+                return await call(url)
+            except Exception as error:  # a replica away (chaos): ask the next
+                failure = error
+        assert failure is not None
+        raise failure
+
+    async def revoke_keys(self) -> None:
+        for key_id in self.key_ids:
+            await self._admin(
+                lambda url, key_id=key_id: apikeys.revoke(
+                    url, key_id, "load run over", headers=self.admin_api
+                )
+            )
+        self.key_ids.clear()
 
 
 class LoadGenerator:
@@ -142,6 +269,7 @@ class LoadGenerator:
         # request, which pegged the load generator's core before the platform's.
         self.http: aiohttp.ClientSession | None = None
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
+        self.credentials = Credentials(self.urls, self.run_tag, mix.clerks_per_warehouse)
         self.result = RunResult()
         self._listeners: list[asyncio.Task[None]] = []
         self._payments: set[asyncio.Task[None]] = set()
@@ -156,6 +284,7 @@ class LoadGenerator:
         self._submitted = asyncio.Condition()
 
     async def __aenter__(self) -> LoadGenerator:
+        await self.credentials.issue_keys()
         await self.producer.start()
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=200), timeout=aiohttp.ClientTimeout(total=20)
@@ -172,13 +301,18 @@ class LoadGenerator:
         replica: int | None = None,
     ) -> tuple[int, str]:
         """POST JSON to a service (the next replica in turn, or the one named by its index);
-        (status, body text)."""
+        (status, body text). Over the caller's rate limit (429), waits Retry-After and asks again."""
         assert self.http is not None, "use the load generator as an async context manager"
         replicas = self.urls[service]
-        self._turn[service] += 1
-        url = replicas[(self._turn[service] if replica is None else replica) % len(replicas)]
-        async with self.http.post(url + path, json=body, headers=headers) as response:
-            return response.status, await response.text()
+        while True:
+            self._turn[service] += 1
+            url = replicas[(self._turn[service] if replica is None else replica) % len(replicas)]
+            async with self.http.post(url + path, json=body, headers=headers) as response:
+                if response.status != 429:
+                    return response.status, await response.text()
+                self.result.throttled += 1
+                wait = float(response.headers.get("Retry-After") or 1)
+            await asyncio.sleep(wait)
 
     async def __aexit__(self, *_: object) -> None:
         # Payments and shipping steps still under way (for orders a run gave up waiting on)
@@ -186,6 +320,8 @@ class LoadGenerator:
         for task in [*self._listeners, *self._payments, *self._shipping]:
             task.cancel()
         await asyncio.gather(*self._listeners, *self._payments, *self._shipping, return_exceptions=True)
+        with contextlib.suppress(Exception):  # the platform gone already: the keys go with it
+            await asyncio.wait_for(self.credentials.revoke_keys(), 30)
         await self.producer.stop()
         if self.http is not None:
             await self.http.close()
@@ -193,7 +329,10 @@ class LoadGenerator:
     async def stock_up(self, units_per_sku: int) -> None:
         for code, region in WAREHOUSES:
             status, text = await self.post(
-                "inventory", "/warehouses", {"code": code, "name": code, "region": region}
+                "inventory",
+                "/warehouses",
+                {"code": code, "name": code, "region": region},
+                self.credentials.admin,
             )
             assert status in (200, 201), text
         semaphore = asyncio.Semaphore(20)
@@ -209,7 +348,9 @@ class LoadGenerator:
         body = {"sku": sku, "warehouse": warehouse, "quantity": quantity, "receipt_id": f"lg-{uuid4()}"}
         for attempt in range(60):
             try:
-                status, text = await self.post("inventory", "/stock/receipts", body, replica=replica)
+                status, text = await self.post(
+                    "inventory", "/stock/receipts", body, self.credentials.goods_in, replica=replica
+                )
                 if status < 500:
                     assert status in (200, 201), text
                     return
@@ -308,7 +449,7 @@ class LoadGenerator:
         }
         for _ in range(60):
             try:
-                status, _ = await self.post("billing", "/payments", body)
+                status, _ = await self.post("billing", "/payments", body, self.credentials.gateway)
                 if status < 500:
                     if status >= 400:
                         self.result.errors += 1
@@ -324,27 +465,30 @@ class LoadGenerator:
         payload = envelope["payload"]
         if envelope["event_type"] != "ShipmentCreated" or payload["order_id"] not in self.result.orders:
             return
-        task = asyncio.create_task(self._ship(payload["shipment_id"], payload["method"]))
+        task = asyncio.create_task(
+            self._ship(payload["shipment_id"], payload["method"], payload["warehouse"])
+        )
         self._shipping.add(task)
         task.add_done_callback(self._shipping.discard)
 
-    async def _ship(self, shipment_id: str, method: str) -> None:
+    async def _ship(self, shipment_id: str, method: str, warehouse: str) -> None:
         """A warehouse clerk's steps, then the carrier's report (or the customer's pickup)."""
         path = f"/shipments/{shipment_id}"
-        steps: list[tuple[str, dict[str, Any]]]
+        clerk = self.credentials.clerk(warehouse)
+        steps: list[tuple[str, dict[str, Any], Headers]]
         if method == "pickup":
             steps = [
-                (f"{path}/pick", {}),
-                (f"{path}/pack", {}),
-                (f"{path}/ready-for-pickup", {}),
-                (f"{path}/collect", {}),
+                (f"{path}/pick", {}, clerk),
+                (f"{path}/pack", {}, clerk),
+                (f"{path}/ready-for-pickup", {}, clerk),
+                (f"{path}/collect", {}, clerk),
             ]
         else:
             tracking = f"LG-{shipment_id}"
             steps = [
-                (f"{path}/pick", {}),
-                (f"{path}/pack", {"parcels": 1}),
-                (f"{path}/dispatch", {"carrier": "LoadCarrier", "tracking_number": tracking}),
+                (f"{path}/pick", {}, clerk),
+                (f"{path}/pack", {"parcels": 1}, clerk),
+                (f"{path}/dispatch", {"carrier": "LoadCarrier", "tracking_number": tracking}, clerk),
                 (
                     "/carrier-events",
                     {
@@ -353,16 +497,17 @@ class LoadGenerator:
                         "location": "Benchville",
                         "occurred_at": datetime.now(UTC).isoformat(),
                     },
+                    self.credentials.carrier,
                 ),
             ]
-        for step_path, body in steps:
-            if not await self._retrying_post("inventory", step_path, body):
+        for step_path, body, headers in steps:
+            if not await self._retrying_post("inventory", step_path, body, headers):
                 return
 
-    async def _retrying_post(self, service: str, path: str, body: dict[str, Any]) -> bool:
+    async def _retrying_post(self, service: str, path: str, body: dict[str, Any], headers: Headers) -> bool:
         for _ in range(60):
             try:
-                status, _ = await self.post(service, path, body)
+                status, _ = await self.post(service, path, body, headers)
                 if status < 500:
                     if status >= 400:
                         self.result.errors += 1
@@ -433,7 +578,10 @@ class LoadGenerator:
         for attempt in range(60):
             try:
                 if over_http:
-                    status, _ = await self.post("order", "/orders", body, {"Idempotency-Key": key})
+                    channel_key = await self.credentials.channel(body["channel"])
+                    status, _ = await self.post(
+                        "order", "/orders", body, {**channel_key, "Idempotency-Key": key}
+                    )
                     if status >= 500:
                         raise RuntimeError(f"{status}")
                     if status != 202:
@@ -578,6 +726,7 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "prepaid_confirmed_count": len(prepaid),
         "errors": result.errors,
         "submit_retries": result.retries,
+        "throttled": result.throttled,
         "delivered": len(result.deliveries()),
         "delivered_per_s": round(result.delivered_per_s(), 1),
         "p50_ms_to_delivered": _round(percentile(result.deliveries(), 0.50)),
