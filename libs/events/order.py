@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -67,6 +67,14 @@ def _as(model: type[Any]) -> BeforeValidator:
     return BeforeValidator(convert)
 
 
+if TYPE_CHECKING:  # callers pass the plain values; a stored one is one of those too
+    CustomerAsStored = CustomerSnapshot
+    ShippingAsStored = Shipping
+else:
+    CustomerAsStored = Annotated[StoredCustomer, _as(StoredCustomer)]
+    ShippingAsStored = Annotated[StoredShipping, _as(StoredShipping)]
+
+
 class OrderEvent(DomainEvent):
     aggregate_type: ClassVar[str] = "order"
     topic: ClassVar[str] = ORDER_EVENTS
@@ -80,11 +88,11 @@ class OrderPlaced(OrderEvent):
     channel: str
     customer_id: str = Field(description="Known customer's id, or a key derived from the contact")
     external_id: str | None = None
-    customer: Annotated[StoredCustomer, _as(StoredCustomer)]
+    customer: CustomerAsStored
     lines: tuple[OrderLine, ...] = Field(min_length=1)
     currency: Currency
     payment_terms: PaymentTerms
-    shipping: Annotated[StoredShipping, _as(StoredShipping)]
+    shipping: ShippingAsStored
     subtotal: Money
     # What the product catalogue said when the order was placed: SKUs it does not know (the
     # order goes on, flagged), and the lines' total weight when it knows every SKU.
