@@ -6,7 +6,10 @@ bench/results/latest.json.
    single-row insert transactions (synchronous_commit as configured: on).
 2. Sustained orders/s through the whole saga, closed loop (as fast as it is absorbed).
 3. Latency at 70% of that rate, open loop: p50/p95/p99 from submission to outcome.
+4. What authenticating one request costs the server (tools/bench_auth.py): a token, an API key.
 Plus events per order, CPU seconds per 1,000 orders and peak RSS per process, consumer lag.
+The load authenticates as real callers do (tools/loadgen.py: API keys for machines, tokens for
+people), so every number above includes that cost.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.runtime.kafka import create_topics
 from libs.runtime.settings import RuntimeSettings
-from tools import loadgen
+from tools import bench_auth, loadgen
 from tools.infra import RUN, SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+URLS = {name: f"http://127.0.0.1:{port}" for name, port in SERVICES.items()}
 
 
 # --- raw ceilings ---------------------------------------------------------------------
@@ -202,7 +206,7 @@ async def to_delivered(settings: RuntimeSettings, args: argparse.Namespace, rate
     shipments exist and reported delivered at once; timed from submission to OrderDelivered."""
     mix = loadgen.Mix(ship=True)
     async with loadgen.LoadGenerator(
-        settings, "http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8004", mix
+        settings, URLS["order"], URLS["inventory"], URLS["billing"], mix
     ) as generator:
         await generator.stock_up(1_000_000)
         await generator.start_listening()
@@ -219,10 +223,12 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
     print("measuring raw ceilings ...", flush=True)
     kafka_raw = await kafka_ceiling(settings, args.raw_messages, 700)
     pg_raw = await postgres_ceiling(settings, args.raw_seconds, 16)
+    print("measuring what authentication costs per request ...", flush=True)
+    auth_cost = await bench_auth.measure(settings, URLS["order"])
     mix = loadgen.Mix()
     pids = process_ids()
     async with loadgen.LoadGenerator(
-        settings, "http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8004", mix
+        settings, URLS["order"], URLS["inventory"], URLS["billing"], mix
     ) as generator:
         print("stocking warehouses ...", flush=True)
         await generator.stock_up(1_000_000)
@@ -276,6 +282,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "sustained": sustained,
         "at_70pct": at70,
         "to_delivered": shipped,
+        "auth_cost": auth_cost,
         "machine": {"cpus": os.cpu_count()},
     }
 
@@ -305,6 +312,8 @@ def table(result: dict[str, Any]) -> str:
             f"{shipped['p50_ms_to_delivered']} / {shipped['p99_ms_to_delivered']}",
         ),
         ("consumer lag at end", result["consumer_lag_at_end"]),
+        ("requests throttled (429, sustained)", result["sustained"]["throttled"]),
+        *bench_auth.rows(result["auth_cost"]),
     ]
     rows += [(f"cpu s / 1000 orders: {k}", v) for k, v in result["cpu_s_per_1000_orders"].items()]
     rows += [(f"peak RSS MB: {k}", v) for k, v in result["peak_rss_mb"].items()]
