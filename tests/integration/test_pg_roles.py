@@ -94,16 +94,37 @@ def server() -> Iterator[Server]:
     port = free_port()
     subprocess.run(
         as_postgres(
-            [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
-             "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"]
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]
         ),
         check=True,
         capture_output=True,
     )
     subprocess.run(
         as_postgres(
-            [str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(root / "server.log"),
-             "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1", "start"]
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1",
+                "start",
+            ]
         ),
         check=True,
         capture_output=True,

@@ -546,3 +546,254 @@ def test_dockerfile_builds_one_locked_non_root_image() -> None:
     }
     needed = {"pyproject.toml", "uv.lock", "README.md", "libs", "services", "tools"}
     assert not (ignored & needed), f".dockerignore excludes {ignored & needed}"
+
+
+# --- Kafka security: TLS + SCRAM, one user per service, ACLs computed from the code ------------
+
+ALLOWED_OPERATIONS = {"Read", "Write", "Describe"}
+
+
+def acl_rules(user: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(resource type, literal name, operation) of every rule of a KafkaUser."""
+    authorization = user["spec"]["authorization"]
+    assert authorization["type"] == "simple"
+    rules = set()
+    for acl in authorization["acls"]:
+        resource = acl["resource"]
+        assert resource.get("patternType", "literal") == "literal", (
+            f"{user['metadata']['name']}: prefix rules grant topics nobody reviewed"
+        )
+        assert acl.get("type", "allow") == "allow"
+        for operation in acl["operations"]:
+            rules.add((resource["type"], resource.get("name", ""), operation))
+    return rules
+
+
+def messages_named_in(source: Path) -> tuple[set[type[Message]], set[type[Message]]]:
+    """(classes constructed, classes referenced) among the public messages a module of a
+    service names through `from libs.events... import ...`."""
+    tree = ast.parse(source.read_text())
+    imported: dict[str, Any] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("libs.events"):
+            module = importlib.import_module(str(node.module))
+            for alias in node.names:
+                imported[alias.asname or alias.name] = getattr(module, alias.name, None)
+
+    def resolve(node: ast.expr) -> Any:
+        if isinstance(node, ast.Name):
+            return imported.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = resolve(node.value)
+            return getattr(base, node.attr, None) if inspect.ismodule(base) else None
+        return None
+
+    def is_message(obj: Any) -> bool:
+        return inspect.isclass(obj) and issubclass(obj, Message) and hasattr(obj, "message_type")
+
+    constructed, referenced = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and is_message(target := resolve(node.func)):
+            constructed.add(target)
+        if isinstance(node, ast.Name | ast.Attribute) and is_message(target := resolve(node)):
+            referenced.add(target)
+    return constructed, referenced
+
+
+@cache
+def topics_written(service: str) -> frozenset[str]:
+    """The topics a service's code publishes to: those of the messages it constructs, and of
+    the messages it names without handling them (a command in the saga's table, built later
+    from it); plus the dead-letter topic of each of its consumer groups."""
+    constructed: set[type[Message]] = set()
+    referenced: set[type[Message]] = set()
+    for path in (ROOT / "services" / service).rglob("*.py"):
+        if "tests" not in path.relative_to(ROOT).parts:
+            made, named = messages_named_in(path)
+            constructed |= made
+            referenced |= named
+    handled = {message for consumer in running_consumers(service) for message in consumer.handlers}
+    published = constructed | (referenced - handled)
+    return frozenset(
+        {message.topic for message in published}
+        | {dead_letter_topic(consumer.name) for consumer in running_consumers(service)}
+    )
+
+
+def expected_service_acls(service: str) -> set[tuple[str, str, str]]:
+    rules = {("topic", topic, "Write") for topic in topics_written(service)}
+    for group, consumed in consumers(service):
+        rules.add(("group", group, "Read"))
+        rules |= {("topic", topic, "Read") for topic in consumed}
+    return rules
+
+
+def kafka_user_of(service: str) -> dict[str, Any]:
+    env = env_values(container(named("Deployment", service)))
+    username = env.get("OM_KAFKA_SASL_USERNAME")
+    assert isinstance(username, str), f"{service}: OM_KAFKA_SASL_USERNAME is not set to a user name"
+    password_ref = (env.get("OM_KAFKA_SASL_PASSWORD") or {}).get("secretKeyRef") or {}
+    # Strimzi puts the generated password in a Secret named like the KafkaUser.
+    assert password_ref == {"name": username, "key": "password"}, (
+        f"{service}: OM_KAFKA_SASL_PASSWORD must come from the Secret {username}, key password"
+    )
+    return named("KafkaUser", username)
+
+
+def test_kafka_accepts_only_tls_clients_authenticated_with_scram_and_checks_acls() -> None:
+    (kafka,) = of_kind("Kafka")
+    listeners = kafka["spec"]["kafka"]["listeners"]
+    for listener in listeners:
+        assert listener["tls"] is True, f"listener {listener['name']} without TLS"
+        assert listener.get("authentication", {}).get("type") == "scram-sha-512", (
+            f"listener {listener['name']} accepts unauthenticated clients"
+        )
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    data = config_map_data()
+    assert data["OM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert data["OM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    port = int(data["OM_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
+    assert port in {int(listener["port"]) for listener in listeners}
+    for user in of_kind("KafkaUser"):
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    assert "OM_KAFKA_SASL_PASSWORD" not in data, "a shared Kafka password in the ConfigMap"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_connects_as_its_own_kafka_user_and_trusts_the_cluster_ca(service: str) -> None:
+    user = kafka_user_of(service)
+    others = {kafka_user_of(other)["metadata"]["name"] for other in SERVICES if other != service}
+    assert user["metadata"]["name"] not in others, f"{service} shares its Kafka user"
+
+    deployment = named("Deployment", service)
+    (kafka,) = of_kind("Kafka")
+    ca_dir = str(Path(config_map_data()["OM_KAFKA_SSL_CAFILE"]).parent)
+    mounts = {m["mountPath"]: m["name"] for m in container(deployment).get("volumeMounts") or []}
+    assert ca_dir in mounts, f"{service}: nothing mounted at {ca_dir} (OM_KAFKA_SSL_CAFILE)"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    ca_volume = volumes[mounts[ca_dir]]
+    assert ca_volume["secret"]["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert"
+    file_name = Path(config_map_data()["OM_KAFKA_SSL_CAFILE"]).name
+    assert {"key": "ca.crt", "path": file_name} in ca_volume["secret"]["items"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_may_write_and_read_exactly_the_topics_its_code_uses(service: str) -> None:
+    granted = acl_rules(kafka_user_of(service))
+    expected = expected_service_acls(service)
+    missing, extra = sorted(expected - granted), sorted(granted - expected)
+    assert not missing and not extra, (
+        f"KafkaUser of {service} in deploy/k8s/kafka-users.yaml: "
+        f"add {missing} (the code uses them), remove {extra} (the code does not)"
+    )
+
+
+def test_no_kafka_user_may_create_delete_or_reconfigure_anything() -> None:
+    # Topics are the Topic Operator's (kafka-topics.yaml); a service that could create them
+    # could also create topics nobody reviewed.
+    for user in of_kind("KafkaUser"):
+        operations = {operation for _, _, operation in acl_rules(user)}
+        assert operations <= ALLOWED_OPERATIONS, f"{user['metadata']['name']}: {operations}"
+
+
+def test_keda_may_only_describe_the_topics_and_groups_it_scales_on() -> None:
+    triggers = [
+        (so, trigger)
+        for so in of_kind("ScaledObject")
+        for trigger in so["spec"]["triggers"]
+        if trigger["type"] == "kafka"
+    ]
+    authentications = {ta["metadata"]["name"]: ta for ta in of_kind("TriggerAuthentication")}
+    secrets = secret_keys()
+    users = set()
+    for scaled, trigger in triggers:
+        name = (trigger.get("authenticationRef") or {}).get("name")
+        assert name in authentications, f"{scaled['metadata']['name']}: trigger without authentication"
+        refs = {ref["parameter"]: ref for ref in authentications[name]["spec"]["secretTargetRef"]}
+        assert set(refs) >= {"sasl", "tls", "username", "password", "ca"}
+        for ref in refs.values():
+            assert ref["key"] in secrets.get(ref["name"], set()), f"{name}: {ref} resolves to nothing"
+        literal = {s["metadata"]["name"]: s.get("stringData") or {} for s in of_kind("Secret")}
+        assert literal[refs["sasl"]["name"]][refs["sasl"]["key"]] == "scram_sha512"
+        assert literal[refs["tls"]["name"]][refs["tls"]["key"]] == "enable"
+        users.add(literal[refs["username"]["name"]][refs["username"]["key"]])
+        assert refs["password"]["name"] in users
+    (keda_user,) = users
+    scaled_on = {("topic", t["metadata"]["topic"]) for _, t in triggers}
+    scaled_on |= {("group", t["metadata"]["consumerGroup"]) for _, t in triggers}
+    assert acl_rules(named("KafkaUser", keda_user)) == {(kind, name, "Describe") for kind, name in scaled_on}
+
+
+def test_a_sales_channel_user_may_only_publish_to_the_intake_topic() -> None:
+    from libs.events.topics import ORDER_INTAKE
+
+    service_users = {kafka_user_of(service)["metadata"]["name"] for service in SERVICES}
+    keda_users = {
+        ref["name"]
+        for ta in of_kind("TriggerAuthentication")
+        for ref in ta["spec"]["secretTargetRef"]
+        if ref["parameter"] == "password"
+    }
+    for user in of_kind("KafkaUser"):
+        if user["metadata"]["name"] not in service_users | keda_users:
+            assert acl_rules(user) == {("topic", ORDER_INTAKE, "Write")}, user["metadata"]["name"]
+
+
+# --- PostgreSQL: a role per service, its own database only -------------------------------------
+
+
+def pg_secret_of(service: str) -> str:
+    env = env_values(container(named("Deployment", service)))
+    user_ref = (env.get("OM_PG_USER") or {}).get("secretKeyRef") or {}
+    password_ref = (env.get("OM_PG_PASSWORD") or {}).get("secretKeyRef") or {}
+    assert user_ref.get("name") and user_ref["name"] == password_ref.get("name"), (
+        f"{service}: OM_PG_USER and OM_PG_PASSWORD must come from one Secret"
+    )
+    return str(user_ref["name"])
+
+
+def test_each_service_has_its_own_postgres_role_which_the_roles_job_creates() -> None:
+    secrets = {s["metadata"]["name"]: s.get("stringData") or {} for s in of_kind("Secret")}
+    by_service = {service: pg_secret_of(service) for service in SERVICES}
+    assert len(set(by_service.values())) == len(SERVICES), f"services share a role: {by_service}"
+    usernames = [secrets[name]["username"] for name in by_service.values()]
+    assert len(set(usernames)) == len(usernames), f"two Secrets name one role: {usernames}"
+
+    job = named("Job", "ordermesh-pg-roles")
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    projected = {
+        (source["secret"]["name"], item["key"], item["path"])
+        for source in volumes["secrets"]["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+    # run.sh names each database <OM_DB_PREFIX>_<directory>: the directory is the service.
+    for service, secret in by_service.items():
+        assert (secret, "username", f"{service}/username") in projected, f"Job misses {service}'s role"
+        assert (secret, "password", f"{service}/password") in projected
+    assert len(projected) == 2 * len(SERVICES), "the roles Job creates roles of no service"
+    job_env = env_values(container(job))
+    assert job_env["OM_DB_PREFIX"]["configMapKeyRef"]["key"] == "OM_DB_PREFIX"
+    assert job_env["PGSSLMODE"] == "verify-full"
+
+
+# --- network: the services' port (API and /metrics) only from the ingress and monitoring ------
+
+
+def test_only_the_ingress_and_monitoring_namespaces_reach_the_services_port() -> None:
+    policies = [p for p in of_kind("NetworkPolicy") if "Ingress" in p["spec"]["policyTypes"]]
+    for service in SERVICES:
+        labels = named("Deployment", service)["spec"]["template"]["metadata"]["labels"]
+        selecting = [p for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert selecting, f"{service}: no NetworkPolicy selects its pods, anyone may connect"
+        sources = set()
+        for policy in selecting:
+            for rule in policy["spec"]["ingress"]:
+                assert rule.get("from"), f"{policy['metadata']['name']}: a rule open to every source"
+                assert [p["port"] for p in rule.get("ports") or []] == ["http"], (
+                    f"{policy['metadata']['name']}: reaches more than the HTTP port"
+                )
+                for peer in rule["from"]:
+                    assert set(peer) == {"namespaceSelector"}, f"{service}: unexpected peer {peer}"
+                    sources.add(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+        assert sources == {"ingress-nginx", "monitoring"}, f"{service}: reachable from {sources}"
