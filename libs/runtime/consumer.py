@@ -30,6 +30,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.events import Decoded, DecodeError, Message, decode
@@ -244,7 +245,7 @@ class EventConsumer:
                 attempts += 1
                 HANDLER_ERRORS.labels(self.name, "message").inc()
                 if attempts >= self.settings.consumer_max_attempts:
-                    reason = f"{type(error).__name__}: {error}"
+                    reason = _reason(error)
                     log.error(
                         "dead-lettering %s after %d attempts: %s",
                         item.decoded.envelope.event_type,
@@ -252,9 +253,7 @@ class EventConsumer:
                         reason,
                         extra={"event_id": str(item.decoded.envelope.event_id)},
                     )
-                    await self.dead_letter(
-                        item.record, reason, attempts, "".join(traceback.format_exception(error))
-                    )
+                    await self.dead_letter(item.record, reason, attempts, _detail(error))
                     return
                 await asyncio.sleep(self.settings.consumer_retry_backoff_ms / 1000 * 2**attempts)
 
@@ -342,3 +341,23 @@ class EventConsumer:
                 by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(highwater - offset - 1, 0)
         for topic, lag in by_topic.items():
             CONSUMER_LAG.labels(self.name, topic).set(lag)
+
+
+def _reason(error: Exception) -> str:
+    """Why a message failed, for the dead letter's headers and the log. A validation error's
+    own text quotes the offending input (an intake message's contact data, say): only the
+    field paths and messages are kept."""
+    if isinstance(error, ValidationError):
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}"
+            for item in error.errors(include_input=False)
+        )
+        return f"ValidationError: {fields}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _detail(error: Exception) -> str:
+    """The traceback for the dead letter; none for a validation error (see _reason)."""
+    if isinstance(error, ValidationError):
+        return _reason(error)
+    return "".join(traceback.format_exception(error))
