@@ -3,11 +3,12 @@
 Runs two replicas of every service that consumes (found from each service's own wiring), in
 a topic namespace and databases of their own, on the local Kafka and PostgreSQL (started if
 needed). Load runs before, during and after each fault, and ships every order it confirms
-(picked, packed, dispatched and delivered, or collected). Every wait is on a condition (the
-consumer groups rebalanced, a replica ready, the lag moving, the broker answering), bounded
-by a timeout, so a slow machine changes how long a run takes, not its result. Prints its
-progress, then one table, and writes bench/results/chaos-latest.json with a top-level
-`violations` count.
+(picked, packed, dispatched and delivered, or collected), authenticated as real callers are
+(tools/loadgen.py: API keys for the channels, gateway and carrier; tokens for people). Every
+wait is on a condition (the consumer groups rebalanced, a replica ready, the lag moving, the
+broker answering), bounded by a timeout, so a slow machine changes how long a run takes, not
+its result. Prints its progress, then one table, and writes bench/results/chaos-latest.json
+with a top-level `violations` count.
 
     python -m tools.chaos                    every fault
     python -m tools.chaos --faults rebalance-ping-pong,scarce-stock --rate 10 --seconds 6
@@ -40,6 +41,7 @@ from libs.events.topics import dead_letter_topic
 from libs.runtime import faults
 from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
+from libs.security import dev_issuer
 from tools import infra, invariants, loadgen
 from tools.processes import ConsumerGroup, Platform, consumer_groups, replica_name
 
@@ -666,6 +668,8 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
     consuming = tuple(sorted({g.service for g in groups}))
     progress.say(f"run {run_id}: {REPLICAS} replicas each of {', '.join(consuming)}")
     await asyncio.to_thread(infra.up)
+    # The services trust the development issuer's key; the load's people carry its tokens.
+    dev_issuer.ensure_keys()
     platform = Platform(
         f"chaos-{run_id}",
         {
