@@ -797,3 +797,10 @@ def test_only_the_ingress_and_monitoring_namespaces_reach_the_services_port() ->
                     assert set(peer) == {"namespaceSelector"}, f"{service}: unexpected peer {peer}"
                     sources.add(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
         assert sources == {"ingress-nginx", "monitoring"}, f"{service}: reachable from {sources}"
+
+
+def test_strimzi_runs_the_operators_that_apply_the_topics_and_users() -> None:
+    (kafka,) = of_kind("Kafka")
+    entity_operator = kafka["spec"].get("entityOperator") or {}
+    assert "topicOperator" in entity_operator, "no Topic Operator: KafkaTopic resources do nothing"
+    assert "userOperator" in entity_operator, "no User Operator: KafkaUser resources do nothing"
