@@ -78,7 +78,7 @@ class Cursor:
             when = datetime.fromisoformat(occurred_at)
         except (binascii.Error, UnicodeDecodeError, ValueError) as error:
             raise ValueError("not a cursor this service gave out") from error
-        if when.tzinfo is None or not position.isdigit():
+        if when.tzinfo is None or when.utcoffset() or not position.isdigit() or len(position) > 18:
             raise ValueError("not a cursor this service gave out")
         return cls(when, int(position))
 
@@ -162,11 +162,22 @@ def _invalid(field: str, message: str) -> RequestValidationError:
     )
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without an offset is taken as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+def _utc(field: str, moment: datetime | None) -> datetime | None:
+    """The moment in UTC; one without an offset is taken as UTC already."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable moment
+        raise _invalid(field, "is out of range") from None
+
+
+def _text(field: str, value: str | None) -> str | None:
+    if value is not None and "\x00" in value:  # no stored text can hold one
+        raise _invalid(field, "must not contain NUL characters")
+    return value
 
 
 def audit_router() -> APIRouter:
@@ -188,7 +199,8 @@ def audit_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     ) -> AuditPage:
         """Who did what and when in this service, newest first."""
-        since, until = _utc(since), _utc(until)
+        actor, aggregate_id = _text("actor", actor), _text("aggregate_id", aggregate_id)
+        since, until = _utc("from", since), _utc("to", until)
         if since is not None and until is not None and until <= since:
             raise _invalid("to", "must be after from")
         try:

@@ -203,7 +203,9 @@ async def test_pages_of_the_trail_follow_on_without_gaps_or_repeats(
         ({"from": "yesterday"}, "from"),
         ({"to": "2031-13-01T00:00:00Z"}, "to"),
         ({"from": "2031-03-01T10:00:00Z", "to": "2031-03-01T09:00:00Z"}, "to"),
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from"),  # before year 1 in UTC
         ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"actor": "user:a\x00"}, "actor"),
         ({"limit": "501"}, "limit"),
     ],
 )
