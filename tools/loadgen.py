@@ -48,8 +48,12 @@ OUTCOMES = {"OrderConfirmed": "confirmed", "OrderCancelled": "cancelled", "Order
 ARRIVALS = ("OrderDelivered", "OrderCompleted")
 DELIVERY_ADDRESS = {"line1": "1 Load St", "city": "Benchville", "postal_code": "12345", "country": "DE"}
 WAREHOUSES = (("LG-NORTH", "north"), ("LG-SOUTH", "south"), ("LG-WEST", "west"))
+# On-account orders come from a channel offering the terms (under the default
+# OM_ORDER_ON_ACCOUNT_CHANNELS), each for a B2B account finance granted credit to just before.
+ACCOUNT_CHANNEL = "b2b"
+ACCOUNT_CREDIT_LIMIT = "100000.00"
 # The channels the mix submits for; a channel met later gets its key when first used.
-CHANNELS = ("web", "marketplace")
+CHANNELS = ("web", "marketplace", ACCOUNT_CHANNEL)
 # A person may send OM_AUTH_USER_RATE_LIMIT_PER_SECOND requests (50) per second per replica:
 # shipping a few hundred orders a second takes a team of clerks in each warehouse.
 CLERKS_PER_WAREHOUSE = 4
@@ -144,7 +148,8 @@ class Credentials:
     """Who the load acts as. Machines: an API key per sales channel (submissions), the payment
     gateway's (payments:record, billing:read), the carrier's (carrier:report) and the ERP's that
     books goods receipts (stock:receive). People: development tokens -- an admin for setting up
-    warehouses, clerks of the warehouse role scoped to their warehouse for the shipping steps."""
+    warehouses, clerks of the warehouse role scoped to their warehouse for the shipping steps,
+    finance people granting each on-account customer's credit."""
 
     def __init__(self, urls: dict[str, list[str]], run_tag: str, clerks_per_warehouse: int) -> None:
         self.urls = urls
@@ -166,6 +171,9 @@ class Credentials:
             for code, _ in WAREHOUSES
         }
         self._next_clerk = dict.fromkeys(self.clerks, 0)
+        # Finance grants each on-account customer's credit: several people, like the clerks.
+        self.finance = [self._person("finance", f"load-finance-{n}") for n in range(clerks_per_warehouse)]
+        self._next_finance = 0
 
     @staticmethod
     def _person(role: str, subject: str, warehouses: list[str] | None = None) -> Headers:
@@ -177,6 +185,10 @@ class Credentials:
     def person(self, role: str) -> Headers:
         """A development token of `role` (finance granting credit, order desk approving, ...)."""
         return self._person(role, f"load-{role}")
+
+    def finance_person(self) -> Headers:
+        self._next_finance += 1
+        return self.finance[self._next_finance % len(self.finance)]
 
     def clerk(self, warehouse: str) -> Headers:
         """The next clerk of the warehouse, in turn (each has a rate limit of their own)."""
@@ -302,12 +314,25 @@ class LoadGenerator:
     ) -> tuple[int, str]:
         """POST JSON to a service (the next replica in turn, or the one named by its index);
         (status, body text). Over the caller's rate limit (429), waits Retry-After and asks again."""
+        return await self.send("POST", service, path, body, headers, replica=replica)
+
+    async def send(
+        self,
+        method: str,
+        service: str,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        *,
+        replica: int | None = None,
+    ) -> tuple[int, str]:
+        """As post, with another method (PUT)."""
         assert self.http is not None, "use the load generator as an async context manager"
         replicas = self.urls[service]
         while True:
             self._turn[service] += 1
             url = replicas[(self._turn[service] if replica is None else replica) % len(replicas)]
-            async with self.http.post(url + path, json=body, headers=headers) as response:
+            async with self.http.request(method, url + path, json=body, headers=headers) as response:
                 if response.status != 429:
                     return response.status, await response.text()
                 self.result.throttled += 1
@@ -547,9 +572,14 @@ class LoadGenerator:
             )
         on_account = self.random.random() < mix.on_account_share
         customer_number = self.random.randint(1, 5000)
+        channel = "web" if self.random.random() < 0.7 else "marketplace"
+        # An account of its own for each on-account order: one account's orders alike would be
+        # held as possible duplicates.
+        account = {"id": f"LG-{self.run_tag}-ACCT-{uuid4().hex[:10]}"} if on_account else {}
         return {
-            "channel": "web" if self.random.random() < 0.7 else "marketplace",
+            "channel": ACCOUNT_CHANNEL if on_account else channel,
             "customer": {
+                **account,
                 "name": f"Customer {customer_number}",
                 "email": f"c{customer_number}-{uuid4().hex[:6]}@load.example",
                 "region": self.random.choice(WAREHOUSES)[1],
@@ -566,6 +596,8 @@ class LoadGenerator:
 
     async def _submit_one(self) -> None:
         body = self._order_body()
+        if body["payment_terms"] == "on_account":
+            await self._grant_credit(body["customer"]["id"])
         key = f"lg-{uuid4()}"
         order_id = str(uuid5(NAMESPACE_URL, f"ordermesh:idem:{key}"))
         tracked = Tracked(time.perf_counter(), body["payment_terms"] == "prepaid")
@@ -610,6 +642,21 @@ class LoadGenerator:
         self.result.errors += 1
         tracked.outcome = "submit_failed"
         self._open -= 1
+
+    async def _grant_credit(self, customer_id: str) -> None:
+        """Finance sets the account's credit limit (not timed as part of the order)."""
+        path, body = f"/customers/{customer_id}/credit-limit", {"credit_limit": ACCOUNT_CREDIT_LIMIT}
+        for _ in range(60):
+            try:
+                status, _ = await self.send("PUT", "billing", path, body, self.credentials.finance_person())
+                if status < 500:
+                    if status >= 400:
+                        self.result.errors += 1  # its order is then rejected: no credit
+                    return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.5)
+        self.result.errors += 1
 
     @property
     def submitted(self) -> int:
