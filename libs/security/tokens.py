@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,36 @@ class KeySet:
 
 
 class TokenVerifier:
+    """Verifies tokens, and remembers the ones it verified for a short while: a person's client
+    sends the same token with every request, and verifying it costs ~0.9 ms (mostly PyJWT's
+    base64 checks; the ES256 signature itself ~0.2 ms), remembering it ~1 us. A remembered
+    token is trusted until its own expiry or VERIFIED_CACHE_SECONDS, whichever comes first, so
+    an issuer's key withdrawn after a compromise stops being honoured within that time."""
+
+    VERIFIED_CACHE_SECONDS = 60.0
+    VERIFIED_CACHE_ENTRIES = 10_000
+
     def __init__(self, settings: AuthSettings, keys: KeySet | None = None) -> None:
         self.settings = settings
         self.keys = keys or KeySet(settings)
         self.algorithms = settings.allowed_algorithms()
+        self._verified: OrderedDict[str, tuple[float, VerifiedToken]] = OrderedDict()
 
     async def verify(self, token: str) -> VerifiedToken:
+        now = time.time()
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if now < remembered[0]:
+                return remembered[1]
+            del self._verified[token]
+        verified = await self._verify(token)
+        expires = float(verified.claims["exp"])
+        self._verified[token] = (min(expires, now + self.VERIFIED_CACHE_SECONDS), verified)
+        if len(self._verified) > self.VERIFIED_CACHE_ENTRIES:
+            self._verified.popitem(last=False)
+        return verified
+
+    async def _verify(self, token: str) -> VerifiedToken:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:

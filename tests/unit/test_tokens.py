@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -181,3 +182,31 @@ def test_the_rate_limiter_allows_a_burst_then_refuses_with_the_time_to_wait() ->
     assert refused.value.retry_after_seconds == 1
     limiter.take("key:b", rate=2, now=100.0)  # another caller has its own bucket
     limiter.take("key:a", rate=2, now=100.6)  # refilled one token after half a second
+
+
+async def test_a_verified_token_is_remembered_until_its_expiry_at_most(
+    verifier: TokenVerifier, issuer_dir: Path
+) -> None:
+    checks = 0
+    verify_for_real = verifier._verify
+
+    async def counting(token: str) -> Any:
+        nonlocal checks
+        checks += 1
+        return await verify_for_real(token)
+
+    verifier._verify = counting  # type: ignore[method-assign]
+    short = dev_issuer.mint("olga", ["order_desk"], lifetime_seconds=20, base=issuer_dir)
+    long = dev_issuer.mint("olga", ["order_desk"], lifetime_seconds=3600, base=issuer_dir)
+    for _ in range(3):
+        await verifier.verify(short)
+        await verifier.verify(long)
+    assert checks == 2  # each verified once, then remembered
+    exp_short = jwt.decode(short, options={"verify_signature": False})["exp"]
+    assert verifier._verified[short][0] == exp_short  # never trusted past its own expiry
+    assert verifier._verified[long][0] <= time.time() + TokenVerifier.VERIFIED_CACHE_SECONDS
+
+    # Once the remembered time is over, the token is checked again (and refused if expired).
+    verifier._verified[short] = (time.time() - 1, verifier._verified[short][1])
+    await verifier.verify(short)
+    assert checks == 3
