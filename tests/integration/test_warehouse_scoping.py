@@ -48,10 +48,10 @@ def rows_by_warehouse(stock: dict[str, Any]) -> dict[str, int]:
     return {row["warehouse"]: row["on_hand"] for row in stock["warehouses"]}
 
 
-async def south_shipment(oms: Oms, sku: str) -> dict[str, Any]:
+async def south_shipment(oms: Oms, sku: str, shipping: dict[str, Any] | None = None) -> dict[str, Any]:
     """A paid order whose only stock is in SOUTH: its shipment is SOUTH's, pending."""
     await oms.receive(sku, 3, "SOUTH")
-    order_id = await oms.place(order_body(sku, 1, "10.00"))
+    order_id = await oms.place(order_body(sku, 1, "10.00", shipping=shipping))
     invoice = await oms.invoice(order_id)
     assert (await oms.pay(order_id, invoice["amount"])).status_code == 201
 
@@ -132,6 +132,30 @@ async def test_another_warehouse_s_shipment_is_unknown_to_scoped_staff_who_canno
     assert picked_by_unscoped.status_code == 200, picked_by_unscoped.text
     assert picked_by_unscoped.json()["status"] == "picking"
     assert picked_by_unscoped.json()["history"][-1]["actor"] == "user:roaming-clerk"
+
+
+async def test_a_carrier_scoped_to_north_cannot_report_on_a_south_shipment(
+    oms: Oms, any_clerk: httpx.AsyncClient, platform: Platform, sku: str
+) -> None:
+    address = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
+    shipment_id = (await south_shipment(oms, sku, {"method": "standard", "address": address}))["shipment_id"]
+    tracking = f"TRK-{uuid4().hex[:10]}"
+    for step, body in (
+        ("pick", None),
+        ("pack", None),
+        ("dispatch", {"carrier": "DHL", "tracking_number": tracking}),
+    ):
+        moved = await any_clerk.post(f"/shipments/{shipment_id}/{step}", json=body)
+        assert moved.status_code == 200, moved.text
+    report = {"tracking_number": tracking, "status": "delivered", "occurred_at": "2026-01-02T10:00:00Z"}
+
+    headers = bearer("integration", subject="north-carrier", warehouses=["NORTH"])
+    async with httpx.AsyncClient(base_url=platform.url("inventory"), timeout=30, headers=headers) as carrier:
+        reported = await carrier.post("/carrier-events", json=report)
+    still = await oms.inventory.get(f"/shipments/{shipment_id}")
+
+    assert refused_at(reported, "SOUTH"), reported.text
+    assert still.json()["status"] == "dispatched"
 
 
 async def test_a_transfer_is_sent_by_its_source_and_received_by_its_destination_staff(
