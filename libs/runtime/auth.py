@@ -132,6 +132,11 @@ class Authenticator:
         for role in roles:
             permissions |= BUILTIN_ROLES.get(role) or custom.get(role) or frozenset()
         warehouses = self.verifier.claim(verified.claims, self.settings.warehouses_claim)
+        if isinstance(warehouses, str):  # a single-valued identity provider mapper
+            warehouses = [warehouses]
+        elif warehouses is not None and not isinstance(warehouses, list):
+            # Neither absent (every warehouse) nor a list of codes: never read it as "all".
+            raise Unauthenticated(f"the token's {self.settings.warehouses_claim} claim is not a list", True)
         return Principal(
             subject=verified.subject,
             kind="user",
