@@ -24,7 +24,7 @@ from libs.runtime.settings import RuntimeSettings
 from libs.security.dev_issuer import bearer
 from tests.conftest import RUN_ID
 from tests.integration.accounts import ACCOUNT_CHANNEL, account_customer
-from tests.integration.conftest import Oms, order_body
+from tests.integration.conftest import HARNESS_ENV, Oms, order_body
 from tools import invariants
 from tools.processes import Platform
 
@@ -50,6 +50,7 @@ async def replicated(replicas_settings: RuntimeSettings) -> AsyncIterator[Platfo
             "OM_TOPIC_PARTITIONS": "4",
             "OM_LOG_JSON": "false",
             "OM_ORDER_PAYMENT_DEADLINE_SECONDS": "3600",
+            **HARNESS_ENV,
         },
         replicas=("order#2",),
     )

@@ -27,6 +27,7 @@ from libs.runtime.settings import RuntimeSettings
 from libs.security.dev_issuer import bearer
 from services.inventory.domain.shipment import shipment_id_for
 from tests.conftest import RUN_ID, consumed_through, eventually
+from tests.integration.conftest import HARNESS_ENV
 from tools import invariants
 from tools.processes import Platform, eventually_value
 
@@ -52,6 +53,7 @@ async def inventory_platform(ship_settings: RuntimeSettings) -> AsyncIterator[Pl
             "OM_TOPIC_NAMESPACE": ship_settings.topic_namespace,
             "OM_TOPIC_PARTITIONS": str(PARTITIONS),
             "OM_LOG_JSON": "false",
+            **HARNESS_ENV,
         },
         services=("inventory",),
     )
