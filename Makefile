@@ -80,3 +80,12 @@ apikey: install ## create, list or revoke API keys on the running platform (ARGS
 
 chaos: install ## fault injection under load; writes bench/results/chaos-latest.json
 	$(PY) -m tools.chaos $(CHAOS_ARGS)
+
+.PHONY: fuzz
+# A longer run of the API fuzzing `make test` runs briefly: every boundary of every schema
+# (schemathesis' coverage phase) and FUZZ_EXAMPLES generated requests per operation and caller.
+# FUZZ_SEED=n sends other requests; the same seed sends the same ones.
+fuzz: install ## fuzz every service's OpenAPI, with and without credentials (FUZZ_EXAMPLES=200)
+	OM_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) OM_FUZZ_PHASES=examples,coverage,fuzzing \
+	  $(if $(FUZZ_SEED),OM_FUZZ_SEED=$(FUZZ_SEED)) \
+	  $(PY) -m tools.infra test -- -q tests/integration/test_fuzz_api.py $(PYTEST_ARGS)

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,11 +21,13 @@ from libs.domain import DomainError
 from libs.runtime.access import AccessDirectory, access_consumer
 from libs.runtime.audit import audit_router
 from libs.runtime.auth import (
+    PUBLIC_PATHS,
     Authenticator,
     Forbidden,
     RateLimited,
     Unauthenticated,
     check_every_route_protected,
+    refused,
     requires,
 )
 from libs.runtime.db import is_bad_value, is_transient
@@ -163,6 +166,21 @@ def create_app(
         response.headers["WWW-Authenticate"] = challenge
         return response
 
+    async def refused_before_its_body(request: Request) -> JSONResponse | None:
+        """FastAPI parses a request's body before it runs the endpoint's dependencies, so a body
+        that does not parse (bytes that are not UTF-8, broken JSON) would be answered 400/422
+        before authentication. A caller without valid credentials gets its 401 first, as from
+        every other request to a protected endpoint."""
+        if request.url.path in PUBLIC_PATHS or not isinstance(request.scope.get("route"), APIRoute):
+            return None
+        authenticator: Authenticator = request.app.state.authenticator
+        try:
+            await authenticator.authenticate(request)
+        except Unauthenticated as error:
+            refused(request, "unauthenticated", error.detail)
+            return await unauthenticated(request, error)
+        return None
+
     @app.exception_handler(Forbidden)
     async def forbidden(_: Request, error: Forbidden) -> JSONResponse:
         return problem(403, "forbidden", error.detail, **error.extra)
@@ -180,7 +198,9 @@ def create_app(
         return problem(error.status, error.code, error.message, code=error.code)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        if (refusal := await refused_before_its_body(request)) is not None:
+            return refusal
         fields = [
             {
                 "field": ".".join(str(p) for p in item["loc"] if p != "body"),
@@ -212,7 +232,9 @@ def create_app(
         return problem(500, "internal error", "the request failed; it was not applied")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400 and (refusal := await refused_before_its_body(request)) is not None:
+            return refusal
         return problem(error.status_code, "request failed", str(error.detail))
 
     @app.get("/health", tags=["ops"])
