@@ -85,7 +85,7 @@ chaos: install ## fault injection under load; writes bench/results/chaos-latest.
 # A longer run of the API fuzzing `make test` runs briefly: every boundary of every schema
 # (schemathesis' coverage phase) and FUZZ_EXAMPLES generated requests per operation and caller.
 # FUZZ_SEED=n sends other requests; the same seed sends the same ones.
-fuzz: install ## fuzz every service's OpenAPI, with and without credentials (FUZZ_EXAMPLES=200)
-	OM_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) OM_FUZZ_PHASES=examples,coverage,fuzzing \
+fuzz: install ## fuzz every service's OpenAPI, with and without credentials (FUZZ_EXAMPLES=100)
+	OM_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),100) OM_FUZZ_PHASES=examples,coverage,fuzzing \
 	  $(if $(FUZZ_SEED),OM_FUZZ_SEED=$(FUZZ_SEED)) \
 	  $(PY) -m tools.infra test -- -q tests/integration/test_fuzz_api.py $(PYTEST_ARGS)

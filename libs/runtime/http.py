@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -14,6 +15,7 @@ from fastapi.routing import APIRoute
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -230,6 +232,12 @@ def create_app(
             return response
         log.exception("unhandled error")
         return problem(500, "internal error", "the request failed; it was not applied")
+
+    # Starlette sends the answer of the catch-all handler above and then re-raises, so the
+    # server logs a traceback for each: a NUL in a name, answered 422, would log one too. A
+    # handler for the error's own class answers and is done; `unexpected` still logs a 500.
+    for database_error in (sa_exc.DBAPIError, asyncpg.PostgresError, UnicodeEncodeError):
+        app.add_exception_handler(database_error, unexpected)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:

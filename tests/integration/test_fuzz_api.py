@@ -191,3 +191,23 @@ async def test_a_body_that_does_not_parse_is_refused_401_before_it_is_judged(
     assert anonymous.headers["www-authenticate"].startswith("Bearer")
     assert anonymous.headers["content-type"].startswith("application/problem+json")
     assert admin.status_code in (400, 422), admin.text  # with credentials, what is wrong with it
+
+
+async def test_a_value_the_database_refuses_is_a_422_and_logs_no_traceback(fuzzed_platform: Platform) -> None:
+    """The fuzzer's NUL bytes reached PostgreSQL from a query parameter; they were answered 422,
+    but each left a server traceback in the log, as if the service had failed."""
+    log = fuzzed_platform.log_path("billing")
+    logged_before = log.stat().st_size
+    url, headers = fuzzed_platform.url("billing"), bearer("admin")
+
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
+        refused = await client.get("/payments", params={"order_id": "order\x00"})
+    # A traceback would be written as that request ends, before the service answers this one.
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
+        assert (await client.get("/payments", params={"order_id": "order"})).status_code == 200
+
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    with log.open("rb") as logged:
+        logged.seek(logged_before)
+        assert b"Traceback" not in logged.read()
