@@ -163,7 +163,8 @@ class OrderHandlers:
         )
 
     async def on_intake(self, uow: UnitOfWork, decoded: Decoded) -> None:
-        assert isinstance(decoded.message, SubmitOrder)
+        if not isinstance(decoded.message, SubmitOrder):
+            raise TypeError(f"order intake routed a {type(decoded.message).__name__}")
         await self.place(uow, decoded.message)
 
     # -- people --------------------------------------------------------------------------
@@ -235,7 +236,8 @@ class OrderHandlers:
         db = await uow.db()
         key = await KEYS.for_writing(db, customer_id, uow.after_commit)
         registered = events[0]
-        assert isinstance(registered, CustomerRegistered)
+        if not isinstance(registered, CustomerRegistered):
+            raise TypeError("customer registration decided something other than CustomerRegistered first")
         events[0] = personal_data.sealed_registration(key, registered)
         await uow.record(customer_domain.CUSTOMER, customer_id, version, events)
         await uow.flush()  # the customers row exists: now it can be found by email and phone
