@@ -236,6 +236,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         print(f"warm-up: {args.warmup} orders ...", flush=True)
         await generator.run(args.warmup, 0, args.concurrency, args.drain)
 
+        await generator.prepare_accounts(args.orders)  # finance's set-up, not the orders' cost
         pids = process_ids()  # after the warm-up: the pools have opened their connections
         cpu_before = {name: cpu_seconds(p) for name, p in pids.items()}
         generator_cpu_before = time.process_time()
@@ -249,6 +250,7 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         rate70 = max(sustained["orders_per_s"] * 0.7, 1.0)
         at70_orders = max(int(rate70 * args.seconds_at_70), 200)
         print(f"latency: {at70_orders} orders at {rate70:.0f}/s (70%) ...", flush=True)
+        await generator.prepare_accounts(at70_orders)
         at70 = loadgen.summarise(await generator.run(at70_orders, rate70, args.concurrency, args.drain))
     shipped = await to_delivered(settings, args, rate=max(sustained["orders_per_s"] * 0.3, 1.0))
     lag = await consumer_lag(settings)

@@ -123,6 +123,9 @@ def access_consumer(service: str, engine: AsyncEngine, settings: RuntimeSettings
         engine,
         settings,
         actor=f"service:{service}",
+        # Access changes are rare and a revocation may take a second anyway (the directory
+        # cache): polling twice a second instead of twenty times keeps idle processes idle.
+        poll_ms=500,
     )
 
 

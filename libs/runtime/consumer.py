@@ -108,8 +108,12 @@ class EventConsumer:
         projector: Projector | None = None,
         cache: AggregateCache | None = None,
         preload: Preload | None = None,
+        poll_ms: int = 50,
     ) -> None:
         self.preload = preload
+        # How long one poll waits for records: short on the order path, longer for topics where
+        # a fraction of a second does not matter (every idle poll costs CPU).
+        self.poll_ms = poll_ms
         self.projector = projector
         self.cache = cache
         self.name = settings.topic(name)  # the consumer group, namespaced like the topics
@@ -144,7 +148,7 @@ class EventConsumer:
             group_id=self.name,
             batch=True,
             max_records=self.settings.consumer_batch_size,
-            batch_timeout_ms=50,
+            batch_timeout_ms=self.poll_ms,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             max_poll_interval_ms=300_000,
