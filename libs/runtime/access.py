@@ -8,6 +8,7 @@ for OM_AUTH_DIRECTORY_CACHE_SECONDS: a revocation reaches every replica within t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -140,12 +141,22 @@ class AccessDirectory:
         self.cache_seconds = cache_seconds
         self._keys: dict[str, tuple[float, ApiKeyRecord | None]] = {}
         self._roles: tuple[float, dict[str, frozenset[str]]] | None = None
+        self._lookups: dict[str, asyncio.Future[ApiKeyRecord | None]] = {}
 
     async def api_key(self, key_id: str) -> ApiKeyRecord | None:
         now = time.monotonic()
         cached = self._keys.get(key_id)
         if cached is not None and now - cached[0] < self.cache_seconds:
             return cached[1]
+        # One lookup per key at a time: when an entry expires under load, the hundreds of
+        # requests in flight with that key wait for the same query instead of each running it.
+        pending = self._lookups.get(key_id)
+        if pending is None:
+            pending = self._lookups[key_id] = asyncio.ensure_future(self._look_up(key_id, now))
+            pending.add_done_callback(lambda _: self._lookups.pop(key_id, None))
+        return await asyncio.shield(pending)
+
+    async def _look_up(self, key_id: str, now: float) -> ApiKeyRecord | None:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(

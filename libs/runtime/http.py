@@ -29,6 +29,7 @@ from libs.runtime.auth import (
     RateLimited,
     Unauthenticated,
     check_every_route_protected,
+    document_security,
     refused,
     requires,
 )
@@ -260,4 +261,5 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     check_every_route_protected(app)
+    document_security(app)
     return app
