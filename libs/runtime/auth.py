@@ -168,12 +168,12 @@ class Authenticator:
             api_key_id=record.key_id,
             request_id=request_id,
             source_address=source,
-            extra={"rate": str(record.rate_limit_per_second or "")},
+            rate_limit_per_second=record.rate_limit_per_second,
         )
 
     def rate_limit(self, principal: Principal) -> None:
         if principal.kind == "api_key":
-            rate = float(principal.extra.get("rate") or self.settings.key_rate_limit_per_second)
+            rate = principal.rate_limit_per_second or self.settings.key_rate_limit_per_second
         else:
             rate = self.settings.user_rate_limit_per_second
         self.limiter.take(principal.actor, rate)

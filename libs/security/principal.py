@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 
@@ -20,7 +20,8 @@ class Principal:
     api_key_id: str | None = None
     request_id: str = ""
     source_address: str = ""
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
+    # An API key's own rate limit (requests per second), where it has one.
+    rate_limit_per_second: float | None = None
 
     @property
     def actor(self) -> str:
