@@ -173,10 +173,26 @@ _READ_STREAMS = Sql(
 )
 
 
-async def read_streams(db: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, list[Envelope]]:
-    """Several streams in one round trip; a stream without events is absent."""
+# Only the events after a version per stream: catching up cached states that fell behind.
+_READ_STREAMS_AFTER = Sql(
+    f"SELECT {_COLUMNS} FROM events JOIN unnest(CAST(:streams AS text[]), CAST(:afters AS int[]))"
+    " AS wanted(wanted_stream, after_version)"
+    " ON stream_id = wanted_stream AND version > after_version ORDER BY stream_id, version"
+)
+
+
+async def read_streams(
+    db: asyncpg.Connection, stream_ids: Sequence[str], after: Mapping[str, int] | None = None
+) -> dict[str, list[Envelope]]:
+    """Several streams in one round trip, each from the start or from after its version in
+    `after`; a stream without (such) events is absent."""
+    if after:
+        afters = [after.get(s, 0) for s in stream_ids]
+        rows = await _READ_STREAMS_AFTER.fetch(db, {"streams": list(stream_ids), "afters": afters})
+    else:
+        rows = await _READ_STREAMS.fetch(db, {"streams": list(stream_ids)})
     found: dict[str, list[Envelope]] = {}
-    for row in await _READ_STREAMS.fetch(db, {"streams": list(stream_ids)}):
+    for row in rows:
         found.setdefault(row["stream_id"], []).append(_to_envelope(row))
     return found
 

@@ -100,6 +100,67 @@ async def test_a_refusal_decided_on_a_stale_cached_state_is_retried_not_answered
         await retry_on_conflict(turn_off_on_replica_a)
 
 
+@dataclass(frozen=True)
+class Tally:
+    switches: int = 0
+    on: bool = False
+
+
+class CountingTally:
+    """A lamp that counts its switches, and counts how many events were folded to know it."""
+
+    def __init__(self) -> None:
+        self.folded = 0
+        self.kind = AggregateKind[Tally]("lamp", Tally, self.evolve)
+
+    def evolve(self, state: Tally, event: DomainEvent) -> Tally:
+        self.folded += 1
+        return Tally(state.switches + 1, event.on)  # type: ignore[attr-defined]
+
+
+async def flip(uow: UnitOfWork, kind: AggregateKind[Tally], lamp_id: str) -> None:
+    tally, version = await uow.load(kind, lamp_id)
+    await uow.record(kind, lamp_id, version, [LampSwitched(lamp_id=lamp_id, on=not tally.on)])
+
+
+@pytest.mark.parametrize("preloaded", [False, True], ids=["load", "preload"])
+async def test_a_cached_state_that_fell_behind_reads_only_the_events_after_it(
+    engine: AsyncEngine, preloaded: bool
+) -> None:
+    """A hot stream that another replica keeps writing must not be reloaded whole after each
+    conflict: the retry would take longer as the stream grows, and lose again."""
+    lamp = f"lamp-{uuid4().hex[:8]}"
+    replica_a, replica_b = CountingTally(), CountingTally()
+    cache_a, cache_b = AggregateCache(), AggregateCache()
+    for _ in range(30):  # A knows the stream at version 30
+        async with unit_of_work(engine, CONTEXT, cache=cache_a) as uow:
+            await flip(uow, replica_a.kind, lamp)
+    for _ in range(5):  # B moves it on by 5 (B reads all 30 once, then its own cache)
+        async with unit_of_work(engine, CONTEXT, cache=cache_b) as uow:
+            await flip(uow, replica_b.kind, lamp)
+
+    async def flip_on_a() -> None:
+        async with unit_of_work(engine, CONTEXT, cache=cache_a) as uow:
+            if preloaded:
+                await uow.preload(replica_a.kind, [lamp])
+            await flip(uow, replica_a.kind, lamp)
+
+    replica_a.folded = 0
+    with pytest.raises(ConcurrencyConflict):
+        await flip_on_a()
+    await flip_on_a()
+
+    # the conflicting attempt folded its own 1 event; the retry the 5 it missed and its 1
+    assert replica_a.folded == 1 + 5 + 1
+    assert cache_a.get(f"lamp-{lamp}") == (Tally(switches=36, on=False), 36)
+    assert await state_of_tally(engine, lamp) == (Tally(switches=36, on=False), 36)
+
+
+async def state_of_tally(engine: AsyncEngine, lamp_id: str) -> tuple[Tally, int]:
+    async with unit_of_work(engine, CONTEXT) as uow:
+        return await uow.load(CountingTally().kind, lamp_id)
+
+
 async def test_after_commit_effects_run_once_per_committed_command_in_a_group(engine: AsyncEngine) -> None:
     effects: list[str] = []
     group = GroupCommitter(lambda context: unit_of_work(engine, context))
