@@ -124,6 +124,19 @@ class CreditCharged(CustomerAccountEvent):
 
 
 @registry.register
+class CreditLimitOverridden(CustomerAccountEvent):
+    """Finance let an order take the customer over the credit limit: the audited decision,
+    recorded beside the CreditCharged it allows, with the figures billing saw then."""
+
+    message_type: ClassVar[str] = "CreditLimitOverridden"
+    order_id: str
+    amount: Money
+    open_balance: Money
+    credit_limit: Money
+    approved_by: str
+
+
+@registry.register
 class CreditReleased(CustomerAccountEvent):
     message_type: ClassVar[str] = "CreditReleased"
     order_id: str
@@ -150,6 +163,11 @@ class IssueInvoice(BillingCommand):
     destination_region: Region | None = None
     weight_kg: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3)] | None = Field(
         default=None, description="Total weight of the lines from the catalogue, when every SKU is known"
+    )
+    credit_limit_overridden_by: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="On account: who in finance approved the order over the customer's credit limit."
+        " Billing charges the credit anyway (recording CreditLimitOverridden), also after it refused.",
     )
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from libs.domain import AggregateKind, InvalidRequest
 from libs.events.base import DomainEvent
-from libs.events.billing import CreditCharged, CreditLimitSet, CreditReleased
+from libs.events.billing import CreditCharged, CreditLimitOverridden, CreditLimitSet, CreditReleased
 from services.billing.domain.money import cents
 
 ZERO = Decimal("0.00")
@@ -68,6 +68,34 @@ def decide_credit_limit(
     if account.credit_limit == credit_limit:
         return []  # the same limit again: nothing changes
     return [CreditLimitSet(customer_id=customer_id, credit_limit=credit_limit)]
+
+
+def decide_charge(
+    account: CustomerAccount,
+    customer_id: str,
+    order_id: str,
+    amount: Decimal,
+    credit_limit: Decimal,
+    overridden_by: str | None = None,
+) -> list[DomainEvent] | None:
+    """Charge an on-account order's amount to the customer's credit: None (refused) when it
+    would take the open balance over the limit, unless finance overrode the limit for this
+    order; then the override is recorded beside the charge, with the figures it overrode."""
+    over_limit = account.open_balance + amount > credit_limit
+    if over_limit and overridden_by is None:
+        return None
+    charge: list[DomainEvent] = [CreditCharged(customer_id=customer_id, order_id=order_id, amount=amount)]
+    if not over_limit or overridden_by is None:
+        return charge
+    override = CreditLimitOverridden(
+        customer_id=customer_id,
+        order_id=order_id,
+        amount=amount,
+        open_balance=account.open_balance,
+        credit_limit=credit_limit,
+        approved_by=overridden_by,
+    )
+    return [override, *charge]
 
 
 def decide_release(

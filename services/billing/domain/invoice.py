@@ -16,7 +16,6 @@ from uuid import NAMESPACE_URL, uuid5
 from libs.domain import AggregateKind, DomainError, InvalidRequest, NotFound
 from libs.events.base import DomainEvent
 from libs.events.billing import (
-    CreditCharged,
     CreditCheckFailed,
     InvoiceIssued,
     InvoicePaid,
@@ -26,7 +25,7 @@ from libs.events.billing import (
     PaymentReceived,
     RefundIssued,
 )
-from services.billing.domain.account import CustomerAccount, decide_release
+from services.billing.domain.account import CustomerAccount, decide_charge, decide_release
 from services.billing.domain.money import cents
 from services.billing.domain.policy import BillingPolicy, price
 
@@ -126,13 +125,23 @@ def check_repeated_payment(applied: PaymentAttempt, again: PaymentAttempt) -> No
 def decide_issue(
     invoice: Invoice, command: IssueInvoice, account: CustomerAccount, policy: BillingPolicy
 ) -> Decision:
-    if invoice.status != "new":
+    # Refused for credit, the invoice is issued after all when finance overrides the limit.
+    overriding = invoice.status == "refused" and command.credit_limit_overridden_by is not None
+    if invoice.status != "new" and not overriding:
         return Decision()  # already answered (issued, refused or voided): a redelivery
     charges = price(command, policy)
     charge: list[DomainEvent] = []
     if command.payment_terms == "on_account":
         credit_limit = account.credit_limit_or(policy.default_credit_limit)
-        if account.open_balance + charges.total > credit_limit:
+        charged = decide_charge(
+            account,
+            command.customer_id,
+            command.order_id,
+            charges.total,
+            credit_limit,
+            command.credit_limit_overridden_by,
+        )
+        if charged is None:
             refused = CreditCheckFailed(
                 order_id=command.order_id,
                 customer_id=command.customer_id,
@@ -141,9 +150,7 @@ def decide_issue(
                 credit_limit=credit_limit,
             )
             return Decision(invoice=[refused])
-        charge = [
-            CreditCharged(customer_id=command.customer_id, order_id=command.order_id, amount=charges.total)
-        ]
+        charge = charged
     issued = InvoiceIssued(
         order_id=command.order_id,
         invoice_id=invoice_id_for(command.order_id),
