@@ -1,8 +1,12 @@
-"""FastAPI app factory: problem+json errors, /health, /ready, /metrics, tracing of requests."""
+"""FastAPI app factory: problem+json errors, /health, /ready, /metrics, the API's own docs,
+tracing and an access log line per request."""
 
 from __future__ import annotations
 
 import logging
+import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,11 +14,12 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,12 +39,13 @@ from libs.runtime.auth import (
     requires,
 )
 from libs.runtime.db import is_bad_value, is_transient
+from libs.runtime.openapi import PROBLEM_JSON, document_problems, serve_docs
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.telemetry import correlation_id_var, tracer
 from libs.security.settings import AuthSettings
 
-PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("ordermesh.access")
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -131,6 +137,114 @@ class _BodyTooLarge(Exception):
     pass
 
 
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,100}$")
+
+
+class AccessLogMiddleware:
+    """One INFO line per request on `ordermesh.access`: method, route template (never the raw
+    path, which holds ids and, for some routes, what a person typed; never the query), status,
+    duration and request id. The request id is the caller's X-Request-Id when it is a sane one,
+    else a new one put into the request's headers, so the audit metadata of what the request
+    records carries the same id; the answer carries it back in X-Request-Id. Plain ASGI, like
+    the tracing middleware, for the order intake path's sake."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id_of(scope)
+        status = 500  # what the server answers when the app ends without answering
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                route = scope.get("route")
+                access_log.info(
+                    "%s %s %d %.1fms request_id=%s",
+                    scope["method"],
+                    getattr(route, "path", None) or "(no route)",
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    request_id.decode(),
+                )
+
+
+def _request_id_of(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _REQUEST_ID.match(value):
+            return bytes(value)
+    request_id = uuid.uuid4().hex.encode()
+    scope["headers"] = [
+        *(h for h in scope["headers"] if h[0] != b"x-request-id"),
+        (b"x-request-id", request_id),
+    ]
+    return request_id
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    """A validation error's location as a client writes it: `lines[0].unit_price`; a
+    parameter's name for a query, path or header parameter; `body` for the body itself."""
+    parts = list(location[1:]) if location and location[0] in ("body", "query", "path", "header") else []
+    if not parts:
+        return "body" if not location or location[0] == "body" else str(location[-1])
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _field_problem(item: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {"field": field_path(item["loc"]), "message": item["msg"], "rule": item["type"]}
+    if item["type"] in ("literal_error", "enum"):
+        found["allowed"] = re.findall(r"'([^']*)'", str(item.get("ctx", {}).get("expected", "")))
+    return found
+
+
+def _json_syntax_problem(item: dict[str, Any], document: Any) -> dict[str, Any]:
+    position = item["loc"][-1] if isinstance(item["loc"][-1], int) else 0
+    text = document if isinstance(document, str) else ""
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    reason = item.get("ctx", {}).get("error", "invalid JSON")
+    return {
+        "field": "body",
+        "message": f"JSON syntax error at line {line}, column {column}: {reason}",
+        "rule": "json_invalid",
+        "line": line,
+        "column": column,
+    }
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class Health(BaseModel):
+    status: str = Field(description="Always ok: the process answers", examples=["ok"])
+    service: str = Field(examples=["order"])
+
+
+class Readiness(BaseModel):
+    ready: bool = Field(description="Whether every check passes (503 when not)")
+    checks: dict[str, bool] = Field(
+        description="started, database, and the progress of the relay, every consumer and background loop",
+        examples=[{"started": True, "database": True, "relay": True}],
+    )
+
+
 def create_app(
     runtime: ServiceRuntime,
     routers: Sequence[APIRouter],
@@ -148,7 +262,13 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        description=API_DESCRIPTION,
+        docs_url=None,  # served by serve_docs from local assets, not from a CDN
+        redoc_url=None,
+    )
     app.state.runtime = runtime
     app.state.authenticator = Authenticator(
         auth, AccessDirectory(runtime.engine, auth.directory_cache_seconds)
@@ -159,6 +279,7 @@ def create_app(
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.http_max_body_bytes)
     app.add_middleware(TracingMiddleware)
+    app.add_middleware(AccessLogMiddleware)  # outermost: it times and logs the 413s too
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(_: Request, error: Unauthenticated) -> JSONResponse:
@@ -198,20 +319,30 @@ def create_app(
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, error: DomainError) -> JSONResponse:
-        return problem(error.status, error.code, error.message, code=error.code)
+        # A rule may say more than its message (a registration conflict: which fields differ).
+        details: dict[str, Any] = getattr(error, "details", None) or {}
+        return problem(error.status, error.code, error.message, code=error.code, **details)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         if (refusal := await refused_before_its_body(request)) is not None:
             return refusal
+        content_type = request.headers.get("content-type")
+        if isinstance(error.body, bytes | bytearray) and error.body and not _is_json(content_type):
+            # FastAPI leaves a body it was not told is JSON unparsed, and then reports that it
+            # is not an object: say what to send instead.
+            sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+            return problem(
+                415,
+                "unsupported media type",
+                f"send the body as JSON with the header Content-Type: application/json (got {sent})",
+                expected="application/json",
+            )
         fields = [
-            {
-                "field": ".".join(str(p) for p in item["loc"] if p != "body"),
-                "message": item["msg"],
-            }
+            _json_syntax_problem(item, error.body) if item["type"] == "json_invalid" else _field_problem(item)
             for item in error.errors()
         ]
-        detail = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
+        detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return problem(422, "invalid request", detail, errors=fields)
 
     @app.exception_handler(Exception)
@@ -247,19 +378,44 @@ def create_app(
         return problem(error.status_code, "request failed", str(error.detail))
 
     @app.get("/health", tags=["ops"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "service": runtime.name}
+    async def health() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok", service=runtime.name)
 
-    @app.get("/ready", tags=["ops"])
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        responses={
+            200: {"model": Readiness, "description": "Ready"},
+            503: {"model": Readiness, "description": "Not ready: `checks` says what is not"},
+        },
+    )
     async def ready() -> JSONResponse:
+        """Readiness: started, the database answers, nothing stalls."""
         checks = await runtime.ready()
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
+        """Prometheus metrics (text exposition format); internal network only in deploy/k8s."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     check_every_route_protected(app)
     document_security(app)
+    document_problems(app)
+    serve_docs(app)
     return app
+
+
+API_DESCRIPTION = """Every refusal is `application/problem+json`: `title`, `status`, `detail` for a person,
+`code` for a business rule, and for 422 `errors`, one entry per problem, naming the field
+(`lines[0].unit_price`) and the rule. See docs/api.md.
+
+Authenticate with a bearer token or an `X-API-Key` (the Authorize button); each operation says the
+permission it needs. Every answer carries `X-Request-Id` (yours, when you send a sane one)."""
