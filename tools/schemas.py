@@ -17,7 +17,8 @@ from typing import Any
 
 from libs.events import Envelope, registry
 from libs.events.base import Command, Message
-from libs.events.topics import ALL_TOPICS, dead_letter_topic
+from libs.events.intake import OrderIntakeResult
+from libs.events.topics import ALL_TOPICS, ORDER_INTAKE, ORDER_INTAKE_RESULTS, dead_letter_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
@@ -42,8 +43,34 @@ def message_schema(model: type[Message]) -> dict[str, Any]:
     if defs:
         envelope["$defs"] = defs
     envelope["x-topic"] = model.topic
-    envelope["x-kind"] = "command" if issubclass(model, Command) else "event"
+    envelope["x-kind"] = _kind(model)
     return envelope
+
+
+def _kind(model: type[Message]) -> str:
+    if issubclass(model, OrderIntakeResult):
+        return "reply"
+    return "command" if issubclass(model, Command) else "event"
+
+
+AGGREGATE_KEY = "Keyed by aggregate id: one aggregate's messages keep their order."
+# Topics whose key or role differ from the rule above, described for their readers.
+TOPIC_DESCRIPTIONS = {
+    ORDER_INTAKE: "Sales channels publish SubmitOrder here (envelope actor `channel:<name>`); key it "
+    "`<channel>:<external_id>`, as the results are. Every message is answered on "
+    f"{ORDER_INTAKE_RESULTS} (docs/intake.md).",
+    ORDER_INTAKE_RESULTS: "One OrderIntakeResult per message on the intake topic: `accepted` with the "
+    "order id and status, or `refused` with the reason (also for a message that could not be decoded, "
+    "when its channel and external id, or its event_id, can be read from its bytes). Keyed "
+    "`<channel>:<external_id>`, else by the intake message's event_id. Written through the order "
+    "service's outbox in the transaction that placed the order or claimed the refusal: one answer per "
+    "intake message.",
+}
+MESSAGE_KEYS = {
+    ORDER_INTAKE: "<channel>:<external_id> (any key works; this one keeps a channel's submissions of one "
+    "order in order)",
+    ORDER_INTAKE_RESULTS: "<channel>:<external_id>, else the intake message's event_id",
+}
 
 
 def schema_path(model: type[Message]) -> str:
@@ -67,23 +94,36 @@ def asyncapi() -> dict[str, Any]:
                     "tracestate": {"type": "string"},
                 },
             },
-            "bindings": {"kafka": {"key": {"type": "string", "description": "aggregate id"}}},
+            "bindings": {
+                "kafka": {
+                    "key": {"type": "string", "description": MESSAGE_KEYS.get(model.topic, "aggregate id")}
+                }
+            },
             "payload": {"$ref": f"./{schema_path(model)}"},
         }
     for topic, messages in messages_by_topic.items():
         channels[topic] = {
             "address": topic,
             "messages": messages,
-            "description": "Keyed by aggregate id: one aggregate's messages keep their order.",
+            "description": TOPIC_DESCRIPTIONS.get(topic, AGGREGATE_KEY),
         }
         operations[f"publish:{topic}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{topic.replace('/', '~1')}"},
         }
+    # What a channel does with the intake: it sends submissions, and receives their results.
+    operations[f"receive:{ORDER_INTAKE_RESULTS}"] = {
+        "action": "receive",
+        "channel": {"$ref": f"#/channels/{ORDER_INTAKE_RESULTS}"},
+        "summary": "A sales channel reads the answer to each of its intake messages.",
+    }
     channels["<consumer>.dlq"] = {
         "address": dead_letter_topic("{consumer}"),
         "description": "Dead letters of one consumer group: the original bytes and headers, plus "
-        "dlq.reason, dlq.consumer, dlq.source (topic/partition@offset), dlq.attempts.",
+        "dlq.reason, dlq.consumer, dlq.source (topic/partition@offset), dlq.attempts (dlq.detail: a "
+        "traceback; dlq.truncated: the original size, when the bytes were cut to fit). The intake's is "
+        "order-intake.dlq; each dead letter is also logged (one WARNING line naming consumer, "
+        "source and reason).",
     }
     return {
         "asyncapi": "3.0.0",

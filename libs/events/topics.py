@@ -1,5 +1,5 @@
 """Topic names. One events topic per bounded context, one command topic per participant,
-one intake topic for channels, and a dead-letter topic per consumer group."""
+one intake topic for channels and its results topic, and a dead-letter topic per consumer group."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ BILLING_COMMANDS = "oms.billing.commands.v1"
 PRODUCTION_COMMANDS = "oms.production.commands.v1"
 
 ORDER_INTAKE = "oms.order.intake.v1"
+# The order service's answer to every intake message (libs/events/intake.py), keyed
+# "<channel>:<external_id>" so a channel reads its answers in the order it sent them.
+ORDER_INTAKE_RESULTS = "oms.order.intake-results.v1"
 
 # API keys and custom roles, administered on the order service, consumed by every service.
 ACCESS_EVENTS = "oms.access.events.v1"
@@ -26,6 +29,7 @@ ALL_TOPICS = (
     BILLING_COMMANDS,
     PRODUCTION_COMMANDS,
     ORDER_INTAKE,
+    ORDER_INTAKE_RESULTS,
     ACCESS_EVENTS,
 )
 

@@ -11,6 +11,10 @@ Per consumed batch:
    exponential backoff, then published to `<consumer>.dlq` with the reason, and skipped.
 4. Return; FastStream then commits the offsets (AckPolicy.NACK_ON_ERROR: an unexpected
    escape seeks back instead of committing, so nothing is lost).
+
+A consumer that answers its senders (the order intake) also gets each refusal after its dead
+letter is published (`on_refusal`), in a transaction of its own that claims the refusal in
+the inbox: a redelivered refused message may be dead-lettered again, but is answered once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
@@ -33,10 +38,11 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.domain import DomainError
 from libs.events import Decoded, DecodeError, Message, decode
 from libs.events.topics import dead_letter_topic
 from libs.runtime import faults, inbox
-from libs.runtime.db import ConcurrencyConflict, is_transient
+from libs.runtime.db import ConcurrencyConflict, is_bad_value, is_transient
 from libs.runtime.kafka import durable_producer
 from libs.runtime.metrics import (
     CONSUMER_LAG,
@@ -87,6 +93,25 @@ async def _tolerant_parse(records: Any, original: Callable[[Any], Awaitable[Any]
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A message this consumer dead-lettered: the record, the reason in its dead letter, the
+    message if it could be decoded, and the error that refused it."""
+
+    record: ConsumerRecord[bytes, bytes]
+    reason: str
+    decoded: Decoded | None = None
+    error: BaseException | None = None
+
+    @property
+    def source(self) -> str:
+        return f"{self.record.topic}/{self.record.partition}@{self.record.offset}"
+
+
+# Answers a refusal in the unit of work that claims it (the intake publishes its result).
+RefusalHandler = Callable[[UnitOfWork, Refusal], Awaitable[None]]
+
+
+@dataclass(frozen=True)
 class Received:
     record: ConsumerRecord[bytes, bytes]
     decoded: Decoded
@@ -109,8 +134,14 @@ class EventConsumer:
         cache: AggregateCache | None = None,
         preload: Preload | None = None,
         poll_ms: int = 50,
+        on_refusal: RefusalHandler | None = None,
+        refuse_unhandled: bool = False,
     ) -> None:
         self.preload = preload
+        self.on_refusal = on_refusal
+        # A topic of one kind of message (the intake): anything else on it is refused (and so
+        # answered), where a shared topic's other messages are simply not this consumer's.
+        self.refuse_unhandled = refuse_unhandled
         # How long one poll waits for records: short on the order path, longer for topics where
         # a fraction of a second does not matter (every idle poll costs CPU).
         self.poll_ms = poll_ms
@@ -179,17 +210,22 @@ class EventConsumer:
         wanted: list[Received] = []
         for record in records:
             try:
-                if not self._wanted(record):
+                if not self.refuse_unhandled and not self._wanted(record):
                     continue
                 decoded = decode(record.value or b"")
             except DecodeError as error:
-                await self.dead_letter(record, f"undecodable: {error}", attempts=1)
+                await self.dead_letter(record, f"undecodable: {error}", attempts=1, error=error)
                 continue
             except Exception as error:  # whatever the bytes do to a parser: never stall on them
-                await self.dead_letter(record, f"undecodable: {type(error).__name__}: {error}", attempts=1)
+                reason = f"undecodable: {type(error).__name__}: {error}"
+                await self.dead_letter(record, reason, attempts=1, error=error)
                 continue
             if type(decoded.message) in self.handlers:
                 wanted.append(Received(record, decoded))
+            elif self.refuse_unhandled:
+                envelope = decoded.envelope
+                reason = f"not handled by {self.name}: {envelope.event_type} v{envelope.event_version}"
+                await self.dead_letter(record, reason, attempts=1, decoded=decoded)
         if wanted:
             try:
                 await self._retry_transient(lambda: self._apply(wanted))
@@ -249,15 +285,10 @@ class EventConsumer:
                 attempts += 1
                 HANDLER_ERRORS.labels(self.name, "message").inc()
                 if attempts >= self.settings.consumer_max_attempts:
-                    reason = _reason(error)
-                    log.error(
-                        "dead-lettering %s after %d attempts: %s",
-                        item.decoded.envelope.event_type,
-                        attempts,
-                        reason,
-                        extra={"event_id": str(item.decoded.envelope.event_id)},
+                    reason, detail = _reason(error), _detail(error)
+                    await self.dead_letter(
+                        item.record, reason, attempts, detail, decoded=item.decoded, error=error
                     )
-                    await self.dead_letter(item.record, reason, attempts, _detail(error))
                     return
                 await asyncio.sleep(self.settings.consumer_retry_backoff_ms / 1000 * 2**attempts)
 
@@ -288,8 +319,12 @@ class EventConsumer:
         reason: str,
         attempts: int,
         detail: str = "",
+        *,
+        decoded: Decoded | None = None,
+        error: BaseException | None = None,
     ) -> None:
-        """Publish the original bytes to the consumer's DLQ; retried until the broker has it."""
+        """Publish the original bytes to the consumer's DLQ, retried until the broker has it;
+        log it (one line); then answer the sender if this consumer does (`on_refusal`)."""
         headers: list[tuple[str, bytes]] = list(record.headers or ())
         headers += [
             ("dlq.reason", reason[:2000].encode()),
@@ -311,13 +346,8 @@ class EventConsumer:
                     self.dead_letter_topic, value=value, key=record.key, headers=headers
                 )
                 DEAD_LETTERS.labels(self.name).inc()
-                log.warning(
-                    "dead-lettered %s to %s: %s",
-                    f"{record.topic}/{record.partition}@{record.offset}",
-                    self.dead_letter_topic,
-                    reason[:500],
-                )
-                return
+                _log_dead_letter(self.name, record, reason, attempts, decoded, error)
+                break
             except MessageSizeTooLargeError:
                 # The broker will never take it whole: keep our headers and less and less of
                 # the original bytes, so the dead letter (its reason above all) gets through.
@@ -329,6 +359,35 @@ class EventConsumer:
                 log.warning("dead-letter publish failed; retrying", exc_info=True)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, MAX_TRANSIENT_BACKOFF_SECONDS)
+        if self.on_refusal is not None:
+            await self._answer_refusal(Refusal(record, reason, decoded, error))
+
+    async def _answer_refusal(self, refusal: Refusal) -> None:
+        """Run `on_refusal` once per refused message: its inbox claim is keyed by the
+        message's event_id (a copy sent again is answered once, as an accepted one is) or, for
+        bytes with no readable id, by where they lie in the topic (a redelivery is the same
+        record). Transient failures retry; any other is logged and the consumer goes on."""
+        handler = self.on_refusal
+        if handler is None:
+            return
+        identity = str(refusal.decoded.envelope.event_id) if refusal.decoded else refusal.source
+        claim = uuid5(NAMESPACE_URL, f"ordermesh:refusal:{identity}")
+        envelope = refusal.decoded.envelope if refusal.decoded else None
+        context = (
+            MessageContext.caused_by(envelope, self.actor)
+            if envelope is not None
+            else MessageContext(correlation_id=refusal.source, actor=self.actor)
+        )
+
+        async def answer() -> None:
+            async with unit_of_work(self.engine, context, cache=self.cache) as uow:
+                if await inbox.claim_all(await uow.db(), self.name, [claim]):
+                    await handler(uow, refusal)
+
+        try:
+            await self._retry_transient(answer)
+        except Exception:
+            log.exception("%s could not answer the refusal of %s", self.name, refusal.source)
 
     def _report_lag(
         self, consumer: AIOKafkaConsumer | None, records: Sequence[ConsumerRecord[Any, Any]]
@@ -345,6 +404,40 @@ class EventConsumer:
                 by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(highwater - offset - 1, 0)
         for topic, lag in by_topic.items():
             CONSUMER_LAG.labels(self.name, topic).set(lag)
+
+
+def _log_dead_letter(
+    consumer: str,
+    record: ConsumerRecord[bytes, bytes],
+    reason: str,
+    attempts: int,
+    decoded: Decoded | None,
+    error: BaseException | None,
+) -> None:
+    """One line per dead letter, for the operator: which consumer, where the message lies,
+    what it was and why it was refused; never its bytes (they may hold personal data).
+    WARNING for input the system refuses by design (it cannot be read, breaks a rule, holds a
+    value the database refuses); ERROR for a failure that may be a fault of ours."""
+    refused_input = (
+        error is None or isinstance(error, DecodeError | DomainError | ValidationError) or is_bad_value(error)
+    )
+    what = f"{decoded.envelope.event_type} {decoded.envelope.event_id}" if decoded else "unreadable message"
+    extra = {"topic": record.topic}
+    if decoded is not None:
+        extra |= {"event_type": decoded.envelope.event_type, "event_id": str(decoded.envelope.event_id)}
+    log.log(
+        logging.WARNING if refused_input else logging.ERROR,
+        "dead letter: consumer %s refused %s/%d@%d (%s) after %d attempt%s: %s",
+        consumer,
+        record.topic,
+        record.partition,
+        record.offset,
+        what,
+        attempts,
+        "" if attempts == 1 else "s",
+        reason[:500],
+        extra=extra,
+    )
 
 
 def _reason(error: Exception) -> str:

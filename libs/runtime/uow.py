@@ -27,7 +27,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.domain import AggregateKind, DomainError
-from libs.events import Command, DomainEvent, Envelope, make_envelope, registry
+from libs.events import DomainEvent, Envelope, Message, make_envelope, registry
 from libs.runtime import eventstore, outbox
 from libs.runtime.db import ConcurrencyConflict, driver_connection, retire_connection
 from libs.runtime.eventstore import AuditMetadata as AuditMetadata  # what handlers build contexts from
@@ -352,9 +352,11 @@ class UnitOfWork:
         self.recorded.extend(events)
         return expected_version + len(envelopes)
 
-    async def send(self, command: Command, key: str, command_id: UUID | None = None) -> Envelope:
-        """Queue a command for a participant service. A deterministic command_id makes a
-        re-sent command (a retried compensation, say) deduplicate at the receiver."""
+    async def send(self, command: Message, key: str, command_id: UUID | None = None) -> Envelope:
+        """Queue a command for a participant service (or another message that is not an
+        event of an aggregate here: the answer to a channel's intake message). A deterministic
+        command_id makes a re-sent command (a retried compensation, say) deduplicate at the
+        receiver."""
         envelope = make_envelope(
             command,
             event_id=command_id or uuid4(),

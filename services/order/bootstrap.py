@@ -39,6 +39,7 @@ from libs.runtime.settings import RuntimeSettings
 from libs.runtime.writes import both
 from services.order.adapters.projections import project
 from services.order.app.handlers import OrderHandlers, run_deadlines
+from services.order.app.intake import OrderIntake
 from services.order.entrypoints import access_api, api, customers_api
 from services.order.settings import OrderSettings
 
@@ -75,15 +76,18 @@ def build_runtime(
     handlers = OrderHandlers(
         order_settings.saga_policy(), timedelta(seconds=order_settings.duplicate_window_seconds)
     )
+    intake = OrderIntake(handlers)
     runtime.add_consumer(
         EventConsumer(
             "order-intake",
             [ORDER_INTAKE],
-            {SubmitOrder: handlers.on_intake},
+            {SubmitOrder: intake.on_submission},
             runtime.engine,
             settings,
             actor="service:order",
             projector=project,
+            on_refusal=intake.on_refusal,
+            refuse_unhandled=True,
         )
     )
     runtime.add_consumer(

@@ -725,8 +725,8 @@ def test_keda_may_only_describe_the_topics_and_groups_it_scales_on() -> None:
     assert acl_rules(named("KafkaUser", keda_user)) == {(kind, name, "Describe") for kind, name in scaled_on}
 
 
-def test_a_sales_channel_user_may_only_publish_to_the_intake_topic() -> None:
-    from libs.events.topics import ORDER_INTAKE
+def test_a_sales_channel_user_may_only_publish_to_the_intake_topic_and_read_its_results() -> None:
+    from libs.events.topics import ORDER_INTAKE, ORDER_INTAKE_RESULTS
 
     service_users = {kafka_user_of(service)["metadata"]["name"] for service in SERVICES}
     keda_users = {
@@ -737,7 +737,12 @@ def test_a_sales_channel_user_may_only_publish_to_the_intake_topic() -> None:
     }
     for user in of_kind("KafkaUser"):
         if user["metadata"]["name"] not in service_users | keda_users:
-            assert acl_rules(user) == {("topic", ORDER_INTAKE, "Write")}, user["metadata"]["name"]
+            name = user["metadata"]["name"]
+            assert acl_rules(user) == {
+                ("topic", ORDER_INTAKE, "Write"),
+                ("topic", ORDER_INTAKE_RESULTS, "Read"),
+                ("group", name, "Read"),
+            }, name
 
 
 # --- PostgreSQL: a role per service, its own database only -------------------------------------

@@ -1,4 +1,4 @@
-"""Order use cases: place (HTTP or intake topic), person decisions, participant replies and
+"""Order use cases: place (HTTP or intake topic, app/intake.py), person decisions, participant replies and
 deadlines. Each runs in one unit of work: load the order, ask the saga, record its events and
 queue its commands."""
 
@@ -161,11 +161,6 @@ class OrderHandlers:
         return await queries.recent_duplicate(
             await uow.db(), fingerprint, placed.order_id, uow.now - self.duplicate_window
         )
-
-    async def on_intake(self, uow: UnitOfWork, decoded: Decoded) -> None:
-        if not isinstance(decoded.message, SubmitOrder):
-            raise TypeError(f"order intake routed a {type(decoded.message).__name__}")
-        await self.place(uow, decoded.message)
 
     # -- people --------------------------------------------------------------------------
 
