@@ -254,6 +254,7 @@ def create_app(
     auth = auth or AuthSettings()
     # Every service authenticates from its own copy of the access context (API keys, roles).
     runtime.add_consumer(access_consumer(runtime.name, runtime.engine, runtime.settings))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any
 
 import fastapi_offline
 from fastapi import FastAPI, Request
@@ -123,17 +123,6 @@ def problems(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, A
 def answers(status: int, model: type[BaseModel], description: str) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a second success status (201 created / 200 already there)."""
     return {status: {"model": model, "description": description}}
-
-
-def enum_of(literal: Any) -> Any:
-    """The values of a domain's Literal as a Literal type for a model or a query parameter:
-    the document lists them, and follows when the domain adds one."""
-    values = get_args(literal)
-    return cast(Any, Literal).__getitem__(values)
-
-
-def allowed_values(literal: Any) -> list[str]:
-    return [str(value) for value in get_args(literal)]
 
 
 def _refusals_of(operation: dict[str, Any]) -> list[int]:

@@ -12,11 +12,19 @@ from libs.domain import NotFound
 from libs.events.values import CustomerId, OrderId, PaymentMethod, Reference
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import answers, problems
 from libs.security.principal import Principal
 from services.billing.adapters import queries
 from services.billing.app import handlers
 from services.billing.domain.invoice import PaymentAttempt, PaymentOutcome
 from services.billing.domain.policy import BillingPolicy
+from services.billing.entrypoints.views import (
+    AccountView,
+    InvoiceView,
+    PaymentResult,
+    PaymentView,
+    RefundView,
+)
 
 router = APIRouter(tags=["billing"])
 
@@ -49,7 +57,19 @@ def _policy(request: Request) -> BillingPolicy:
 Reader = Annotated[Principal, requires("billing:read")]
 
 
-@router.post("/payments", status_code=201)
+@router.post(
+    "/payments",
+    status_code=201,
+    response_model=PaymentResult,
+    responses={
+        **answers(200, PaymentResult, "This payment (same reference, same content) was applied before"),
+        **problems(
+            404,
+            409,
+            on_409="Another payment was recorded under this reference, or the invoice does not take it",
+        ),
+    },
+)
 async def record_payment(
     body: PaymentIn,
     request: Request,
@@ -82,19 +102,19 @@ async def record_payment(
     return result
 
 
-@router.get("/payments")
+@router.get("/payments", response_model=list[PaymentView])
 async def payments_of_order(order_id: str, request: Request, _: Reader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.payments_of_order(conn, order_id)
 
 
-@router.get("/invoices")
+@router.get("/invoices", response_model=list[InvoiceView])
 async def invoices_of_order(order_id: str, request: Request, _: Reader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.invoices_of_order(conn, order_id)
 
 
-@router.get("/invoices/{invoice_id}")
+@router.get("/invoices/{invoice_id}", response_model=InvoiceView, responses=problems(404))
 async def invoice(invoice_id: str, request: Request, _: Reader) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         found = await queries.invoice(conn, invoice_id)
@@ -103,13 +123,13 @@ async def invoice(invoice_id: str, request: Request, _: Reader) -> dict[str, Any
     return found
 
 
-@router.get("/refunds")
+@router.get("/refunds", response_model=list[RefundView])
 async def refunds_of_order(order_id: str, request: Request, _: Reader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.refunds_of_order(conn, order_id)
 
 
-@router.put("/customers/{customer_id}/credit-limit")
+@router.put("/customers/{customer_id}/credit-limit", response_model=AccountView)
 async def set_credit_limit(
     customer_id: Annotated[CustomerId, Path()],
     body: CreditLimitIn,
@@ -126,7 +146,7 @@ async def set_credit_limit(
         return await queries.account(conn, customer_id, _policy(request).default_credit_limit)
 
 
-@router.get("/customers/{customer_id}/account")
+@router.get("/customers/{customer_id}/account", response_model=AccountView)
 async def account(customer_id: str, request: Request, _: Reader) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.account(conn, customer_id, _policy(request).default_credit_limit)

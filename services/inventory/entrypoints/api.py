@@ -12,9 +12,11 @@ from libs.domain import NotFound
 from libs.events.values import Quantity, Sku, WarehouseCode
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import answers, problems
 from libs.security.principal import Principal
 from services.inventory.adapters import queries
 from services.inventory.app import handlers
+from services.inventory.entrypoints.views import ReceiptResult, ReservationView, StockView, WarehouseView
 from services.inventory.entrypoints.warehouse_scope import in_scope, require_warehouse
 
 router = APIRouter(tags=["inventory"])
@@ -42,7 +44,15 @@ class ReceiptIn(BaseModel):
 StockReader = Annotated[Principal, requires("stock:read")]
 
 
-@router.post("/warehouses", status_code=201)
+@router.post(
+    "/warehouses",
+    status_code=201,
+    response_model=WarehouseView,
+    responses={
+        **answers(200, WarehouseView, "Registered before with exactly this: nothing changed"),
+        **problems(409, on_409="Registered before with another name or region (the detail names them)"),
+    },
+)
 async def register_warehouse(
     body: WarehouseIn,
     request: Request,
@@ -60,13 +70,21 @@ async def register_warehouse(
     return body.model_dump()
 
 
-@router.get("/warehouses")
+@router.get("/warehouses", response_model=list[WarehouseView])
 async def list_warehouses(request: Request, principal: StockReader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
         return in_scope(principal, await queries.list_warehouses(conn), key="code")
 
 
-@router.post("/stock/receipts", status_code=201)
+@router.post(
+    "/stock/receipts",
+    status_code=201,
+    response_model=ReceiptResult,
+    responses={
+        **answers(200, ReceiptResult, "This receipt (same id, same stock) was booked before"),
+        **problems(409, on_409="Other stock was booked under this receipt id"),
+    },
+)
 async def receive_stock(
     body: ReceiptIn,
     request: Request,
@@ -88,7 +106,7 @@ async def receive_stock(
     return {"receipt_id": receipt_id, **stock}
 
 
-@router.get("/stock/{sku}")
+@router.get("/stock/{sku}", response_model=StockView, responses=problems(404))
 async def stock_of(sku: str, request: Request, principal: StockReader) -> dict[str, Any]:
     """Per warehouse the caller sees (totals over those), and the orders waiting for the SKU."""
     async with runtime_of(request).engine.connect() as conn:
@@ -98,7 +116,7 @@ async def stock_of(sku: str, request: Request, principal: StockReader) -> dict[s
     return stock
 
 
-@router.get("/reservations/{order_id}")
+@router.get("/reservations/{order_id}", response_model=ReservationView, responses=problems(404))
 async def reservation_of(order_id: str, request: Request, principal: StockReader) -> dict[str, Any]:
     """The order's reservation, with its allocations in the warehouses the caller sees."""
     async with runtime_of(request).engine.connect() as conn:

@@ -14,10 +14,12 @@ from libs.events.inventory import ProductText, WeightKg
 from libs.events.values import Currency, Money
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import answers, problems
 from libs.security.principal import Principal
 from services.inventory.adapters import catalog_queries
 from services.inventory.app import catalog
 from services.inventory.domain.product import ProductSpec
+from services.inventory.entrypoints.views import ProductPage, ProductView
 
 router = APIRouter(tags=["catalogue"])
 
@@ -47,7 +49,15 @@ class ProductIn(BaseModel):
         )
 
 
-@router.put("/products/{sku}", status_code=201)
+@router.put(
+    "/products/{sku}",
+    status_code=201,
+    response_model=ProductView,
+    responses={
+        **answers(200, ProductView, "Changed, or already exactly this"),
+        **problems(409),
+    },
+)
 async def put_product(
     sku: SkuPath,
     body: ProductIn,
@@ -71,7 +81,7 @@ async def put_product(
     return product
 
 
-@router.get("/products/{sku}")
+@router.get("/products/{sku}", response_model=ProductView, responses=problems(404))
 async def get_product(sku: str, request: Request, _: CatalogueReader) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         product = await catalog_queries.product(conn, sku)
@@ -80,7 +90,7 @@ async def get_product(sku: str, request: Request, _: CatalogueReader) -> dict[st
     return product
 
 
-@router.get("/products")
+@router.get("/products", response_model=ProductPage)
 async def list_products(
     request: Request,
     _: CatalogueReader,

@@ -22,17 +22,20 @@ from libs.events.inventory import CarrierStatus, WeightKg
 from libs.events.values import OrderId, Reference
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import answers, problems
 from libs.security.principal import Principal
 from services.inventory.adapters import queries, shipment_queries
 from services.inventory.app import shipments
 from services.inventory.app.shipments import Step
 from services.inventory.domain import shipment as shipment_domain
 from services.inventory.domain.shipment import CarrierReport, MissingFields
+from services.inventory.entrypoints.views import PickList, ShipmentView
 from services.inventory.entrypoints.warehouse_scope import in_scope, require_warehouse
 
 router = APIRouter(tags=["shipments"])
 
 Reader = Annotated[Principal, requires("shipments:read")]
+_STEP_REFUSALS = problems(404, 409, on_409="The step does not follow from where the shipment is (both named)")
 Handler = Annotated[Principal, requires("shipments:handle")]
 
 
@@ -58,7 +61,7 @@ class CarrierEventIn(BaseModel):
     occurred_at: AwareDatetime
 
 
-@router.get("/shipments")
+@router.get("/shipments", response_model=list[ShipmentView])
 async def shipments_of_order(
     request: Request, principal: Reader, order_id: Annotated[OrderId, Query()]
 ) -> list[dict[str, Any]]:
@@ -66,7 +69,7 @@ async def shipments_of_order(
         return in_scope(principal, await shipment_queries.shipments_of_order(conn, order_id))
 
 
-@router.get("/shipments/{shipment_id}")
+@router.get("/shipments/{shipment_id}", response_model=ShipmentView, responses=problems(404))
 async def get_shipment(shipment_id: str, request: Request, principal: Reader) -> dict[str, Any]:
     return await _shipment_seen_by(principal, shipment_id, request)
 
@@ -99,12 +102,12 @@ async def _step(request: Request, shipment_id: str, principal: Principal, step: 
     return await _shipment_seen_by(principal, shipment_id, request)
 
 
-@router.post("/shipments/{shipment_id}/pick")
+@router.post("/shipments/{shipment_id}/pick", response_model=ShipmentView, responses=_STEP_REFUSALS)
 async def pick(shipment_id: str, request: Request, principal: Handler) -> dict[str, Any]:
     return await _step(request, shipment_id, principal, shipment_domain.decide_pick)
 
 
-@router.post("/shipments/{shipment_id}/pack")
+@router.post("/shipments/{shipment_id}/pack", response_model=ShipmentView, responses=_STEP_REFUSALS)
 async def pack(
     shipment_id: str,
     request: Request,
@@ -120,7 +123,7 @@ async def pack(
     )
 
 
-@router.post("/shipments/{shipment_id}/dispatch")
+@router.post("/shipments/{shipment_id}/dispatch", response_model=ShipmentView, responses=_STEP_REFUSALS)
 async def dispatch(
     shipment_id: str,
     request: Request,
@@ -142,23 +145,33 @@ async def dispatch(
     return await _shipment_seen_by(principal, shipment_id, request)
 
 
-@router.post("/shipments/{shipment_id}/ready-for-pickup")
+@router.post(
+    "/shipments/{shipment_id}/ready-for-pickup", response_model=ShipmentView, responses=_STEP_REFUSALS
+)
 async def ready_for_pickup(shipment_id: str, request: Request, principal: Handler) -> dict[str, Any]:
     return await _step(request, shipment_id, principal, shipment_domain.decide_ready_for_pickup)
 
 
-@router.post("/shipments/{shipment_id}/collect")
+@router.post("/shipments/{shipment_id}/collect", response_model=ShipmentView, responses=_STEP_REFUSALS)
 async def collect(shipment_id: str, request: Request, principal: Handler) -> dict[str, Any]:
     """The customer took the goods: on hand and reserved fall together (StockDispatched)."""
     return await _step(request, shipment_id, principal, shipment_domain.decide_collect)
 
 
-@router.post("/shipments/{shipment_id}/deliver")
+@router.post("/shipments/{shipment_id}/deliver", response_model=ShipmentView, responses=_STEP_REFUSALS)
 async def deliver(shipment_id: str, request: Request, principal: Handler) -> dict[str, Any]:
     return await _step(request, shipment_id, principal, shipment_domain.decide_deliver)
 
 
-@router.post("/carrier-events", status_code=201)
+@router.post(
+    "/carrier-events",
+    status_code=201,
+    response_model=ShipmentView,
+    responses={
+        **answers(200, ShipmentView, "This report was applied before"),
+        **problems(404, 409, on_404="No shipment was dispatched under this tracking number"),
+    },
+)
 async def carrier_event(
     body: CarrierEventIn,
     request: Request,
@@ -183,7 +196,7 @@ async def carrier_event(
     return await _shipment_seen_by(principal, shipment_id, request)
 
 
-@router.get("/warehouses/{code}/pick-list")
+@router.get("/warehouses/{code}/pick-list", response_model=PickList, responses=problems(404))
 async def pick_list(code: str, request: Request, principal: Reader) -> dict[str, Any]:
     """What to pick at the warehouse now (shipments pending or picking), per SKU, with the
     shipments each serves."""

@@ -14,9 +14,11 @@ from libs.events.inventory import StockLevel
 from libs.events.values import MAX_QUANTITY, Note, Sku, WarehouseCode
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import problems
 from libs.security.principal import Principal
 from services.inventory.adapters import queries, warehouse_ops_queries
 from services.inventory.app import warehouse_ops
+from services.inventory.entrypoints.views import LowStockAlert, ReorderPointView, StockView
 from services.inventory.entrypoints.warehouse_scope import in_scope, require_warehouse
 
 router = APIRouter(tags=["stock control"])
@@ -51,7 +53,7 @@ class ReorderPointIn(BaseModel):
         return self
 
 
-@router.post("/stock/adjustments", status_code=201)
+@router.post("/stock/adjustments", status_code=201, response_model=StockView, responses=problems(409))
 async def adjust_stock(body: AdjustmentIn, request: Request, principal: Adjuster) -> dict[str, Any]:
     """Book one adjustment. On hand may fall below what is reserved: the newest reservations
     that no longer fit are revoked and their orders reserved again (ReservationRevoked)."""
@@ -67,7 +69,9 @@ async def adjust_stock(body: AdjustmentIn, request: Request, principal: Adjuster
         return await queries.stock_of(conn, body.sku, principal.warehouses)
 
 
-@router.put("/stock/{sku}/reorder-points/{warehouse}")
+@router.put(
+    "/stock/{sku}/reorder-points/{warehouse}", response_model=ReorderPointView, responses=problems(409)
+)
 async def set_reorder_point(
     sku: SkuPath,
     warehouse: WarehousePath,
@@ -85,7 +89,7 @@ async def set_reorder_point(
     return {"sku": sku, "warehouse": warehouse, "min": body.min, "max": body.max}
 
 
-@router.get("/stock/alerts")
+@router.get("/stock/alerts", response_model=list[LowStockAlert])
 async def low_stock_alerts(
     request: Request, principal: Annotated[Principal, requires("stock:read")]
 ) -> list[dict[str, Any]]:

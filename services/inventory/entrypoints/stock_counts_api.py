@@ -21,10 +21,12 @@ from libs.events.inventory import MAX_LINES_PER_COUNT, StockLevel
 from libs.events.values import Sku, WarehouseCode
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import problems
 from libs.runtime.uow import UnitOfWork
 from libs.security.principal import Principal
 from services.inventory.adapters import warehouse_ops_queries
 from services.inventory.app import warehouse_ops
+from services.inventory.entrypoints.views import StockCountView
 from services.inventory.entrypoints.warehouse_scope import require_warehouse
 
 router = APIRouter(tags=["stock counts"])
@@ -50,7 +52,7 @@ class CountLineIn(BaseModel):
     counted: StockLevel
 
 
-@router.post("/stock-counts", status_code=201)
+@router.post("/stock-counts", status_code=201, response_model=StockCountView, responses=problems(409))
 async def start_count(body: CountIn, request: Request, principal: Counter) -> dict[str, Any]:
     require_warehouse(principal, body.warehouse, "count stock at")
     count_id = str(uuid4())
@@ -61,7 +63,7 @@ async def start_count(body: CountIn, request: Request, principal: Counter) -> di
     return await _run(request, count_id, principal, step)
 
 
-@router.get("/stock-counts/{count_id}")
+@router.get("/stock-counts/{count_id}", response_model=StockCountView, responses=problems(404))
 async def get_count(
     count_id: CountId, request: Request, principal: Annotated[Principal, requires("stock:read")]
 ) -> dict[str, Any]:
@@ -91,7 +93,7 @@ async def _run(request: Request, count_id: str, principal: Principal, step: Any)
     return await _count_seen_by(principal, count_id, request)
 
 
-@router.post("/stock-counts/{count_id}/lines")
+@router.post("/stock-counts/{count_id}/lines", response_model=StockCountView, responses=problems(404, 409))
 async def count_line(
     count_id: CountId, body: CountLineIn, request: Request, principal: Counter
 ) -> dict[str, Any]:
@@ -103,7 +105,7 @@ async def count_line(
     return await _run(request, count_id, principal, step)
 
 
-@router.post("/stock-counts/{count_id}/post")
+@router.post("/stock-counts/{count_id}/post", response_model=StockCountView, responses=problems(404, 409))
 async def post_count(count_id: CountId, request: Request, principal: Counter) -> dict[str, Any]:
     """Books every variance as an adjustment (reason `count`), approved by the poster."""
     await _require_count_in_scope(principal, count_id, request)

@@ -22,10 +22,12 @@ from libs.domain import NotFound
 from libs.events.values import Note, Reference, SkuQuantities, WarehouseCode
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import answers, problems
 from libs.runtime.uow import UnitOfWork
 from libs.security.principal import Principal
 from services.inventory.adapters import warehouse_ops_queries
 from services.inventory.app import warehouse_ops
+from services.inventory.entrypoints.views import TransferView
 from services.inventory.entrypoints.warehouse_scope import require_warehouse
 
 router = APIRouter(tags=["transfers"])
@@ -61,7 +63,19 @@ class CancelIn(BaseModel):
     reason: Note = ""
 
 
-@router.post("/transfers", status_code=201)
+@router.post(
+    "/transfers",
+    status_code=201,
+    response_model=TransferView,
+    responses={
+        **answers(200, TransferView, "This transfer (same reference, same content) was requested before"),
+        **problems(
+            409,
+            on_409="Another transfer was requested under this reference (the detail names the"
+            " difference), or the stock is short",
+        ),
+    },
+)
 async def request_transfer(
     body: TransferIn, request: Request, response: Response, principal: Manager
 ) -> dict[str, Any]:
@@ -77,7 +91,7 @@ async def request_transfer(
     return await _transfer_seen_by(principal, transfer_id, request)
 
 
-@router.get("/transfers/{transfer_id}")
+@router.get("/transfers/{transfer_id}", response_model=TransferView, responses=problems(404))
 async def get_transfer(
     transfer_id: TransferId, request: Request, principal: Annotated[Principal, requires("transfers:read")]
 ) -> dict[str, Any]:
@@ -109,7 +123,7 @@ async def _step(
     return await _transfer_seen_by(principal, transfer_id, request)
 
 
-@router.post("/transfers/{transfer_id}/dispatch")
+@router.post("/transfers/{transfer_id}/dispatch", response_model=TransferView, responses=problems(404, 409))
 async def dispatch(transfer_id: TransferId, request: Request, principal: Manager) -> dict[str, Any]:
     """The goods leave: checked again against available stock (409 naming each SKU short)."""
 
@@ -119,7 +133,7 @@ async def dispatch(transfer_id: TransferId, request: Request, principal: Manager
     return await _step(request, transfer_id, principal, "from", step)
 
 
-@router.post("/transfers/{transfer_id}/receive")
+@router.post("/transfers/{transfer_id}/receive", response_model=TransferView, responses=problems(404, 409))
 async def receive(
     transfer_id: TransferId, body: ReceiveIn, request: Request, principal: Manager
 ) -> dict[str, Any]:
@@ -129,7 +143,7 @@ async def receive(
     return await _step(request, transfer_id, principal, "to", step)
 
 
-@router.post("/transfers/{transfer_id}/write-off")
+@router.post("/transfers/{transfer_id}/write-off", response_model=TransferView, responses=problems(404, 409))
 async def write_off(
     transfer_id: TransferId, body: WriteOffIn, request: Request, principal: Manager
 ) -> dict[str, Any]:
@@ -139,7 +153,7 @@ async def write_off(
     return await _step(request, transfer_id, principal, "from", step)
 
 
-@router.post("/transfers/{transfer_id}/cancel")
+@router.post("/transfers/{transfer_id}/cancel", response_model=TransferView, responses=problems(404, 409))
 async def cancel(
     transfer_id: TransferId,
     request: Request,

@@ -46,6 +46,7 @@ from libs.events.order import (
 from libs.runtime.db import Sql, sql
 from libs.runtime.personal_data import ERASED
 from libs.runtime.writes import WriteBatch
+from services.order.adapters import queries
 
 _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     # event -> (status, stage); None leaves the column as it is
@@ -116,7 +117,9 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
     elif isinstance(event, OrderPaymentRecorded):
         changes["amount_paid"] = event.amount_paid
     elif isinstance(event, OrderHeld):
-        changes["reason"] = "; ".join(event.reasons)
+        changes["reason"] = queries.HOLD_REASONS_SEPARATOR.join(event.reasons)
+    elif isinstance(event, OrderApproved):
+        changes["reason"] = None  # the decided hold is in the timeline, not the order's reason now
     elif isinstance(event, OrderCancelled | OrderRejected | OrderNeedsAttention):
         changes["reason"] = event.reason
     queued_insert = writes.queued(_INSERT_ORDER, ("order", order_id))

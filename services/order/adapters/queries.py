@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy import text
@@ -164,7 +164,12 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else f"{value:.2f}"
 
 
-def payment_status(row: Any) -> str:
+PaymentStatus = Literal["unpaid", "partially_paid", "paid", "on_account", "partially_refunded", "refunded"]
+# What OrderHeld's reasons are joined with in the orders table's reason column.
+HOLD_REASONS_SEPARATOR = "; "
+
+
+def payment_status(row: Any) -> PaymentStatus:
     if row.amount_refunded and row.amount_refunded > 0:
         return "refunded" if row.amount_refunded >= row.amount_paid else "partially_refunded"
     if row.payment_terms == "on_account" and row.status == "confirmed" and not row.amount_paid:
@@ -172,6 +177,11 @@ def payment_status(row: Any) -> str:
     if row.total is not None and row.amount_paid >= row.total and row.amount_paid > 0:
         return "paid"
     return "partially_paid" if row.amount_paid > 0 else "unpaid"
+
+
+def hold_reasons(row: Any) -> list[str]:
+    """Why the order waits for a person, while it does; a decided hold is only in the timeline."""
+    return row.reason.split(HOLD_REASONS_SEPARATOR) if row.status == "on_hold" and row.reason else []
 
 
 def order_summary(row: Any, key: SubjectKey | None) -> dict[str, Any]:
@@ -193,6 +203,7 @@ def order_summary(row: Any, key: SubjectKey | None) -> dict[str, Any]:
         "payment_status": payment_status(row),
         "invoice_id": row.invoice_id,
         "reason": row.reason,
+        "hold_reasons": hold_reasons(row),
         "placed_at": row.placed_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }
@@ -205,18 +216,24 @@ async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] |
     db = await driver_connection(conn)
     key = (await KEYS.for_reading(db, [row.customer_id]))[row.customer_id]
     history = await eventstore.read_stream(db, f"order-{order_id}")
-    timeline = [
-        {
-            "at": e.occurred_at.isoformat(),
-            "type": e.event_type,
-            "actor": e.actor,
-            "version": e.aggregate_version,
-            "details": {
-                k: v for k, v in opened_payload(key, e.event_type, e.payload).items() if k != "order_id"
-            },
-        }
-        for e in history
-    ]
+    timeline = []
+    undecided_hold: list[str] | None = None
+    for e in history:
+        details = {k: v for k, v in opened_payload(key, e.event_type, e.payload).items() if k != "order_id"}
+        if e.event_type == "OrderHeld":
+            undecided_hold = list(details.get("reasons") or ())
+        elif e.event_type in ("OrderApproved", "OrderRejected") and undecided_hold is not None:
+            # The hold a person decided stays in the order's story, no longer as its reason.
+            details["decided_hold"], undecided_hold = undecided_hold, None
+        timeline.append(
+            {
+                "at": e.occurred_at.isoformat(),
+                "type": e.event_type,
+                "actor": e.actor,
+                "version": e.aggregate_version,
+                "details": details,
+            }
+        )
     shipments = [
         {
             "shipment_id": s.shipment_id,

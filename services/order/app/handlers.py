@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -30,6 +30,7 @@ from libs.events.order import (
 )
 from libs.runtime.db import is_transient
 from libs.runtime.metrics import NEEDS_ATTENTION, SAGA_OUTCOMES
+from libs.runtime.personal_data import unseal
 from libs.runtime.service import ServiceRuntime
 from libs.runtime.uow import MessageContext, UnitOfWork
 from services.order.adapters import personal_data, projections, queries
@@ -55,6 +56,8 @@ class Placement:
     order_id: str
     status: str
     created: bool
+    # Why review held the order for a person (status on_hold); empty otherwise.
+    hold_reasons: tuple[str, ...] = ()
 
 
 def submission_keys(submission: SubmitOrder) -> list[str]:
@@ -110,7 +113,7 @@ class OrderHandlers:
                         " order; send a new key for a new order",
                     )
                 existing, _ = await uow.load(ORDER, earlier_order_id)
-                return Placement(earlier_order_id, existing.status, created=False)
+                return Placement(earlier_order_id, existing.status, False, existing.hold_reasons)
             await queries.claim_submission_keys(await uow.db(), keys, order_id, digest)
         known = lookup.known_customer
         # A registered customer, else the channel's own customer id, else a guest seen before
@@ -149,7 +152,7 @@ class OrderHandlers:
         reaction = saga.start(placed, facts, self.policy, uow.now)
         await self.apply(uow, Order(order_id=order_id), 0, reaction)
         final = ORDER.replay(reaction.events)
-        return Placement(order_id, final.status, created=True)
+        return Placement(order_id, final.status, True, final.hold_reasons)
 
     async def _recent_duplicate(self, uow: UnitOfWork, placed: OrderPlaced) -> str | None:
         fingerprint = projections.fingerprint(placed)
@@ -222,13 +225,25 @@ class OrderHandlers:
         phone: str | None,
         region: str | None,
         blocked: bool,
-    ) -> None:
+    ) -> bool:
+        """Register a customer: True; False if registered before with exactly this (nothing
+        recorded); refused naming the differences if registered with other details."""
         state, version = await uow.load(customer_domain.CUSTOMER, customer_id)
-        events = customer_domain.decide_register(state, customer_id, name, email, phone, region)
+        db = await uow.db()
+        if state.exists and not state.erased:
+            key = (await KEYS.for_reading(db, [customer_id]))[customer_id]
+            state = replace(
+                state,
+                name=unseal(key, state.name) or "",
+                email=unseal(key, state.email),
+                phone=unseal(key, state.phone),
+            )
+        events = customer_domain.decide_register(state, customer_id, name, email, phone, region, blocked)
+        if not events:
+            return False
         state = customer_domain.CUSTOMER.replay(events)
         if blocked:
             events += customer_domain.decide_block(state, customer_id, True, "blocked at registration")
-        db = await uow.db()
         key = await KEYS.for_writing(db, customer_id, uow.after_commit)
         registered = events[0]
         if not isinstance(registered, CustomerRegistered):
@@ -238,6 +253,7 @@ class OrderHandlers:
         await uow.flush()  # the customers row exists: now it can be found by email and phone
         contact = await _contact(db, registered.email, registered.phone)
         await queries.index_customer(db, customer_id, contact)
+        return True
 
     async def erase_customer(
         self, uow: UnitOfWork, customer_id: str, reason: str, actor: str

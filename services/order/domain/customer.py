@@ -15,12 +15,25 @@ from libs.events.base import DomainEvent
 from libs.events.order import CustomerBlocked, CustomerErased, CustomerRegistered, CustomerUnblocked
 
 
+class RegistrationConflict(DomainError):
+    """The id is registered with other details; `details` names the fields that differ."""
+
+    def __init__(self, customer_id: str, differences: list[str]) -> None:
+        super().__init__(
+            "customer_exists",
+            f"customer {customer_id} is already registered with a different {', '.join(differences)};"
+            " register another id, or change the customer instead",
+        )
+        self.details = {"differences": differences}
+
+
 @dataclass(frozen=True)
 class Customer:
     customer_id: str = ""
     name: str = ""
     email: str | None = None
     phone: str | None = None
+    region: str | None = None
     blocked: bool = False
     # Set by CustomerErased: the key is destroyed, the contact fields read as erased.
     erased: bool = False
@@ -32,7 +45,7 @@ class Customer:
 
 def evolve(state: Customer, event: DomainEvent) -> Customer:
     if isinstance(event, CustomerRegistered):
-        return Customer(event.customer_id, event.name, event.email, event.phone)
+        return Customer(event.customer_id, event.name, event.email, event.phone, event.region)
     if isinstance(event, CustomerBlocked):
         return replace(state, blocked=True)
     if isinstance(event, CustomerUnblocked):
@@ -66,10 +79,31 @@ def guest_id(order_id: str) -> str:
 
 
 def decide_register(
-    state: Customer, customer_id: str, name: str, email: str | None, phone: str | None, region: str | None
+    state: Customer,
+    customer_id: str,
+    name: str,
+    email: str | None,
+    phone: str | None,
+    region: str | None,
+    blocked: bool = False,
 ) -> list[DomainEvent]:
+    """Register a customer; the same registration again changes nothing (`state` with its
+    contact fields opened), one with other details is refused naming them."""
+    if state.erased:
+        raise DomainError("customer_erased", f"customer {customer_id} was erased; register another id")
     if state.exists:
-        raise DomainError("customer_exists", f"customer {customer_id} is already registered")
+        asked = (name, normalise_email(email), normalise_phone(phone), region, blocked)
+        recorded = (state.name, state.email, state.phone, state.region, state.blocked)
+        differences = [
+            field
+            for field, new, old in zip(
+                ("name", "email", "phone", "region", "blocked"), asked, recorded, strict=True
+            )
+            if new != old
+        ]
+        if differences:
+            raise RegistrationConflict(customer_id, differences)
+        return []
     return [
         CustomerRegistered(
             customer_id=customer_id,

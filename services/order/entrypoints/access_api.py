@@ -17,10 +17,20 @@ from libs.domain import NotFound
 from libs.events.values import Channel, WarehouseCode
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import problems
 from libs.security.permissions import BUILTIN_ROLES, PERMISSIONS
 from libs.security.principal import Principal
 from services.order.app import access as handlers
 from services.order.domain.access import KeyRequest
+from services.order.entrypoints.views import (
+    ApiKeyList,
+    ApiKeyView,
+    IssuedApiKey,
+    PermissionList,
+    RoleList,
+    RoleRemoved,
+    RoleView,
+)
 
 router = APIRouter(prefix="/admin", tags=["access"])
 Admin = Annotated[Principal, requires("access:admin")]
@@ -87,7 +97,7 @@ async def _key(request: Request, key_id: str) -> dict[str, Any]:
     return _key_view(row)
 
 
-@router.post("/api-keys", status_code=201)
+@router.post("/api-keys", status_code=201, response_model=IssuedApiKey, responses=problems(409))
 async def issue_api_key(body: ApiKeyIn, request: Request, principal: Admin) -> dict[str, Any]:
     """Issues a key. The answer's `api_key` is the only time the key is shown: store it now."""
     key_request = KeyRequest(
@@ -104,7 +114,7 @@ async def issue_api_key(body: ApiKeyIn, request: Request, principal: Admin) -> d
     return {**await _key(request, new.key_id), "api_key": new.plaintext}
 
 
-@router.get("/api-keys")
+@router.get("/api-keys", response_model=ApiKeyList)
 async def list_api_keys(request: Request, _: Admin) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         rows = await conn.execute(
@@ -113,12 +123,12 @@ async def list_api_keys(request: Request, _: Admin) -> dict[str, Any]:
         return {"items": [_key_view(row) for row in rows]}
 
 
-@router.get("/api-keys/{key_id}")
+@router.get("/api-keys/{key_id}", response_model=ApiKeyView, responses=problems(404))
 async def get_api_key(key_id: str, request: Request, _: Admin) -> dict[str, Any]:
     return await _key(request, key_id)
 
 
-@router.post("/api-keys/{key_id}/revoke")
+@router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyView, responses=problems(404, 409))
 async def revoke_api_key(key_id: str, body: RevokeIn, request: Request, principal: Admin) -> dict[str, Any]:
     """Revokes a key: every service refuses it within OM_AUTH_DIRECTORY_CACHE_SECONDS."""
     await runtime_of(request).execute(
@@ -128,12 +138,12 @@ async def revoke_api_key(key_id: str, body: RevokeIn, request: Request, principa
     return await _key(request, key_id)
 
 
-@router.get("/permissions")
+@router.get("/permissions", response_model=PermissionList)
 async def list_permissions(_: Admin) -> dict[str, Any]:
     return {"permissions": [{"name": name, "description": text} for name, text in PERMISSIONS.items()]}
 
 
-@router.get("/roles")
+@router.get("/roles", response_model=RoleList)
 async def list_roles(request: Request, _: Admin) -> dict[str, Any]:
     async with runtime_of(request).engine.connect() as conn:
         rows = await conn.execute(
@@ -155,7 +165,7 @@ async def list_roles(request: Request, _: Admin) -> dict[str, Any]:
     return {"items": builtin + custom}
 
 
-@router.put("/roles/{role}")
+@router.put("/roles/{role}", response_model=RoleView, responses=problems(409))
 async def define_role(role: str, body: RoleIn, request: Request, principal: Admin) -> dict[str, Any]:
     """Defines a custom role from the permission catalogue (or redefines it); a token whose
     roles claim names it gets its permissions."""
@@ -166,7 +176,7 @@ async def define_role(role: str, body: RoleIn, request: Request, principal: Admi
     return {"role": role, "permissions": sorted(set(body.permissions)), "description": body.description}
 
 
-@router.delete("/roles/{role}")
+@router.delete("/roles/{role}", response_model=RoleRemoved, responses=problems(404, 409))
 async def remove_role(role: str, request: Request, principal: Admin) -> dict[str, Any]:
     await runtime_of(request).execute(
         context_for(principal, f"role:{role}"), lambda uow: handlers.remove_role(uow, role)

@@ -12,17 +12,29 @@ from libs.domain import NotFound
 from libs.events.order import SubmitOrder
 from libs.runtime.auth import Forbidden, context_for, requires
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import answers, problems
 from libs.security.principal import Principal
 from services.order.adapters import queries
 from services.order.app.handlers import OrderHandlers
+from services.order.domain.order import Order
+from services.order.domain.order import Status as OrderStatus
 from services.order.domain.saga import COMPENSATIONS, FULFILMENT_SAGA
+from services.order.entrypoints.views import (
+    BlockState,
+    CustomerRegistration,
+    OrderAccepted,
+    OrderActionResult,
+    OrderDetail,
+    OrderPage,
+    SagaTable,
+)
 
 router = APIRouter()
 
 
 class Reason(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=500)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "customer asked"}]})
+    reason: str = Field(min_length=1, max_length=500, description="Why, for the order's timeline")
 
 
 class CustomerIn(BaseModel):
@@ -72,17 +84,26 @@ def _visible_to(principal: Principal, detail: dict[str, Any]) -> dict[str, Any]:
     return detail
 
 
-@router.post("/orders", status_code=202, tags=["orders"])
+@router.post(
+    "/orders",
+    status_code=202,
+    tags=["orders"],
+    responses=problems(
+        409, on_409="This Idempotency-Key (or channel + external_id) was used for a different order"
+    ),
+)
 async def submit_order(
     submission: SubmitOrder,
     request: Request,
     response: Response,
     principal: Annotated[Principal, requires("orders:submit")],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> dict[str, Any]:
-    """Submit an order. The same Idempotency-Key (or channel + external_id) with the same body
-    returns the same order; with a different body it is refused with 409. A channel's API key
-    submits for its own channel only."""
+) -> OrderAccepted:
+    """Submit an order. 202: it was reviewed (approved, on_hold with `hold_reasons`, or
+    rejected) and the saga goes on from there; follow it at the Location. The same
+    Idempotency-Key (or channel + external_id) with the same body returns the same order
+    (header Idempotent-Replayed); with a different body it is refused with 409. A channel's
+    API key submits for its own channel only."""
     if not principal.sees_channel(submission.channel):
         raise Forbidden(
             f"this API key submits for channel {principal.channel}, not {submission.channel}",
@@ -98,13 +119,16 @@ async def submit_order(
     if not placement.created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/orders/{placement.order_id}"
-    return {"order_id": placement.order_id, "status": placement.status}
+    return OrderAccepted.model_validate(
+        {"order_id": placement.order_id, "status": placement.status, "hold_reasons": placement.hold_reasons}
+    )
 
 
-@router.get("/orders/{order_id}", tags=["orders"])
+@router.get("/orders/{order_id}", tags=["orders"], response_model=OrderDetail, responses=problems(404))
 async def get_order(
     order_id: str, request: Request, principal: Annotated[Principal, requires("orders:read")]
 ) -> dict[str, Any]:
+    """The order, its lines, shipments and timeline (every event, oldest first)."""
     async with runtime_of(request).engine.connect() as conn:
         detail = await queries.order_detail(conn, order_id)
     # Another channel's order is answered as unknown: a key must not learn which ids exist.
@@ -113,18 +137,20 @@ async def get_order(
     return _visible_to(principal, detail)
 
 
-@router.get("/orders", tags=["orders"])
+@router.get("/orders", tags=["orders"], response_model=OrderPage)
 async def list_orders(
     request: Request,
     principal: Annotated[Principal, requires("orders:read")],
-    status: str | None = None,
-    customer_id: str | None = None,
-    channel: str | None = None,
+    status: Annotated[OrderStatus | None, Query(description="Only orders in this status")] = None,
+    customer_id: Annotated[str | None, Query(max_length=400)] = None,
+    channel: Annotated[str | None, Query(max_length=40)] = None,
     placed_after: datetime | None = None,
     placed_before: datetime | None = None,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=400, description="next_cursor of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
+    """Orders, newest first, a page at a time. An unknown `status` is refused with 422 listing
+    the statuses there are."""
     if principal.channel is not None:
         if channel is not None and channel != principal.channel:
             raise Forbidden(f"this API key reads channel {principal.channel}'s orders only", field="channel")
@@ -146,95 +172,155 @@ async def list_orders(
     return page
 
 
-async def _decide(request: Request, order_id: str, principal: Principal, decide: Any) -> dict[str, Any]:
-    order = await runtime_of(request).execute(context_for(principal, order_id), decide)
-    return {"order_id": order_id, "status": order.status}
-
-
-@router.post("/orders/{order_id}/approve", tags=["order desk"])
-async def approve_order(
-    order_id: str, request: Request, principal: Annotated[Principal, requires("orders:decide")]
-) -> dict[str, Any]:
-    actor = principal.actor
-    return await _decide(
-        request, order_id, principal, lambda uow: _handlers(request).approve(uow, order_id, actor)
+def action_result(order: Order, outcome: OrderStatus, response: Response) -> OrderActionResult:
+    """What a person's decision produced: the outcome reached (200), or on its way while the
+    compensations it started are awaited (202, naming them)."""
+    compensation = order.compensation if order.stage == "compensating" else None
+    pending = sorted(compensation.pending) if compensation is not None else []
+    if pending:
+        response.status_code = 202
+    reason = compensation.reason if compensation is not None else order.last_reason
+    return OrderActionResult(
+        order_id=order.order_id,
+        status=order.status,
+        stage=order.stage,
+        outcome=outcome,
+        pending=pending,
+        reason=reason if outcome != "approved" else None,
     )
 
 
-@router.post("/orders/{order_id}/reject", tags=["order desk"])
+_ACTION_ANSWERS = {
+    **answers(202, OrderActionResult, "Under way: `pending` names the compensations awaited"),
+    **problems(404, 409, on_409="The order's state does not allow it (the detail says why)"),
+}
+
+
+@router.post(
+    "/orders/{order_id}/approve",
+    tags=["order desk"],
+    response_model=OrderActionResult,
+    responses=problems(404, 409),
+)
+async def approve_order(
+    order_id: str,
+    request: Request,
+    response: Response,
+    principal: Annotated[Principal, requires("orders:decide")],
+) -> OrderActionResult:
+    """Approve an order on hold: it goes on to stock reservation. Answers the order as approved."""
+    actor = principal.actor
+    order = await runtime_of(request).execute(
+        context_for(principal, order_id), lambda uow: _handlers(request).approve(uow, order_id, actor)
+    )
+    return action_result(order, "approved", response)
+
+
+@router.post(
+    "/orders/{order_id}/reject",
+    tags=["order desk"],
+    response_model=OrderActionResult,
+    responses=_ACTION_ANSWERS,
+)
 async def reject_order(
     order_id: str,
     body: Reason,
     request: Request,
+    response: Response,
     principal: Annotated[Principal, requires("orders:decide")],
-) -> dict[str, Any]:
+) -> OrderActionResult:
+    """Reject an order on hold. 200: rejected. 202: what it held is being given back first."""
     actor = principal.actor
-    return await _decide(
-        request,
-        order_id,
-        principal,
+    order = await runtime_of(request).execute(
+        context_for(principal, order_id),
         lambda uow: _handlers(request).reject(uow, order_id, body.reason, actor),
     )
+    return action_result(order, "rejected", response)
 
 
-@router.post("/orders/{order_id}/cancel", tags=["order desk"])
+@router.post(
+    "/orders/{order_id}/cancel",
+    tags=["order desk"],
+    response_model=OrderActionResult,
+    responses=_ACTION_ANSWERS,
+)
 async def cancel_order(
     order_id: str,
     body: Reason,
     request: Request,
+    response: Response,
     principal: Annotated[Principal, requires("orders:cancel")],
-) -> dict[str, Any]:
+) -> OrderActionResult:
+    """Cancel an order (409 once a shipment left the warehouse). 200: cancelled. 202: its stock
+    is being released and its invoice voided (what was paid is refunded) first; `pending` names
+    what is awaited and the order reads cancelled when they are done."""
     actor = principal.actor
-    return await _decide(
-        request,
-        order_id,
-        principal,
+    order = await runtime_of(request).execute(
+        context_for(principal, order_id),
         lambda uow: _handlers(request).cancel(uow, order_id, body.reason, actor),
     )
+    return action_result(order, "cancelled", response)
 
 
-@router.post("/customers", status_code=201, tags=["customers"])
+@router.post(
+    "/customers",
+    status_code=201,
+    tags=["customers"],
+    response_model=CustomerRegistration,
+    responses={
+        **answers(200, CustomerRegistration, "Registered before with exactly this: nothing changed"),
+        **problems(409, on_409="Registered before with other details: `differences` names them"),
+    },
+)
 async def register_customer(
-    body: CustomerIn, request: Request, principal: Annotated[Principal, requires("customers:write")]
-) -> dict[str, Any]:
+    body: CustomerIn,
+    request: Request,
+    response: Response,
+    principal: Annotated[Principal, requires("customers:write")],
+) -> CustomerRegistration:
+    """Register a customer. 201: registered. 200: the same registration again (nothing
+    recorded). 409: the id is registered with other details, named in `differences`."""
     context = context_for(principal, f"customer:{body.customer_id}")
-    await runtime_of(request).execute(
+    created = await runtime_of(request).execute(
         context,
         lambda uow: _handlers(request).register_customer(
             uow, body.customer_id, body.name, body.email, body.phone, body.region, body.blocked
         ),
     )
-    return body.model_dump()
+    if not created:
+        response.status_code = 200
+    return CustomerRegistration(**body.model_dump())
 
 
 async def _set_blocked(
     request: Request, customer_id: str, blocked: bool, reason: str, principal: Principal
-) -> dict[str, Any]:
+) -> BlockState:
     context = context_for(principal, f"customer:{customer_id}")
     await runtime_of(request).execute(
         context, lambda uow: _handlers(request).set_blocked(uow, customer_id, blocked, reason)
     )
-    return {"customer_id": customer_id, "blocked": blocked}
+    return BlockState(customer_id=customer_id, blocked=blocked)
 
 
-@router.post("/customers/{customer_id}/block", tags=["customers"])
+@router.post("/customers/{customer_id}/block", tags=["customers"], responses=problems(404))
 async def block_customer(
     customer_id: str,
     body: Reason,
     request: Request,
     principal: Annotated[Principal, requires("customers:write")],
-) -> dict[str, Any]:
+) -> BlockState:
+    """New orders of a blocked customer are held for the order desk. Blocking again changes nothing."""
     return await _set_blocked(request, customer_id, True, body.reason, principal)
 
 
-@router.post("/customers/{customer_id}/unblock", tags=["customers"])
+@router.post("/customers/{customer_id}/unblock", tags=["customers"], responses=problems(404))
 async def unblock_customer(
     customer_id: str, request: Request, principal: Annotated[Principal, requires("customers:write")]
-) -> dict[str, Any]:
+) -> BlockState:
     return await _set_blocked(request, customer_id, False, "", principal)
 
 
-@router.get("/saga", tags=["docs"])
+@router.get("/saga", tags=["docs"], response_model=SagaTable)
 async def saga_definition(_: Annotated[Principal, requires("orders:read")]) -> dict[str, Any]:
     """The fulfilment saga as a table of steps and compensations."""
     return {

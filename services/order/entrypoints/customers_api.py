@@ -15,10 +15,12 @@ from libs.events.values import Email, Phone
 from libs.runtime.auth import context_for, requires
 from libs.runtime.db import driver_connection
 from libs.runtime.http import runtime_of
+from libs.runtime.openapi import problems
 from libs.security.principal import Principal
 from services.order.adapters import personal_data, queries
 from services.order.app.handlers import OrderHandlers
 from services.order.domain.customer import normalise_email, normalise_phone
+from services.order.entrypoints.views import CustomerDetail, CustomerIds, ErasureDone
 
 router = APIRouter(tags=["customers"])
 
@@ -36,7 +38,7 @@ class ContactQuery(BaseModel):
     phone: Phone | None = None
 
 
-@router.post("/customers/{customer_id}/erase")
+@router.post("/customers/{customer_id}/erase", response_model=ErasureDone, responses=problems(404))
 async def erase_customer(
     customer_id: str,
     body: Erasure,
@@ -56,7 +58,7 @@ async def erase_customer(
     return {"customer_id": customer_id, "erased": True}
 
 
-@router.get("/customers/{customer_id}")
+@router.get("/customers/{customer_id}", response_model=CustomerDetail, responses=problems(404))
 async def get_customer(
     customer_id: str,
     request: Request,
@@ -71,7 +73,7 @@ async def get_customer(
     return detail
 
 
-@router.post("/customers/search")
+@router.post("/customers/search", response_model=CustomerIds)
 async def find_customers(
     body: ContactQuery,
     request: Request,

@@ -1,0 +1,80 @@
+"""What the billing service's endpoints answer, as documented in its OpenAPI.
+
+Statuses and outcomes are the domain's own Literals. Views allow members they do not name: a
+field a read model gains reaches clients at once (and is documented when it is named here).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.events.values import PaymentTerms
+from services.billing.domain.invoice import PaymentOutcome
+from services.billing.domain.invoice import Status as InvoiceStatus
+
+
+class View(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PaymentResult(View):
+    """A payment as applied, and where its invoice stands now."""
+
+    reference: str = Field(examples=["psp-4711"])
+    order_id: str
+    invoice_id: str
+    outcome: PaymentOutcome
+    amount: str = Field(description="Decimal string in the invoice's currency", examples=["54.90"])
+    amount_paid: str = Field(description="Paid on the invoice so far", examples=["54.90"])
+    invoice_status: InvoiceStatus
+
+
+class PaymentView(View):
+    reference: str
+    order_id: str
+    invoice_id: str | None
+    method: str = Field(examples=["card"])
+    amount: str
+    outcome: PaymentOutcome
+    recorded_at: datetime
+
+
+class InvoiceLineView(View):
+    sku: str
+    quantity: int
+    unit_price: str
+
+
+class InvoiceView(View):
+    invoice_id: str
+    order_id: str
+    customer_id: str | None
+    currency: str = Field(examples=["EUR"])
+    amount: str = Field(description="The total to pay: subtotal + tax + shipping fee", examples=["54.90"])
+    subtotal: str
+    tax: str
+    shipping_fee: str
+    shipping_rule: str | None = Field(description="Which shipping fee rule applied")
+    amount_paid: str
+    status: InvoiceStatus
+    payment_terms: PaymentTerms
+    due_at: datetime | None = Field(description="On account: when payment is due")
+    lines: list[InvoiceLineView]
+
+
+class RefundView(View):
+    refund_id: str
+    order_id: str
+    invoice_id: str
+    amount: str
+    reason: str
+    issued_at: datetime
+
+
+class AccountView(View):
+    customer_id: str
+    credit_limit: str = Field(description="Its own limit, else the default", examples=["1000.00"])
+    open_balance: str = Field(description="Invoiced on account and not yet paid")
+    available_credit: str = Field(description="credit_limit - open_balance, never below 0")
