@@ -112,11 +112,17 @@ def field_path(location: Sequence[int | str]) -> str:
 def field_errors(
     errors: Iterable[Mapping[str, Any]], prefix: Sequence[int | str] = ()
 ) -> tuple[FieldError, ...]:
-    """Pydantic's errors as FieldErrors, without the offending input (it may be personal)."""
+    """Pydantic's errors as FieldErrors, without the offending input (it may be personal):
+    one per real problem. A list whose items failed is also "too short after validation"
+    (its bad items do not count): that echo of the items' own errors is left out."""
+    listed = [(tuple(p for p in e["loc"] if isinstance(p, int | str)), e) for e in errors]
+    failed_inside = {location[:n] for location, _ in listed for n in range(len(location))}
     found = []
-    for error in errors:
-        location = [*prefix, *(p for p in error["loc"] if isinstance(p, int | str))]
-        found.append(FieldError(field=field_path(location)[:300], message=str(error["msg"])[:500]))
+    for location, error in listed:
+        if error.get("type") == "too_short" and location in failed_inside:
+            continue
+        message = str(error["msg"])[:500]
+        found.append(FieldError(field=field_path([*prefix, *location])[:300], message=message))
     return tuple(found[:100])
 
 
