@@ -167,19 +167,27 @@ def _within_quantity_limit(lines: tuple[SkuQuantity, ...]) -> tuple[SkuQuantity,
     return lines
 
 
-def _at_most_max_lines(lines: Any) -> Any:
-    """Counted before any line is validated, and in words a person submitting lines reads."""
+def _line_count_within_limits(lines: Any) -> Any:
+    """Counted before any line is validated, and in words a person submitting lines reads.
+    Not a min_length/max_length constraint: pydantic checks those on a tuple against the items
+    that validated, so one bad line in a one-line order also reported "at least 1 item"."""
+    if isinstance(lines, list | tuple) and not lines:
+        raise ValueError("at least one line")
     if isinstance(lines, list | tuple) and len(lines) > MAX_LINES_PER_ORDER:
         raise ValueError(f"at most {MAX_LINES_PER_ORDER} lines, not {len(lines)}")
     return lines
+
+
+# The limits _line_count_within_limits checks, as the JSON schema states them.
+_LINE_COUNT_LIMITS = Field(json_schema_extra={"minItems": 1, "maxItems": MAX_LINES_PER_ORDER})
 
 
 # An order's lines: at least one, at most MAX_LINES_PER_ORDER, within the limits per SKU and
 # per order value. The order service prices and reserves them without meeting a model limit.
 OrderLines = Annotated[
     tuple[OrderLine, ...],
-    Field(min_length=1, max_length=MAX_LINES_PER_ORDER),
-    BeforeValidator(_at_most_max_lines),
+    _LINE_COUNT_LIMITS,
+    BeforeValidator(_line_count_within_limits),
     AfterValidator(_within_order_limits),
 ]
 
@@ -207,7 +215,7 @@ class Allocation(Value):
 # What an order asks the warehouses for, within the same limits as its lines.
 SkuQuantities = Annotated[
     tuple[SkuQuantity, ...],
-    Field(min_length=1, max_length=MAX_LINES_PER_ORDER),
-    BeforeValidator(_at_most_max_lines),
+    _LINE_COUNT_LIMITS,
+    BeforeValidator(_line_count_within_limits),
     AfterValidator(_within_quantity_limit),
 ]
