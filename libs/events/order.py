@@ -132,6 +132,22 @@ class StockReservationRequested(OrderEvent):
 class OrderAwaitingStock(OrderEvent):
     message_type: ClassVar[str] = "OrderAwaitingStock"
     missing: tuple[SkuQuantity, ...]
+    alert_at: datetime | None = Field(
+        default=None,
+        description="When the wait needs a person's attention if stock has not come (absent: never)",
+    )
+
+
+@registry.register
+class OrderStockWaitOverdue(OrderEvent):
+    """The order waited for stock past the policy's alert time: it needs a person's attention.
+    It still takes the stock if it comes; `cancel_at`, when set, is when it is cancelled if the
+    stock has not come by then (absent: it keeps waiting, as the policy says)."""
+
+    message_type: ClassVar[str] = "OrderStockWaitOverdue"
+    missing: tuple[SkuQuantity, ...]
+    reason: str
+    cancel_at: datetime | None = None
 
 
 @registry.register
@@ -236,6 +252,27 @@ class OrderAwaitingPayment(OrderEvent):
     invoice_id: str
     amount_due: Money
     payment_deadline: datetime
+
+
+@registry.register
+class OrderPaymentFailed(OrderEvent):
+    """A payment attempt was declined. The order still waits for payment until its deadline,
+    unless this was the last attempt the policy allows (then it is cancelled)."""
+
+    message_type: ClassVar[str] = "OrderPaymentFailed"
+    reference: str
+    attempt: int = Field(ge=1, description="Declined attempts so far, this one included")
+    max_attempts: int = Field(ge=1, description="Declined attempts the policy allows before it cancels")
+
+
+@registry.register
+class OrderCreditLimitOverridden(OrderEvent):
+    """A person with the right to grant credit approved the order although it takes its
+    customer over the credit limit; billing is asked to charge the credit anyway."""
+
+    message_type: ClassVar[str] = "OrderCreditLimitOverridden"
+    approved_by: str
+    hold_reason: str = Field(description="The credit hold that was overridden, as it read")
 
 
 @registry.register

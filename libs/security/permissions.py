@@ -15,7 +15,7 @@ PERMISSIONS: dict[str, str] = {
     # orders (order service)
     "orders:submit": "submit orders (a channel key only for its own channel)",
     "orders:read": "read orders and the saga definition",
-    "orders:decide": "approve or reject orders held for review",
+    "orders:decide": "approve or reject held orders (one held over its credit limit: with credit:grant)",
     "orders:cancel": "cancel orders",
     # customers (order service; contact data is encrypted and shown only with read_contact)
     "customers:read": "read customers",
@@ -25,7 +25,7 @@ PERMISSIONS: dict[str, str] = {
     # billing
     "billing:read": "read invoices, payments, refunds and customer accounts",
     "payments:record": "record payments (the payment gateway's callback)",
-    "credit:grant": "set customers' credit limits",
+    "credit:grant": "set customers' credit limits, and let an order exceed one (approving its credit hold)",
     # catalogue and stock (inventory service)
     "products:read": "read the product catalogue",
     "products:write": "register and change products",
@@ -104,9 +104,11 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
     "production": frozenset(
         {"products:read", "stock:read", "stock:receive", "production:read", "production:manage"}
     ),
+    # Decides on orders held over a customer's credit limit (orders:decide with credit:grant).
     "finance": frozenset(
         {
             "orders:read",
+            "orders:decide",
             "orders:cancel",
             "customers:read",
             "customers:read_contact",

@@ -5,7 +5,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.order.domain.review import ReviewPolicy
@@ -23,13 +23,22 @@ class OrderSettings(BaseSettings):
     payment_deadline_seconds: float = 900
     # JSON, e.g. {"bank-transfer": 259200}: per-channel payment deadlines in seconds
     payment_deadline_seconds_by_channel: dict[str, float] = {}
+    # Declined payments a customer may make before the order is cancelled (docs/saga.md).
+    max_payment_attempts: Annotated[int, Field(ge=1)] = 3
     on_account_terms_days: int = 30
+    # An on-account order over its customer's credit limit: held for finance, or rejected.
+    credit_exceeded: Literal["hold", "reject"] = "hold"
     # Channels that may offer on-account terms: a JSON list or a comma list, e.g. b2b,erp,phone.
     # An on-account order from any other channel is rejected at review.
     on_account_channels: Annotated[frozenset[str], NoDecode] = ReviewPolicy().on_account_channels
     shortage_policy: Literal["backorder", "reject"] = "backorder"
     # JSON, e.g. {"marketplace": "reject"}
     shortage_policy_by_channel: dict[str, Literal["backorder", "reject"]] = {}
+    # A backordered order waiting this long needs attention (0: never alert); after the alert
+    # it is cancelled another stock_wait_cancel_seconds later, or keeps waiting, by policy.
+    stock_wait_alert_seconds: Annotated[float, Field(ge=0)] = 3 * 86400
+    stock_wait_after_alert: Literal["cancel", "keep_waiting"] = "cancel"
+    stock_wait_cancel_seconds: Annotated[float, Field(ge=0)] = 4 * 86400
     compensation_retry_seconds: float = 30
     compensation_max_attempts: int = 5
     step_reply_seconds: float = 120
@@ -53,6 +62,8 @@ class OrderSettings(BaseSettings):
                 on_account_channels=self.on_account_channels,
             ),
             payment_deadline=timedelta(seconds=self.payment_deadline_seconds),
+            payment_max_attempts=self.max_payment_attempts,
+            credit_exceeded=self.credit_exceeded,
             payment_deadline_by_channel=tuple(
                 (channel, timedelta(seconds=seconds))
                 for channel, seconds in sorted(self.payment_deadline_seconds_by_channel.items())
@@ -62,6 +73,14 @@ class OrderSettings(BaseSettings):
             shortage_policy_by_channel=tuple(
                 (channel, policy == "backorder")
                 for channel, policy in sorted(self.shortage_policy_by_channel.items())
+            ),
+            stock_wait_alert_after=(
+                timedelta(seconds=self.stock_wait_alert_seconds) if self.stock_wait_alert_seconds else None
+            ),
+            stock_wait_cancel_after_alert=(
+                timedelta(seconds=self.stock_wait_cancel_seconds)
+                if self.stock_wait_after_alert == "cancel"
+                else None
             ),
             compensation_retry_after=timedelta(seconds=self.compensation_retry_seconds),
             compensation_max_attempts=self.compensation_max_attempts,

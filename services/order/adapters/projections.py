@@ -40,6 +40,7 @@ from libs.events.order import (
     OrderShipped,
     OrderStepResent,
     OrderStockAllocated,
+    OrderStockWaitOverdue,
     ShipmentsRequested,
     StockReservationRequested,
 )
@@ -61,6 +62,7 @@ _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     OrderCancelled: ("cancelled", "ended"),
     OrderRejected: ("rejected", "ended"),
     OrderNeedsAttention: ("needs_attention", None),
+    OrderStockWaitOverdue: ("needs_attention", None),
     ShipmentsRequested: (None, "fulfilling"),
     OrderPartiallyShipped: ("partially_shipped", None),
     OrderShipped: ("shipped", None),
@@ -120,7 +122,7 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         changes["reason"] = queries.HOLD_REASONS_SEPARATOR.join(event.reasons)
     elif isinstance(event, OrderApproved):
         changes["reason"] = None  # the decided hold is in the timeline, not the order's reason now
-    elif isinstance(event, OrderCancelled | OrderRejected | OrderNeedsAttention):
+    elif isinstance(event, OrderCancelled | OrderRejected | OrderNeedsAttention | OrderStockWaitOverdue):
         changes["reason"] = event.reason
     queued_insert = writes.queued(_INSERT_ORDER, ("order", order_id))
     if changes and queued_insert is not None:
@@ -287,3 +289,21 @@ def _project_deadlines(writes: WriteBatch, event: DomainEvent, order_id: str) ->
             writes.add(_DROP_DEADLINE, {"o": order_id, "k": f"reply:{step}"}, row)
     elif isinstance(event, OrderCancelled | OrderRejected | OrderCompleted):
         writes.add(_DROP_ALL_DEADLINES, {"o": order_id}, row)
+    _project_stock_deadline(writes, event, order_id)
+
+
+def _project_stock_deadline(writes: WriteBatch, event: DomainEvent, order_id: str) -> None:
+    """A backorder's wait: alerted at alert_at, then cancelled at cancel_at (if the policy
+    sets them); ended when the stock is allocated."""
+    row = ("deadlines", order_id)
+    due = None
+    if isinstance(event, OrderAwaitingStock):
+        due = event.alert_at
+    elif isinstance(event, OrderStockWaitOverdue):
+        due = event.cancel_at
+    elif not isinstance(event, OrderStockAllocated):
+        return
+    if due is None:
+        writes.add(_DROP_DEADLINE, {"o": order_id, "k": "stock"}, row)
+    else:
+        writes.add(_SET_DEADLINE, {"o": order_id, "k": "stock", "due": due}, row)

@@ -23,11 +23,22 @@ from libs.events.base import DomainEvent
 from libs.events.inventory import CreateShipments
 from libs.events.order import (
     CustomerRegistered,
+    OrderApproved,
+    OrderAwaitingStock,
+    OrderCancelled,
+    OrderCompleted,
+    OrderConfirmed,
+    OrderCreditLimitOverridden,
+    OrderHeld,
     OrderNeedsAttention,
+    OrderPaymentFailed,
     OrderPlaced,
+    OrderRejected,
     OrderReplyIgnored,
+    OrderStockWaitOverdue,
     SubmitOrder,
 )
+from libs.runtime.auth import Forbidden
 from libs.runtime.db import is_transient
 from libs.runtime.metrics import NEEDS_ATTENTION, SAGA_OUTCOMES
 from libs.runtime.personal_data import unseal
@@ -42,6 +53,10 @@ from services.order.domain.review import ReviewFacts
 from services.order.domain.saga import Reaction, SagaPolicy
 
 log = logging.getLogger(__name__)
+# Saga outcomes and important transitions, one line each (order id, status, reason).
+saga_log = logging.getLogger("ordermesh.saga")
+# Overriding a customer's credit limit for one order is a credit decision: finance's.
+CREDIT_OVERRIDE = "credit:grant"
 
 OUTCOME_EVENTS = {
     "OrderConfirmed": "confirmed",
@@ -173,15 +188,25 @@ class OrderHandlers:
             raise NotFound("unknown_order", f"order {order_id} does not exist")
         return order, version
 
-    async def approve(self, uow: UnitOfWork, order_id: str, actor: str) -> Order:
+    async def approve(
+        self, uow: UnitOfWork, order_id: str, actor: str, may_override_credit: bool = False
+    ) -> Order:
+        """`may_override_credit`: the caller holds CREDIT_OVERRIDE, which approving an order
+        held over its customer's credit limit needs besides the right to decide on orders."""
         order, version = await self._load_existing(uow, order_id)
+        if order.held_for_credit and not may_override_credit:
+            raise Forbidden(
+                f"order {order_id} is held over its customer's credit limit: approving it needs"
+                f" the permission {CREDIT_OVERRIDE} (finance)",
+                missing_permission=CREDIT_OVERRIDE,
+            )
         reaction = saga.approve(order, actor, self.policy, uow.now)
         await self.apply(uow, order, version, reaction)
         return _after(order, reaction)
 
     async def reject(self, uow: UnitOfWork, order_id: str, reason: str, actor: str) -> Order:
         order, version = await self._load_existing(uow, order_id)
-        reaction = saga.reject(order, reason, actor)
+        reaction = saga.reject(order, reason, actor, uow.now, self.policy)
         await self.apply(uow, order, version, reaction)
         return _after(order, reaction)
 
@@ -309,6 +334,18 @@ def _report_outcome(order_id: str, event: DomainEvent) -> None:
     that is rolled back and run again (a conflict, a group commit re-run) counts once."""
     if (outcome := OUTCOME_EVENTS.get(event.message_type)) is not None:
         SAGA_OUTCOMES.labels(outcome).inc()
+    if (transition := _transition(event)) is not None:
+        level, status, reason = transition
+        saga_log.log(
+            level,
+            "order %s %s%s",
+            order_id,
+            status,
+            f": {reason}" if reason else "",
+            extra={"order_id": order_id, "status": status, "reason": reason},
+        )
+    if isinstance(event, OrderStockWaitOverdue):
+        NEEDS_ATTENTION.inc()
     elif isinstance(event, OrderNeedsAttention):
         NEEDS_ATTENTION.inc()
         log.error("order %s needs attention: %s", order_id, event.reason, extra={"order_id": order_id})
@@ -321,6 +358,43 @@ def _report_outcome(order_id: str, event: DomainEvent) -> None:
             event.stage,
             extra={"order_id": order_id},
         )
+
+
+def _by(actor: str, reason: str) -> str:
+    """The saga's own reasons name SKUs, amounts and references; a person's is free text that
+    may name anyone, so it stays in the timeline, out of the logs."""
+    return (
+        reason if actor == "rules" else f"by {actor.partition(':')[0] or 'a person'} (reason in the timeline)"
+    )
+
+
+def _transition(event: DomainEvent) -> tuple[int, str, str] | None:  # noqa: PLR0911 - one per event
+    """The log level, status and reason of a saga outcome or important transition, if `event`
+    is one."""
+    match event:
+        case OrderConfirmed():
+            return logging.INFO, "confirmed", ""
+        case OrderCompleted():
+            return logging.INFO, "completed", ""
+        case OrderCancelled():
+            return logging.INFO, "cancelled", _by(event.cancelled_by, event.reason)
+        case OrderRejected():
+            return logging.INFO, "rejected", _by(event.rejected_by, event.reason)
+        case OrderHeld():
+            return logging.INFO, "on_hold", "; ".join(event.reasons)
+        case OrderApproved() if event.approved_by != "rules":
+            return logging.INFO, "approved", "held order approved by a person"
+        case OrderCreditLimitOverridden():
+            return logging.INFO, "approved", "credit limit overridden by finance"
+        case OrderAwaitingStock():
+            missing = ", ".join(f"{m.sku} (short {m.quantity})" for m in event.missing)
+            return logging.INFO, "awaiting_stock", f"backordered: {missing}"
+        case OrderStockWaitOverdue():
+            return logging.WARNING, "needs_attention", event.reason
+        case OrderPaymentFailed():
+            attempts = f"attempt {event.attempt} of {event.max_attempts}"
+            return logging.INFO, "awaiting_payment", f"payment {event.reference} declined ({attempts})"
+    return None
 
 
 def _after(order: Order, reaction: Reaction) -> Order:

@@ -20,10 +20,12 @@ from libs.events.order import (
     OrderCompensationStarted,
     OrderCompleted,
     OrderConfirmed,
+    OrderCreditLimitOverridden,
     OrderDelivered,
     OrderHeld,
     OrderNeedsAttention,
     OrderPartiallyShipped,
+    OrderPaymentFailed,
     OrderPaymentRecorded,
     OrderPlaced,
     OrderRefunded,
@@ -33,10 +35,11 @@ from libs.events.order import (
     OrderShipped,
     OrderStepResent,
     OrderStockAllocated,
+    OrderStockWaitOverdue,
     ShipmentsRequested,
     StockReservationRequested,
 )
-from libs.events.values import Allocation
+from libs.events.values import Allocation, SkuQuantity
 
 Status = Literal[
     "new",
@@ -100,6 +103,11 @@ class Order:
     stage: Stage = "none"
     placed: OrderPlaced | None = None
     hold_reasons: tuple[str, ...] = ()
+    # The saga step a person's decision is awaited at: "review" (the automatic review held
+    # it) or "invoice" (billing refused the credit and the policy holds it for finance).
+    held_at: str | None = None
+    # Who in finance let the order take its customer over the credit limit.
+    credit_override_by: str | None = None
     stock_requested: bool = False
     stock_allocated: bool = False
     invoice_requested: bool = False
@@ -111,6 +119,9 @@ class Order:
     refund_ids: frozenset[str] = frozenset()
     payment_references: frozenset[str] = frozenset()
     payment_deadline: datetime | None = None
+    # Declined payment attempts while the order waited for payment, by their references.
+    payment_failures: int = 0
+    failed_payment_references: frozenset[str] = frozenset()
     compensation: Compensation | None = None
     last_reason: str | None = None
     # How many times each forward step's request was sent (absent: once).
@@ -125,6 +136,13 @@ class Order:
     stock_revoked: bool = False
     # The status to go back to when re-reserved stock arrives for an order past reservation.
     status_before_stock_wait: Status | None = None
+    # Backordered: inventory will reserve the missing stock when it arrives. Overdue: the wait
+    # passed the policy's alert time (a person was told); then cancelled at stock_cancel_at.
+    waiting_for_stock: bool = False
+    stock_missing: tuple[SkuQuantity, ...] = ()
+    stock_alert_at: datetime | None = None
+    stock_wait_overdue: bool = False
+    stock_cancel_at: datetime | None = None
 
     @property
     def exists(self) -> bool:
@@ -157,22 +175,46 @@ class Order:
     def paid_in_full(self) -> bool:
         return self.amount_paid >= self.amount_due
 
+    @property
+    def held_for_credit(self) -> bool:
+        return self.status == "on_hold" and self.held_at == "invoice"
+
 
 def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branch per event
     match event:
         case OrderPlaced():
             return replace(state, order_id=event.order_id, status="placed", stage="review", placed=event)
         case OrderHeld():
-            return replace(state, status="on_hold", hold_reasons=event.reasons)
+            held_at = "invoice" if state.stage == "invoicing" else "review"
+            return replace(state, status="on_hold", hold_reasons=event.reasons, held_at=held_at)
         case OrderApproved():
-            return replace(state, status="approved", hold_reasons=())
+            return replace(state, status="approved", hold_reasons=(), held_at=None)
+        case OrderCreditLimitOverridden():
+            return replace(state, credit_override_by=event.approved_by)
         case StockReservationRequested():
             return replace(state, stage="reserving", stock_requested=True)
         case OrderStepResent():
             return replace(state, step_attempts={**state.step_attempts, event.step: event.attempt})
         case OrderAwaitingStock():
             waiting_since = state.status if state.stage != "reserving" else None
-            return replace(state, status="awaiting_stock", status_before_stock_wait=waiting_since)
+            return replace(
+                state,
+                status="awaiting_stock",
+                status_before_stock_wait=waiting_since,
+                waiting_for_stock=True,
+                stock_missing=event.missing,
+                stock_alert_at=event.alert_at,
+                stock_wait_overdue=False,
+                stock_cancel_at=None,
+            )
+        case OrderStockWaitOverdue():
+            return replace(
+                state,
+                status="needs_attention",
+                last_reason=event.reason,
+                stock_wait_overdue=True,
+                stock_cancel_at=event.cancel_at,
+            )
         case OrderStockAllocated():
             # Also after a needs_attention park for a late answer: the saga goes on. Past the
             # reservation (its stock was revoked and is reserved again) the status it had.
@@ -186,6 +228,11 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
                 allocations=event.allocations,
                 status_before_stock_wait=None,
                 stock_revoked=False,
+                waiting_for_stock=False,
+                stock_missing=(),
+                stock_alert_at=None,
+                stock_wait_overdue=False,
+                stock_cancel_at=None,
             )
         case ShipmentsRequested():
             return replace(state, stage="fulfilling", shipments_requested=True)
@@ -218,6 +265,12 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
                 invoice_id=event.invoice_id,
                 amount_due=event.amount_due,
                 payment_deadline=event.payment_deadline,
+            )
+        case OrderPaymentFailed():
+            return replace(
+                state,
+                payment_failures=event.attempt,
+                failed_payment_references=state.failed_payment_references | {event.reference},
             )
         case OrderPaymentRecorded():
             return replace(

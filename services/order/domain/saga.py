@@ -7,6 +7,7 @@ the events to append to the order's stream and the commands to send to participa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -50,10 +51,12 @@ from libs.events.order import (
     OrderCompensationStarted,
     OrderCompleted,
     OrderConfirmed,
+    OrderCreditLimitOverridden,
     OrderDelivered,
     OrderHeld,
     OrderNeedsAttention,
     OrderPartiallyShipped,
+    OrderPaymentFailed,
     OrderPaymentRecorded,
     OrderPlaced,
     OrderRefunded,
@@ -64,6 +67,7 @@ from libs.events.order import (
     OrderShipped,
     OrderStepResent,
     OrderStockAllocated,
+    OrderStockWaitOverdue,
     ShipmentsRequested,
     StockReservationRequested,
 )
@@ -83,6 +87,9 @@ class Step:
     # A request to a participant that must answer: unanswered by the policy's reply deadline
     # it is sent again, and after the last attempt the order is parked in needs_attention.
     reply_deadline: bool = False
+    # The persisted deadline of a wait on the outside world at this step (a customer's
+    # payment, stock to arrive): a kind of DEADLINES below. Nothing waits forever.
+    deadline: str | None = None
 
 
 # The saga as a table: forward steps in order, with the compensation that undoes each one.
@@ -101,16 +108,23 @@ FULFILMENT_SAGA: tuple[Step, ...] = (
         "inventory",
         "ReserveStock",
         ("StockReserved",),
-        ("StockShortage -> backorder, or reject by policy",),
+        (
+            "StockShortage -> backorder, or reject by policy",
+            "backordered past the stock wait alert -> needs attention, then cancel or keep waiting by policy",
+        ),
         "release_stock",
         reply_deadline=True,
+        deadline="stock",
     ),
     Step(
         "invoice",
         "billing",
         "IssueInvoice",
         ("InvoiceIssued",),
-        ("CreditCheckFailed",),
+        (
+            "CreditCheckFailed -> held for finance (approve: the credit is charged anyway; or reject),"
+            " or reject by policy",
+        ),
         "void_invoice",
         reply_deadline=True,
     ),
@@ -119,8 +133,13 @@ FULFILMENT_SAGA: tuple[Step, ...] = (
         "billing",
         "wait for payment until the deadline (prepaid only)",
         ("InvoicePaid",),
-        ("PaymentFailed", "payment deadline passed"),
+        (
+            "PaymentFailed -> counted; the customer may pay again until the deadline",
+            "the last PaymentFailed the policy allows",
+            "payment deadline passed",
+        ),
         None,
+        deadline="payment",
     ),
     # Releasing the stock also cancels the shipments that have not left (inventory does it in
     # the same transaction), so this step needs no compensation of its own; once a shipment
@@ -157,11 +176,21 @@ class SagaPolicy:
     # A channel whose customers pay by another route (bank transfer, a marketplace's own
     # checkout) may need a different deadline than the default.
     payment_deadline_by_channel: tuple[tuple[str, timedelta], ...] = ()
+    # Declined payments the customer may make before the order is cancelled (1: the first
+    # decline cancels); a later successful attempt before then pays the order.
+    payment_max_attempts: int = 3
+    # An on-account order over its customer's credit limit: held for finance, or rejected.
+    credit_exceeded: Literal["hold", "reject"] = "hold"
     on_account_terms: timedelta = timedelta(days=30)
     backorder_on_shortage: bool = True
     # Channels whose orders are rejected instead of backordered (a marketplace, say, that
     # must confirm or refuse at once), or backordered where the default is to reject.
     shortage_policy_by_channel: tuple[tuple[str, bool], ...] = ()
+    # A backordered order that has waited this long needs a person's attention (None: never);
+    # then it is cancelled this much later if the stock has still not come (None: it keeps
+    # waiting, the person having been told).
+    stock_wait_alert_after: timedelta | None = timedelta(days=3)
+    stock_wait_cancel_after_alert: timedelta | None = timedelta(days=4)
     compensation_retry_after: timedelta = timedelta(seconds=30)
     compensation_max_attempts: int = 5
     # Forward steps (reserve, invoice): a participant that has not answered by then is asked
@@ -232,22 +261,28 @@ def start(placed: OrderPlaced, facts: ReviewFacts, policy: SagaPolicy, now: date
 
 
 def approve(order: Order, actor: str, policy: SagaPolicy, now: datetime) -> Reaction:
+    """A person approves a held order: the saga goes on from the step it was held at
+    (ON_APPROVAL). Who may approve a credit hold is the caller's to check (held_for_credit)."""
     if order.status != "on_hold":
         raise DomainError(
             "not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be approved"
         )
     saga = _Folding(order)
     saga.emit(OrderApproved(order_id=order.order_id, approved_by=actor))
-    _request_stock(saga, policy, now)
+    ON_APPROVAL[order.held_at or "review"](saga, order, actor, now, policy)
     return saga.reaction
 
 
-def reject(order: Order, reason: str, actor: str) -> Reaction:
+def reject(order: Order, reason: str, actor: str, now: datetime, policy: SagaPolicy) -> Reaction:
+    """A person rejects a held order: the steps already started are undone (none for a hold
+    at review; the stock reserved for a credit hold), then the order is rejected."""
     if order.status != "on_hold":
         raise DomainError(
             "not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be rejected"
         )
-    return Reaction([OrderRejected(order_id=order.order_id, reason=reason, rejected_by=actor)])
+    if not steps_to_undo(order, failed_step=order.held_at):
+        return Reaction([OrderRejected(order_id=order.order_id, reason=reason, rejected_by=actor)])
+    return _compensate(order, reason, "rejected", actor, now, policy, failed_step=order.held_at)
 
 
 def cancel(order: Order, reason: str, actor: str, now: datetime, policy: SagaPolicy) -> Reaction:
@@ -309,8 +344,12 @@ def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
         destination_country=address.country if address is not None else None,
         destination_region=placed.customer.region,
         weight_kg=placed.weight_kg,
+        credit_limit_overridden_by=order.credit_override_by,
     )
-    return Outgoing(command, f"{placed.order_id}:invoice")
+    # The override is another decision than the first request: another message id, or
+    # billing's inbox would take it for the first one delivered again.
+    override = ":credit-override" if order.credit_override_by else ""
+    return Outgoing(command, f"{placed.order_id}:invoice{override}")
 
 
 def _shipments_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
@@ -347,6 +386,30 @@ def _request_invoice(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
     saga.send(request.command, request.dedupe_key)
 
 
+def _override_credit(saga: _Folding, held: Order, actor: str, now: datetime, policy: SagaPolicy) -> None:
+    """Finance approves an order over its customer's credit limit: an explicit override, and
+    billing asked again to invoice it, charging the credit anyway."""
+    saga.emit(
+        OrderCreditLimitOverridden(
+            order_id=held.order_id, approved_by=actor, hold_reason="; ".join(held.hold_reasons)
+        )
+    )
+    _request_invoice(saga, now, policy)
+
+
+def _continue_after_review(
+    saga: _Folding, held: Order, actor: str, now: datetime, policy: SagaPolicy
+) -> None:
+    _request_stock(saga, policy, now)
+
+
+# What approving a held order does, by the step it was held at.
+ON_APPROVAL: dict[str, Callable[[_Folding, Order, str, datetime, SagaPolicy], None]] = {
+    "review": _continue_after_review,
+    "invoice": _override_credit,
+}
+
+
 def _request_shipments(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
     saga.emit(ShipmentsRequested(order_id=saga.order.order_id, reply_by=now + policy.step_reply_after))
     request = _shipments_request(saga.order, now, policy)
@@ -361,8 +424,11 @@ def _confirm(saga: _Folding, invoice_id: str, total: Decimal, now: datetime, pol
 
 def waiting_on(order: Order) -> str | None:
     """The forward step whose participant the order waits for, if any. A backordered order
-    waits for stock to arrive, not for an answer: that is not a step to chase."""
-    if order.stage == "reserving" and order.status != "awaiting_stock":
+    waits for stock to arrive, and a held one for a person, not for an answer: neither is a
+    step to chase."""
+    if order.status == "on_hold":
+        return None
+    if order.stage == "reserving" and not order.waiting_for_stock:
         return "reserve_stock"
     if order.stage == "invoicing":
         return "invoice"
@@ -469,9 +535,9 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
         case StockReserved() if order.stage == "reserving":
             saga.emit(OrderStockAllocated(order_id=order_id, allocations=message.allocations))
             _request_invoice(saga, now, policy)
-        case StockShortage() if order.stage == "reserving" and order.status != "awaiting_stock":
+        case StockShortage() if order.stage == "reserving" and not order.waiting_for_stock:
             if message.backordered:
-                saga.emit(OrderAwaitingStock(order_id=order_id, missing=message.missing))
+                _await_stock(saga, message, now, policy)
             else:
                 missing = ", ".join(f"{m.sku} (short {m.quantity})" for m in message.missing)
                 saga.emit(
@@ -492,16 +558,20 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
             saga.emit(OrderStockAllocated(order_id=order_id, allocations=message.allocations))
             if saga.order.stage == "fulfilling":
                 _progress(saga)  # its shipments' news may have come first
-        case StockShortage() if order.stage in PAST_RESERVATION and order.stock_revoked and (
-            order.status != "awaiting_stock"
+        case StockShortage() if (
+            order.stage in PAST_RESERVATION and order.stock_revoked and (not order.waiting_for_stock)
         ):
             missing = ", ".join(f"{m.sku} (short {m.quantity})" for m in message.missing)
             if not message.backordered:
                 reason = f"out of stock after a stock adjustment: {missing}"
                 return _compensate(order, reason, "cancelled", "rules", now, policy)
-            saga.emit(OrderAwaitingStock(order_id=order_id, missing=message.missing))
-        case ShipmentCreated() | ShipmentDispatched() | ShipmentCollected() | ShipmentDelivered() | (
-            ShipmentCancelled()
+            _await_stock(saga, message, now, policy)
+        case (
+            ShipmentCreated()
+            | ShipmentDispatched()
+            | ShipmentCollected()
+            | ShipmentDelivered()
+            | (ShipmentCancelled())
         ) if order.stage == "fulfilling":
             if _record_shipment(saga, message):
                 _progress(saga)
@@ -517,12 +587,15 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
                 )
             else:
                 _confirm(saga, message.invoice_id, message.total, now, policy)
-        case CreditCheckFailed() if order.stage == "invoicing":
+        case CreditCheckFailed() if order.stage == "invoicing" and order.status != "on_hold":
             reason = (
                 f"credit limit exceeded: {message.amount:.2f} on top of an open balance of"
                 f" {message.open_balance:.2f} is over the limit of {message.credit_limit:.2f}"
             )
-            return _compensate(order, reason, "rejected", "rules", now, policy, failed_step="invoice")
+            if policy.credit_exceeded == "hold":
+                saga.emit(OrderHeld(order_id=order_id, reasons=(reason,)))  # for finance to decide
+            else:
+                return _compensate(order, reason, "rejected", "rules", now, policy, failed_step="invoice")
         case PaymentReceived() if message.reference not in order.payment_references:
             saga.emit(
                 OrderPaymentRecorded(
@@ -538,10 +611,23 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
             if order.invoice_id is None:
                 raise AssertionError(f"order {order_id!r} awaits payment without an invoice")
             _confirm(saga, order.invoice_id, order.amount_due, now, policy)
-        case PaymentFailed() if order.stage == "awaiting_payment":
-            return _compensate(
-                order, f"payment {message.reference} failed", "cancelled", "rules", now, policy
+        case PaymentFailed() if order.stage == "awaiting_payment" and (
+            message.reference not in order.failed_payment_references
+        ):
+            attempt = order.payment_failures + 1
+            saga.emit(
+                OrderPaymentFailed(
+                    order_id=order_id,
+                    reference=message.reference,
+                    attempt=attempt,
+                    max_attempts=policy.payment_max_attempts,
+                )
             )
+            if attempt >= policy.payment_max_attempts:
+                reason = f"payment {message.reference} failed" + (
+                    f", the last of {attempt} attempts allowed" if attempt > 1 else ""
+                )
+                return saga.reaction.then(_compensate(saga.order, reason, "cancelled", "rules", now, policy))
         case RefundIssued() if message.refund_id not in order.refund_ids:
             saga.emit(OrderRefunded(order_id=order_id, amount=message.amount, refund_id=message.refund_id))
         case StockReleased() | InvoiceVoided():
@@ -549,21 +635,66 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
     return saga.reaction
 
 
-# --- deadlines ------------------------------------------------------------------------
+def _await_stock(saga: _Folding, shortage: StockShortage, now: datetime, policy: SagaPolicy) -> None:
+    """Backordered: inventory reserves the stock when it arrives; the stock deadline starts."""
+    alert_after = policy.stock_wait_alert_after
+    saga.emit(
+        OrderAwaitingStock(
+            order_id=saga.order.order_id,
+            missing=shortage.missing,
+            alert_at=now + alert_after if alert_after is not None else None,
+        )
+    )
 
-DeadlineKind = Literal["payment", "compensation", "reply"]
+
+# --- deadlines ------------------------------------------------------------------------
+# A persisted deadline is "<kind>" or "<kind>:<step>"; DEADLINES says what each kind does
+# when it is due. Each handler first checks the order still waits for it: a deadline that
+# fires late, or after its wait ended, changes nothing.
 
 
 def deadline_reached(order: Order, kind: str, now: datetime, policy: SagaPolicy) -> Reaction:
-    if kind == "payment":
-        if order.stage == "awaiting_payment" and order.payment_deadline and now >= order.payment_deadline:
-            return _compensate(order, "payment deadline passed", "cancelled", "rules", now, policy)
-        return Reaction()
-    if kind.startswith("compensation:"):
-        return _retry_compensation(order, kind.removeprefix("compensation:"), now, policy)
-    if kind.startswith("reply:"):
-        return _chase_reply(order, kind.removeprefix("reply:"), now, policy)
+    name, _, step = kind.partition(":")
+    handler = DEADLINES.get(name)
+    return handler(order, step, now, policy) if handler is not None else Reaction()
+
+
+def _payment_deadline(order: Order, _: str, now: datetime, policy: SagaPolicy) -> Reaction:
+    if order.stage == "awaiting_payment" and order.payment_deadline and now >= order.payment_deadline:
+        declined = f" after {order.payment_failures} declined attempt(s)" if order.payment_failures else ""
+        return _compensate(order, f"payment deadline passed{declined}", "cancelled", "rules", now, policy)
     return Reaction()
+
+
+def _missing(order: Order) -> str:
+    return ", ".join(f"{m.sku} (short {m.quantity})" for m in order.stock_missing)
+
+
+def _stock_deadline(order: Order, _: str, now: datetime, policy: SagaPolicy) -> Reaction:
+    """A backorder that waited past the alert time needs a person's attention; past the
+    cancel time (if the policy sets one) it is cancelled, its stock and invoice undone."""
+    if not order.waiting_for_stock or order.stage in ("compensating", "ended"):
+        return Reaction()
+    if order.stock_wait_overdue:
+        if order.stock_cancel_at is not None and now >= order.stock_cancel_at:
+            reason = f"no stock by the stock wait deadline: {_missing(order)}"
+            return _compensate(order, reason, "cancelled", "rules", now, policy)
+        return Reaction()
+    if order.stock_alert_at is None or now < order.stock_alert_at:
+        return Reaction()
+    after = policy.stock_wait_cancel_after_alert
+    cancel_at = now + after if after is not None else None
+    then = f"cancelled at {cancel_at:%Y-%m-%d %H:%M} UTC" if cancel_at else "it keeps waiting (policy)"
+    saga = _Folding(order)
+    saga.emit(
+        OrderStockWaitOverdue(
+            order_id=order.order_id,
+            missing=order.stock_missing,
+            reason=f"waiting for stock past the alert time: {_missing(order)}; unless it comes, {then}",
+            cancel_at=cancel_at,
+        )
+    )
+    return saga.reaction
 
 
 def _chase_reply(order: Order, step_name: str, now: datetime, policy: SagaPolicy) -> Reaction:
@@ -700,3 +831,11 @@ def _finish(saga: _Folding) -> None:
         saga.emit(
             OrderCancelled(order_id=order_id, reason=compensation.reason, cancelled_by=compensation.actor)
         )
+
+
+DEADLINES: dict[str, Callable[[Order, str, datetime, SagaPolicy], Reaction]] = {
+    "payment": _payment_deadline,
+    "stock": _stock_deadline,
+    "reply": _chase_reply,  # reply:<step>: a forward step's participant has not answered
+    "compensation": _retry_compensation,  # compensation:<step>: nor has a compensation's
+}

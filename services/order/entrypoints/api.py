@@ -208,10 +208,13 @@ async def approve_order(
     response: Response,
     principal: Annotated[Principal, requires("orders:decide")],
 ) -> OrderActionResult:
-    """Approve an order on hold: it goes on to stock reservation. Answers the order as approved."""
-    actor = principal.actor
+    """Approve an order on hold: it goes on from where it was held (held at review: to stock
+    reservation; held over its customer's credit limit: billing charges the credit anyway, which
+    needs credit:grant too). Answers the order as approved."""
+    actor, may_override_credit = principal.actor, principal.can("credit:grant")
     order = await runtime_of(request).execute(
-        context_for(principal, order_id), lambda uow: _handlers(request).approve(uow, order_id, actor)
+        context_for(principal, order_id),
+        lambda uow: _handlers(request).approve(uow, order_id, actor, may_override_credit),
     )
     return action_result(order, "approved", response)
 

@@ -53,10 +53,12 @@ from libs.events.order import (
     OrderCompensationStarted,
     OrderCompleted,
     OrderConfirmed,
+    OrderCreditLimitOverridden,
     OrderDelivered,
     OrderHeld,
     OrderNeedsAttention,
     OrderPartiallyShipped,
+    OrderPaymentFailed,
     OrderPaymentRecorded,
     OrderPlaced,
     OrderRefunded,
@@ -67,6 +69,7 @@ from libs.events.order import (
     OrderShipped,
     OrderStepResent,
     OrderStockAllocated,
+    OrderStockWaitOverdue,
     ShipmentsRequested,
     StockReservationRequested,
 )
@@ -84,6 +87,7 @@ from services.order.domain.order import Order, evolve
 from services.order.domain.review import ReviewFacts, ReviewPolicy
 from services.order.domain.saga import (
     COMPENSATIONS,
+    DEADLINES,
     FULFILMENT_SAGA,
     Reaction,
     SagaPolicy,
@@ -302,18 +306,21 @@ def stock_shortage(*, backordered: bool) -> StockShortage:
 
 def invoice_issued(terms: PaymentTerms = "prepaid", due_at: datetime = DEADLINE) -> InvoiceIssued:
     p = placed(terms=terms)
-    return InvoiceIssued(
-        order_id=ORDER_ID,
-        invoice_id=INVOICE_ID,
-        customer_id=p.customer_id,
-        currency=p.currency,
-        lines=p.lines,
-        subtotal=p.subtotal,
-        tax=Decimal("0.00"),
-        shipping_fee=Decimal("0.00"),
-        total=TOTAL,
-        payment_terms=terms,
-        due_at=due_at,
+    # Validated from plain values: the invoice's line type extends the order's.
+    return InvoiceIssued.model_validate(
+        {
+            "order_id": ORDER_ID,
+            "invoice_id": INVOICE_ID,
+            "customer_id": p.customer_id,
+            "currency": p.currency,
+            "lines": [line.model_dump() for line in p.lines],
+            "subtotal": p.subtotal,
+            "tax": Decimal("0.00"),
+            "shipping_fee": Decimal("0.00"),
+            "total": TOTAL,
+            "payment_terms": terms,
+            "due_at": due_at,
+        }
     )
 
 
@@ -510,7 +517,7 @@ def test_person_approves_a_held_order_and_stock_is_requested() -> None:
 def test_person_rejects_a_held_order_without_commands() -> None:
     order = given(*on_hold())
 
-    reaction = reject(order, "fraud suspected", "alice")
+    reaction = reject(order, "fraud suspected", "alice", NOW, POLICY)
 
     rejected = expect(reaction).events(OrderRejected).no_commands().event(OrderRejected)
     assert (rejected.reason, rejected.rejected_by) == ("fraud suspected", "alice")
@@ -541,7 +548,7 @@ def test_only_a_held_order_can_be_rejected_by_a_person(history: History) -> None
     order = given(*history())
 
     with pytest.raises(DomainError) as refused:
-        reject(order, "no", "alice")
+        reject(order, "no", "alice", NOW, POLICY)
 
     assert refused.value.code == "not_on_hold"
 
@@ -664,10 +671,98 @@ def test_invoice_paid_confirms_the_order() -> None:
 # -- compensation: credit check failed ----------------------------------------------------------
 
 
-def test_credit_check_failed_releases_the_stock_and_will_reject_the_order() -> None:
+REJECT_OVER_CREDIT = replace(POLICY, credit_exceeded="reject")
+
+
+def held_for_credit() -> tuple[DomainEvent, ...]:
+    reason = "credit limit exceeded: 36.00 on top of an open balance of 990.00 is over the limit of 1000.00"
+    return (*invoicing(placed(terms="on_account")), OrderHeld(order_id=ORDER_ID, reasons=(reason,)))
+
+
+def test_credit_check_failed_holds_the_order_for_finance_with_the_reason_keeping_its_stock() -> None:
     order = given(*invoicing(placed(terms="on_account")))
 
     reaction = when(order, credit_check_failed())
+
+    held = expect(reaction).events(OrderHeld).no_commands().event(OrderHeld)
+    assert held.reasons == (
+        "credit limit exceeded: 36.00 on top of an open balance of 990.00 is over the limit of 1000.00",
+    )
+    after = and_given(order, reaction)
+    assert (after.status, after.held_for_credit, after.stock_allocated) == ("on_hold", True, True)
+
+
+def test_a_credit_hold_is_not_chased_as_an_unanswered_invoice_request() -> None:
+    order = given(*held_for_credit())
+
+    reaction = deadline_reached(order, "reply:invoice", NOW + timedelta(hours=1), POLICY)
+
+    expect(reaction).nothing()
+
+
+def test_finance_approving_a_credit_hold_overrides_the_limit_and_asks_billing_to_charge_it_anyway() -> None:
+    order = given(*held_for_credit())
+
+    reaction = approve(order, "user:fiona", POLICY, NOW)
+
+    result = (
+        expect(reaction)
+        .events(OrderApproved, OrderCreditLimitOverridden, InvoiceRequested)
+        .commands(IssueInvoice)
+    )
+    overridden = result.event(OrderCreditLimitOverridden)
+    assert overridden.approved_by == "user:fiona"
+    assert overridden.hold_reason.startswith("credit limit exceeded: 36.00")
+    command = result.command(IssueInvoice)
+    assert (command.payment_terms, command.credit_limit_overridden_by) == ("on_account", "user:fiona")
+    # Another decision than the first request, so billing's inbox does not take it for that one.
+    assert expect(reaction).dedupe_key(IssueInvoice) == f"{ORDER_ID}:invoice:credit-override"
+    assert and_given(order, reaction).status == "approved"
+
+
+def test_an_overridden_invoice_request_sent_again_still_carries_the_override() -> None:
+    order = given(*held_for_credit())
+    order = and_given(order, approve(order, "user:fiona", POLICY, NOW))
+
+    reaction = deadline_reached(order, "reply:invoice", NOW + POLICY.step_reply_after, POLICY)
+
+    expect(reaction).events(OrderStepResent).commands(IssueInvoice)
+    assert expect(reaction).command(IssueInvoice).credit_limit_overridden_by == "user:fiona"
+    assert expect(reaction).dedupe_key(IssueInvoice) == f"{ORDER_ID}:invoice:credit-override"
+
+
+def test_the_invoice_issued_after_an_override_confirms_the_on_account_order() -> None:
+    order = given(*held_for_credit())
+    order = and_given(order, approve(order, "user:fiona", POLICY, NOW))
+
+    reaction = when(order, invoice_issued("on_account"))
+
+    expect(reaction).events(OrderConfirmed, ShipmentsRequested).commands(CreateShipments)
+
+
+def test_finance_rejecting_a_credit_hold_releases_its_stock_then_rejects_it() -> None:
+    order = given(*held_for_credit())
+
+    reaction = reject(order, "customer owes too much", "user:fiona", NOW, POLICY)
+
+    result = (
+        expect(reaction).events(OrderCompensationStarted, CompensationStepRequested).commands(ReleaseStock)
+    )
+    started = result.event(OrderCompensationStarted)
+    assert (started.final_status, started.steps, started.requested_by) == (
+        "rejected",
+        ("release_stock",),
+        "user:fiona",
+    )
+    order = and_given(order, reaction)
+    finished = expect(when(order, stock_released())).events(CompensationStepCompleted, OrderRejected)
+    assert finished.event(OrderRejected).reason == "customer owes too much"
+
+
+def test_credit_check_failed_releases_the_stock_and_will_reject_the_order_when_the_policy_rejects() -> None:
+    order = given(*invoicing(placed(terms="on_account")))
+
+    reaction = react(order, credit_check_failed(), NOW, REJECT_OVER_CREDIT)
 
     result = (
         expect(reaction).events(OrderCompensationStarted, CompensationStepRequested).commands(ReleaseStock)
@@ -704,20 +799,88 @@ def test_stock_released_after_a_failed_credit_check_rejects_the_order() -> None:
 # -- compensation: payment failed, payment deadline passed ------------------------------------
 
 
-def test_payment_failed_voids_the_invoice_and_releases_the_stock_in_reverse_order() -> None:
+ONE_PAYMENT_ATTEMPT = replace(POLICY, payment_max_attempts=1)
+
+
+def declined(reference: str) -> PaymentFailed:
+    return payment_failed().model_copy(update={"reference": reference})
+
+
+def test_a_declined_payment_leaves_the_order_awaiting_payment_and_counts_the_attempt() -> None:
     order = given(*awaiting_payment())
 
     reaction = when(order, payment_failed())
 
+    failed = expect(reaction).events(OrderPaymentFailed).no_commands().event(OrderPaymentFailed)
+    assert (failed.reference, failed.attempt, failed.max_attempts) == (
+        "pay-1",
+        1,
+        POLICY.payment_max_attempts,
+    )
+    after = and_given(order, reaction)
+    assert (after.status, after.stage, after.payment_failures) == ("awaiting_payment", "awaiting_payment", 1)
+
+
+def test_a_successful_attempt_after_declines_pays_and_confirms_the_order() -> None:
+    order = given(*awaiting_payment())
+    order = and_given(order, when(order, declined("pay-1")))
+    order = and_given(order, when(order, declined("pay-2")))
+    order = and_given(order, when(order, payment_received()))
+
+    reaction = when(order, invoice_paid())
+
+    expect(reaction).events(OrderConfirmed, ShipmentsRequested).commands(CreateShipments)
+
+
+def test_the_same_declined_payment_reported_twice_counts_once() -> None:
+    order = given(*awaiting_payment())
+    order = and_given(order, when(order, declined("pay-1")))
+
+    expect(when(order, declined("pay-1"))).ignored()
+
+
+def test_the_last_declined_attempt_allowed_cancels_the_order() -> None:
+    order = given(*awaiting_payment())
+    for reference in ("pay-1", "pay-2"):
+        order = and_given(order, when(order, declined(reference)))
+
+    reaction = when(order, declined("pay-3"))
+
+    result = expect(reaction).events(
+        OrderPaymentFailed, OrderCompensationStarted, CompensationStepRequested, CompensationStepRequested
+    )
+    assert result.event(OrderPaymentFailed).attempt == 3
+    started = result.event(OrderCompensationStarted)
+    assert started.reason == "payment pay-3 failed, the last of 3 attempts allowed"
+    assert started.steps == ("void_invoice", "release_stock")
+
+
+def test_the_payment_deadline_after_declined_attempts_cancels_saying_so() -> None:
+    order = given(*awaiting_payment())
+    order = and_given(order, when(order, declined("pay-1")))
+
+    reaction = deadline_reached(order, "payment", DEADLINE, POLICY)
+
+    started = expect(reaction).event(OrderCompensationStarted)
+    assert started.reason == "payment deadline passed after 1 declined attempt(s)"
+
+
+def test_with_one_attempt_allowed_a_declined_payment_voids_the_invoice_and_releases_the_stock() -> None:
+    order = given(*awaiting_payment())
+
+    reaction = react(order, payment_failed(), NOW, ONE_PAYMENT_ATTEMPT)
+
     result = (
         expect(reaction)
-        .events(OrderCompensationStarted, CompensationStepRequested, CompensationStepRequested)
+        .events(
+            OrderPaymentFailed, OrderCompensationStarted, CompensationStepRequested, CompensationStepRequested
+        )
         .commands(VoidInvoice, ReleaseStock)
     )
     started = result.event(OrderCompensationStarted)
     assert started.steps == ("void_invoice", "release_stock")
     assert started.final_status == "cancelled"
-    assert "pay-1" in started.reason
+    assert started.reason == "payment pay-1 failed"
     steps = [e.step for e in reaction.events if isinstance(e, CompensationStepRequested)]
     assert steps == ["void_invoice", "release_stock"]
     assert result.command(VoidInvoice).reason == started.reason
@@ -731,7 +894,7 @@ def test_payment_failed_voids_the_invoice_and_releases_the_stock_in_reverse_orde
 )
 def test_order_is_cancelled_only_after_the_last_compensation_reply(first: Reply, last: Reply) -> None:
     order = given(*awaiting_payment())
-    order = and_given(order, when(order, payment_failed()))
+    order = and_given(order, react(order, payment_failed(), NOW, ONE_PAYMENT_ATTEMPT))
 
     after_first = when(order, first())
     order = and_given(order, after_first)
@@ -1435,3 +1598,91 @@ def test_a_shortage_without_a_revocation_past_the_reservation_is_ignored() -> No
         backordered=True,
     )
     expect(when(given(*confirmed()), shortage)).ignored()
+
+
+# -- waiting for stock: alert, then cancel or keep waiting by policy --------------------------
+
+ALERT_AT = NOW + timedelta(days=3)
+
+
+def backordered() -> tuple[DomainEvent, ...]:
+    missing = (SkuQuantity(sku="SKU-B", quantity=1),)
+    return (*reserving(), OrderAwaitingStock(order_id=ORDER_ID, missing=missing, alert_at=ALERT_AT))
+
+
+def test_every_deadline_the_saga_table_names_has_a_handler() -> None:
+    named = {step.deadline for step in FULFILMENT_SAGA if step.deadline}
+
+    assert named == {"payment", "stock"}
+    assert named <= set(DEADLINES)
+
+
+def test_a_backordered_order_waits_for_stock_with_an_alert_time_from_the_policy() -> None:
+    order = given(*reserving())
+
+    reaction = when(order, stock_shortage(backordered=True))
+
+    waiting = expect(reaction).events(OrderAwaitingStock).event(OrderAwaitingStock)
+    assert waiting.alert_at == NOW + POLICY.stock_wait_alert_after  # type: ignore[operator]
+
+
+def test_the_stock_wait_before_its_alert_time_changes_nothing() -> None:
+    expect(
+        deadline_reached(given(*backordered()), "stock", ALERT_AT - timedelta(seconds=1), POLICY)
+    ).nothing()
+
+
+def test_a_stock_wait_past_its_alert_time_needs_attention_naming_what_is_missing() -> None:
+    order = given(*backordered())
+
+    reaction = deadline_reached(order, "stock", ALERT_AT, POLICY)
+
+    overdue = expect(reaction).events(OrderStockWaitOverdue).no_commands().event(OrderStockWaitOverdue)
+    assert overdue.cancel_at == ALERT_AT + POLICY.stock_wait_cancel_after_alert  # type: ignore[operator]
+    assert "SKU-B (short 1)" in overdue.reason
+    assert and_given(order, reaction).status == "needs_attention"
+
+
+def test_a_stock_wait_past_its_cancel_time_releases_the_stock_and_will_cancel() -> None:
+    order = given(*backordered())
+    order = and_given(order, deadline_reached(order, "stock", ALERT_AT, POLICY))
+    assert order.stock_cancel_at is not None
+
+    reaction = deadline_reached(order, "stock", order.stock_cancel_at, POLICY)
+
+    result = (
+        expect(reaction).events(OrderCompensationStarted, CompensationStepRequested).commands(ReleaseStock)
+    )
+    started = result.event(OrderCompensationStarted)
+    assert (started.final_status, started.reason) == (
+        "cancelled",
+        "no stock by the stock wait deadline: SKU-B (short 1)",
+    )
+
+
+def test_with_the_keep_waiting_policy_an_overdue_stock_wait_is_never_cancelled() -> None:
+    keep_waiting = replace(POLICY, stock_wait_cancel_after_alert=None)
+    order = given(*backordered())
+    order = and_given(order, deadline_reached(order, "stock", ALERT_AT, keep_waiting))
+
+    assert order.status == "needs_attention"
+    assert order.stock_cancel_at is None
+    expect(deadline_reached(order, "stock", ALERT_AT + timedelta(days=365), keep_waiting)).nothing()
+
+
+def test_stock_arriving_after_the_alert_carries_the_saga_on_and_ends_the_wait() -> None:
+    order = given(*backordered())
+    order = and_given(order, deadline_reached(order, "stock", ALERT_AT, POLICY))
+
+    reaction = when(order, stock_reserved())
+
+    expect(reaction).events(OrderStockAllocated, InvoiceRequested).commands(IssueInvoice)
+    after = and_given(order, reaction)
+    assert (after.status, after.waiting_for_stock) == ("approved", False)
+    expect(deadline_reached(after, "stock", ALERT_AT + timedelta(days=30), POLICY)).nothing()
+
+
+def test_a_stock_wait_deadline_after_the_order_was_cancelled_changes_nothing() -> None:
+    order = given(*compensating(*backordered(), steps=("release_stock",)))
+
+    expect(deadline_reached(order, "stock", ALERT_AT + timedelta(days=30), POLICY)).nothing()
