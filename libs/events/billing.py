@@ -12,6 +12,7 @@ from libs.events.base import Command, DomainEvent
 from libs.events.registry import registry
 from libs.events.topics import BILLING_COMMANDS, BILLING_EVENTS
 from libs.events.values import (
+    Channel,
     Currency,
     CustomerId,
     Money,
@@ -23,6 +24,22 @@ from libs.events.values import (
     Region,
     ShippingMethod,
 )
+
+
+# A tax rate as a fraction: 0.19 is 19 %. Up to 0.999999, so a rate table cannot mistype 19 for 0.19.
+TaxRate = Annotated[Decimal, Field(ge=0, lt=1, decimal_places=6)]
+
+
+class InvoiceLine(OrderLine):
+    """An order line as invoiced: its tax, worked out per line so the lines add up to the
+    invoice's tax. `net + tax = gross`; `gross` is quantity x unit_price when the channel's
+    prices include tax, `net` is when they do not. Absent on invoices issued before tax was
+    worked out per line."""
+
+    tax_rate: TaxRate | None = None
+    net: Money | None = None
+    tax: Money | None = None
+    gross: Money | None = None
 
 
 class InvoiceEvent(DomainEvent):
@@ -39,17 +56,26 @@ class InvoiceIssued(InvoiceEvent):
     invoice_id: str
     customer_id: str
     currency: Currency
-    lines: tuple[OrderLine, ...]
-    subtotal: Money
-    tax: Money
-    shipping_fee: Money
-    total: Money
+    lines: tuple[InvoiceLine, ...]
+    subtotal: Money = Field(description="The lines' net amounts")
+    tax: Money = Field(description="The lines' tax plus the shipping fee's")
+    shipping_fee: Money = Field(description="Net of tax")
+    total: Money = Field(description="subtotal + shipping_fee + tax")
     payment_terms: PaymentTerms
     due_at: datetime
     shipping_rule: str = Field(
         default="",
         max_length=1000,
         description="Which shipping fee rule applied and why, for people (empty before the rules)",
+    )
+    prices_include_tax: bool = Field(
+        default=False, description="The channel's unit prices (and shipping fees) include tax"
+    )
+    shipping_tax: Money = Field(default=Decimal("0.00"), description="Tax on the shipping fee, in `tax`")
+    tax_rule: str = Field(
+        default="",
+        max_length=1000,
+        description="Which tax rates applied and why, for people (empty before the rate table)",
     )
 
 
@@ -164,6 +190,8 @@ class IssueInvoice(BillingCommand):
     weight_kg: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3)] | None = Field(
         default=None, description="Total weight of the lines from the catalogue, when every SKU is known"
     )
+    # Whether its prices include tax is the channel's (billing settings); absent: they do not.
+    channel: Channel | None = None
     credit_limit_overridden_by: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         default=None,
         description="On account: who in finance approved the order over the customer's credit limit."

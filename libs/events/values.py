@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from iso4217 import Currency as Iso4217
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -42,22 +43,32 @@ Money = Annotated[
 UnitPrice = Annotated[Money, Field(le=MAX_ORDER_VALUE)]
 Quantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+# A product's tax category: which of a destination's rates applies (billing's tax rate table,
+# docs/money-and-tax.md). Lower case, so "Reduced" and "reduced" cannot name two categories.
+TaxCategory = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9_-]+$",
+        description="Which of the destination's tax rates applies, e.g. standard, reduced, zero",
+    ),
+]
+STANDARD_TAX_CATEGORY = "standard"
 
-# ISO 4217 minor units of the currencies that do not have two. Money holds at most two
-# decimals (its columns), which stays the tighter limit for the three-decimal ones.
-_MINOR_UNITS = {
-    code: units
-    for units, codes in (
-        (0, "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"),
-        (3, "BHD IQD JOD KWD LYD OMR TND"),
-    )
-    for code in codes.split()
-}
 
-
-def minor_units(currency: str) -> int:
-    """Decimal places of the currency's smallest unit: 0 for JPY, 2 for EUR, 3 for KWD."""
-    return _MINOR_UNITS.get(currency, 2)
+# Money holds at most two decimals (its numeric(14,2) columns), which stays the tighter limit
+# for the three-decimal currencies (KWD, BHD, ...): their amounts are whole hundredths.
+def minor_units(currency: str) -> int | None:
+    """Decimal places of the currency's smallest unit (ISO 4217, from the iso4217 package's
+    table, which follows each amendment): 0 for JPY, 2 for EUR, 3 for KWD. None for a code
+    that is not an ISO 4217 currency, or is one without a minor unit (gold, special drawing
+    rights): nothing can be priced in either."""
+    try:
+        exponent = Iso4217(currency).exponent
+    except ValueError:
+        return None
+    return exponent
 
 
 def require_minor_units(
@@ -70,6 +81,21 @@ def require_minor_units(
     Money serialises it), "1500.5" is not.
     """
     places = minor_units(currency)
+    if places is None:
+        raise ValidationError.from_exception_data(
+            model,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "currency_unknown",
+                        "{currency} is not an ISO 4217 currency one can price in",
+                        {"currency": currency},
+                    ),
+                    loc=("currency",),
+                    input=currency,
+                )
+            ],
+        )
     unit = Decimal(1).scaleb(-places)
     errors = [
         InitErrorDetails(
@@ -139,6 +165,10 @@ class OrderLine(Value):
     sku: Sku
     quantity: Quantity
     unit_price: UnitPrice
+    tax_category: TaxCategory = Field(
+        default=STANDARD_TAX_CATEGORY,
+        description="The product's tax category, as the channel's catalogue has it (default standard)",
+    )
 
 
 def _over_max_quantity(lines: Sequence[OrderLine | SkuQuantity]) -> None:

@@ -35,7 +35,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from libs.events.values import MAX_ORDER_VALUE, ShippingMethod
-from services.billing.domain.money import cents
+from services.billing.domain.money import cents, in_smallest_units, smallest_unit
 from services.billing.domain.shipping import (
     ANY_CURRENCY,
     ZERO,
@@ -205,3 +205,49 @@ def _method(method: _Method) -> MethodRule:
 
 def _cents_or_none(amount: Decimal | None) -> Decimal | None:
     return None if amount is None else cents(amount)
+
+
+# What billing charges when OM_BILLING_SHIPPING_RULES is not set: a fee per method in each of
+# the default currencies (libs/runtime/currencies.py), each in that currency's own money.
+DEFAULT_SHIPPING_RULES = {
+    "EUR": {"standard": {"fee": "4.90"}, "express": {"fee": "14.90"}, "pickup": {"fee": "0.00"}},
+    "USD": {"standard": {"fee": "5.90"}, "express": {"fee": "15.90"}, "pickup": {"fee": "0.00"}},
+    "GBP": {"standard": {"fee": "4.50"}, "express": {"fee": "12.90"}, "pickup": {"fee": "0.00"}},
+    "JPY": {"standard": {"fee": "800"}, "express": {"fee": "2000"}, "pickup": {"fee": "0"}},
+}
+
+
+def check_currencies(rules: ShippingRules, currencies: frozenset[str]) -> None:
+    """Every currency the business sells in has fees, each a whole number of its smallest
+    unit: a JPY order must not pay "4.90" from rules written for euros."""
+    for currency in sorted(currencies):
+        table_name = currency if currency in rules.by_currency else ANY_CURRENCY
+        table = rules.by_currency.get(table_name)
+        if table is None:
+            raise ShippingRulesError(
+                f"{currency} is in OM_CURRENCIES but has no shipping rules (and there are no"
+                f" '{ANY_CURRENCY}' rules): add {currency} to OM_BILLING_SHIPPING_RULES"
+            )
+        for method, rule in table.items():
+            for what, amount in _amounts(rule):
+                if in_smallest_units(amount, currency):
+                    continue
+                where = f"{table_name}.{method}.{what}: {amount}"
+                unit = f"{currency}'s smallest unit ({smallest_unit(currency):f})"
+                if table_name == currency:
+                    raise ShippingRulesError(f"{where} is not a whole number of {unit}")
+                raise ShippingRulesError(
+                    f"{where} applies to {currency} too, but is not a whole number of {unit}:"
+                    f" give {currency} rules of its own"
+                )
+
+
+def _amounts(rule: MethodRule) -> list[tuple[str, Decimal]]:
+    amounts = [("fee", rule.fee)] + ([("free_from", rule.free_from)] if rule.free_from is not None else [])
+    for n, destination in enumerate(rule.destinations):
+        amounts.append((f"destinations.{n}.fee", destination.fee))
+        if destination.free_from is not None:
+            amounts.append((f"destinations.{n}.free_from", destination.free_from))
+    for n, band in enumerate(rule.weight_bands):
+        amounts += [(f"weight.{n}.add", band.add), (f"weight.{n}.per_kg", band.per_kg)]
+    return amounts

@@ -39,6 +39,9 @@ class OrderSettings(BaseSettings):
     stock_wait_alert_seconds: Annotated[float, Field(ge=0)] = 3 * 86400
     stock_wait_after_alert: Literal["cancel", "keep_waiting"] = "cancel"
     stock_wait_cancel_seconds: Annotated[float, Field(ge=0)] = 4 * 86400
+    # JSON, e.g. {"marketplace": 86400}: per-channel alert and cancel times in seconds
+    stock_wait_alert_seconds_by_channel: dict[str, Annotated[float, Field(gt=0)]] = {}
+    stock_wait_cancel_seconds_by_channel: dict[str, Annotated[float, Field(ge=0)]] = {}
     compensation_retry_seconds: float = 30
     compensation_max_attempts: int = 5
     step_reply_seconds: float = 120
@@ -82,8 +85,14 @@ class OrderSettings(BaseSettings):
                 if self.stock_wait_after_alert == "cancel"
                 else None
             ),
+            stock_wait_alert_by_channel=_by_channel(self.stock_wait_alert_seconds_by_channel),
+            stock_wait_cancel_by_channel=_by_channel(self.stock_wait_cancel_seconds_by_channel),
             compensation_retry_after=timedelta(seconds=self.compensation_retry_seconds),
             compensation_max_attempts=self.compensation_max_attempts,
             step_reply_after=timedelta(seconds=self.step_reply_seconds),
             step_max_attempts=self.step_max_attempts,
         )
+
+
+def _by_channel(seconds: dict[str, float]) -> tuple[tuple[str, timedelta], ...]:
+    return tuple((channel, timedelta(seconds=value)) for channel, value in sorted(seconds.items()))

@@ -26,7 +26,7 @@ from libs.events.billing import (
     RefundIssued,
 )
 from services.billing.domain.account import CustomerAccount, decide_charge, decide_release
-from services.billing.domain.money import cents
+from services.billing.domain.money import in_smallest_units
 from services.billing.domain.policy import BillingPolicy, price
 
 ZERO = Decimal("0.00")
@@ -42,6 +42,7 @@ class Invoice:
     status: Status = "new"
     invoice_id: str | None = None
     customer_id: str = ""
+    currency: str = ""
     total: Decimal = ZERO
     amount_paid: Decimal = ZERO
 
@@ -58,6 +59,7 @@ def evolve(state: Invoice, event: DomainEvent) -> Invoice:
             status="open",
             invoice_id=event.invoice_id,
             customer_id=event.customer_id,
+            currency=event.currency,
             total=event.total,
         )
     if isinstance(event, CreditCheckFailed):
@@ -132,7 +134,7 @@ def decide_issue(
     charges = price(command, policy)
     charge: list[DomainEvent] = []
     if command.payment_terms == "on_account":
-        credit_limit = account.credit_limit_or(policy.default_credit_limit)
+        credit_limit = account.credit_limit_or(policy.default_credit_limit_in(command.currency))
         charged = decide_charge(
             account,
             command.customer_id,
@@ -156,11 +158,14 @@ def decide_issue(
         invoice_id=invoice_id_for(command.order_id),
         customer_id=command.customer_id,
         currency=command.currency,
-        lines=command.lines,
+        lines=charges.lines,
         subtotal=charges.subtotal,
         tax=charges.tax,
         shipping_fee=charges.shipping_fee,
         shipping_rule=charges.shipping_rule,
+        shipping_tax=charges.shipping_tax,
+        tax_rule=charges.tax_rule,
+        prices_include_tax=charges.prices_include_tax,
         total=charges.total,
         payment_terms=command.payment_terms,
         due_at=command.due_at,
@@ -172,8 +177,15 @@ def decide_payment(invoice: Invoice, account: CustomerAccount, attempt: PaymentA
     invoice_id = invoice.invoice_id
     if invoice_id is None:
         raise NotFound("unknown_invoice", f"order {attempt.order_id!r} has no invoice to pay")
-    if attempt.amount <= 0 or cents(attempt.amount) != attempt.amount:
-        raise InvalidRequest("invalid_amount", "a payment's amount must be positive, in whole cents")
+    if attempt.amount <= 0:
+        raise InvalidRequest("invalid_amount", "a payment's amount must be positive")
+    currency = invoice.currency
+    if not in_smallest_units(attempt.amount, currency):
+        raise InvalidRequest(
+            "invalid_amount",
+            f"a payment's amount must be a whole number of the smallest unit of {currency},"
+            f" the invoice's currency: {attempt.amount} is not",
+        )
     if attempt.outcome == "failed":
         failed = PaymentFailed(
             order_id=attempt.order_id,

@@ -1,43 +1,94 @@
-"""What finance decides (tax rate, shipping fee rules, default credit) and how an order is
-priced under it. Pure: the settings are turned into a BillingPolicy at the edge."""
+"""What finance decides (tax rates, which channels' prices include tax, shipping fee rules,
+default credit per currency) and how an order is priced under it. Pure: the settings are
+turned into a BillingPolicy at the edge."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
-from libs.events.billing import IssueInvoice
-from services.billing.domain.money import cents
+from libs.events.billing import InvoiceLine, IssueInvoice
+from libs.events.values import STANDARD_TAX_CATEGORY
 from services.billing.domain.shipping import ShippingRules, shipping_fee
+from services.billing.domain.tax import TaxRates, split
+
+MAX_RULE_TEXT = 1000
 
 
 @dataclass(frozen=True)
 class BillingPolicy:
-    tax_rate: Decimal
+    tax: TaxRates
     shipping: ShippingRules
+    # The credit of a customer finance has not granted a limit to, in an invoice's currency:
+    # the currency's own default, else `default_credit_limit`.
     default_credit_limit: Decimal
+    default_credit_limit_by_currency: Mapping[str, Decimal] = field(default_factory=dict)
+    # Channels whose unit prices (and so shipping fees) are what the customer pays, tax included.
+    prices_include_tax_channels: frozenset[str] = frozenset()
+
+    def default_credit_limit_in(self, currency: str) -> Decimal:
+        return self.default_credit_limit_by_currency.get(currency, self.default_credit_limit)
 
 
 @dataclass(frozen=True)
 class Charges:
-    subtotal: Decimal
-    shipping_fee: Decimal
+    lines: tuple[InvoiceLine, ...]
+    subtotal: Decimal  # the lines' net amounts
+    shipping_fee: Decimal  # net
     shipping_rule: str
-    tax: Decimal
+    shipping_tax: Decimal
+    tax: Decimal  # the lines' tax and the shipping's
+    tax_rule: str
+    prices_include_tax: bool
     total: Decimal
 
 
 def price(command: IssueInvoice, policy: BillingPolicy) -> Charges:
-    subtotal = cents(sum((line.quantity * line.unit_price for line in command.lines), Decimal(0)))
+    """Tax is worked out per line, rounded to the currency's smallest unit, so the lines add
+    up to the invoice's tax; shipping is taxed at the destination's standard rate."""
+    currency, country, region = command.currency, command.destination_country, command.destination_region
+    includes_tax = command.channel is not None and command.channel in policy.prices_include_tax_channels
+    lines: list[InvoiceLine] = []
+    applied_rates: dict[str, None] = {}  # in order of first use, each once
+    for line in command.lines:
+        applied = policy.tax.rate(country, region, line.tax_category)
+        applied_rates[str(applied)] = None
+        taxed = split(line.quantity * line.unit_price, applied.rate, currency, includes_tax=includes_tax)
+        lines.append(
+            InvoiceLine(
+                **line.model_dump(), tax_rate=applied.rate, net=taxed.net, tax=taxed.tax, gross=taxed.gross
+            )
+        )
+    # The free-shipping threshold is compared with the goods' value as the channel priced them.
+    goods_value = sum((line.quantity * line.unit_price for line in command.lines), Decimal(0))
     shipping = shipping_fee(
         policy.shipping,
         command.shipping_method,
-        command.currency,
-        subtotal,
-        country=command.destination_country,
-        region=command.destination_region,
+        currency,
+        goods_value,
+        country=country,
+        region=region,
         weight_kg=command.weight_kg,
     )
-    # Shipping is part of the taxable amount; tax is rounded once, on the whole invoice.
-    tax = cents((subtotal + shipping.amount) * policy.tax_rate)
-    return Charges(subtotal, shipping.amount, shipping.rule, tax, subtotal + shipping.amount + tax)
+    shipping_rate = policy.tax.rate(country, region, STANDARD_TAX_CATEGORY)
+    shipping_taxed = split(shipping.amount, shipping_rate.rate, currency, includes_tax=includes_tax)
+    subtotal = sum((line.net or Decimal(0) for line in lines), Decimal("0.00"))
+    tax = sum((line.tax or Decimal(0) for line in lines), shipping_taxed.tax)
+    prices = "prices include tax" if includes_tax else "prices exclude tax"
+    tax_rule = f"{prices}; goods: {', '.join(applied_rates)}; shipping: {shipping_rate}"
+    return Charges(
+        lines=tuple(lines),
+        subtotal=subtotal,
+        shipping_fee=shipping_taxed.net,
+        shipping_rule=shipping.rule,
+        shipping_tax=shipping_taxed.tax,
+        tax=tax,
+        tax_rule=_cut(tax_rule),
+        prices_include_tax=includes_tax,
+        total=subtotal + shipping_taxed.net + tax,
+    )
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_RULE_TEXT else text[: MAX_RULE_TEXT - 1] + "…"

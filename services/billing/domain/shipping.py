@@ -20,7 +20,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from libs.domain import DomainError
 from libs.events.values import ShippingMethod
-from services.billing.domain.money import cents
+from services.billing.domain.money import rounded
 
 ANY_CURRENCY = "*"
 ZERO = Decimal("0.00")
@@ -139,13 +139,13 @@ def shipping_fee(
         why = f"free from an order value of {free_from:.2f} (this order {order_value:.2f})"
         return ShippingFee(ZERO, f"{scope}: {why}")
     if not method_rule.weight_bands:
-        return ShippingFee(cents(fee), what)
+        return ShippingFee(rounded(fee, currency), what)
     if weight_kg is None:
-        return ShippingFee(cents(fee), f"{what} (weight unknown: no weight surcharge)")
+        return ShippingFee(rounded(fee, currency), f"{what} (weight unknown: no weight surcharge)")
     band = method_rule.band(weight_kg)
     if band is None:
-        return ShippingFee(cents(fee), what)
-    total = cents(fee + band.surcharge(weight_kg))
+        return ShippingFee(rounded(fee, currency), what)
+    total = rounded(fee + band.surcharge(weight_kg), currency)
     return ShippingFee(total, f"{what} + {_band_charge(band, weight_kg)} ({_kg(weight_kg)}) = {total:.2f}")
 
 

@@ -18,9 +18,10 @@ from services.billing.domain.invoice import (
 )
 from services.billing.domain.policy import BillingPolicy
 from services.billing.domain.shipping import ShippingRules
+from services.billing.domain.tax import TaxRates
 
 POLICY = BillingPolicy(
-    tax_rate=Decimal("0.20"),
+    tax=TaxRates.flat(Decimal("0.20")),
     shipping=ShippingRules.flat(
         {"standard": Decimal("4.90"), "express": Decimal("14.90"), "pickup": Decimal("0.00")}
     ),

@@ -22,6 +22,7 @@ from services.billing.domain.invoice import (
     invoice_id_for,
 )
 from services.billing.domain.policy import price
+from services.billing.domain.tax import TaxRates
 from services.billing.settings import BillingSettings
 from services.billing.tests.examples import (
     CUSTOMER,
@@ -51,7 +52,7 @@ def test_tax_and_shipping_fee() -> None:
 
 
 def test_tax_is_rounded_half_up_to_the_cent() -> None:
-    policy = replace(POLICY, tax_rate=Decimal("0.15"))
+    policy = replace(POLICY, tax=TaxRates.flat(Decimal("0.15")))
 
     charges = price(issue_command(line("SKU-1", 1, "0.30")), policy)
 

@@ -21,6 +21,7 @@ from services.billing.domain.invoice import Invoice, decide_issue
 from services.billing.domain.shipping import (
     DestinationRule,
     MethodRule,
+    NoShippingRules,
     ShippingRules,
     WeightBand,
     shipping_fee,
@@ -232,34 +233,60 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_without_rules_each_method_has_todays_flat_fee_in_any_currency(clean_env: pytest.MonkeyPatch) -> None:
+def test_without_rules_each_default_currency_pays_fees_of_its_own(clean_env: pytest.MonkeyPatch) -> None:
     rules = BillingSettings().policy().shipping
 
-    assert rules == ShippingRules.flat({"standard": D("4.90"), "express": D("14.90"), "pickup": D("0.00")})
+    assert shipping_fee(rules, "standard", "EUR", D("10.00")).amount == D("4.90")
+    assert shipping_fee(rules, "standard", "USD", D("10.00")).amount == D("5.90")
+    assert shipping_fee(rules, "express", "JPY", D("1200")).amount == D("2000")
+    with pytest.raises(NoShippingRules, match="an invoice in CHF cannot be issued"):
+        shipping_fee(rules, "standard", "CHF", D("10.00"))
 
 
-def test_the_flat_fee_variables_feed_the_default_rules(clean_env: pytest.MonkeyPatch) -> None:
+def test_a_flat_fee_variable_in_no_currency_stops_billing_saying_how_to_set_it_per_currency(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
     clean_env.setenv("OM_BILLING_SHIPPING_FEE_EXPRESS", "9.50")
 
-    rules = BillingSettings().policy().shipping
-
-    assert shipping_fee(rules, "express", "EUR", D("10.00")).amount == D("9.50")
-    assert shipping_fee(rules, "standard", "EUR", D("10.00")).amount == D("4.90")
+    with pytest.raises(ValidationError, match="OM_BILLING_SHIPPING_FEE_EXPRESS: a flat fee in any currency"):
+        BillingSettings()
 
 
-def test_configured_rules_replace_the_flat_fees(clean_env: pytest.MonkeyPatch) -> None:
+def test_configured_rules_replace_the_default_fees(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OM_CURRENCIES", "EUR,USD")
     clean_env.setenv("OM_BILLING_SHIPPING_RULES", json.dumps(EXAMPLE))
 
     rules = BillingSettings().policy().shipping
 
     assert shipping_fee(rules, "express", "EUR", D("10.00"), country="ch").amount == D("29.90")
+    assert shipping_fee(rules, "express", "USD", D("10.00")).amount == D("14.90")
 
 
-def test_rules_and_a_flat_fee_variable_together_are_refused(clean_env: pytest.MonkeyPatch) -> None:
+def test_rules_that_leave_a_currency_sold_in_without_fees_stop_billing(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OM_CURRENCIES", "EUR,CHF")
+    clean_env.setenv("OM_BILLING_SHIPPING_RULES", with_standard())
+
+    with pytest.raises(ValidationError, match="CHF is in OM_CURRENCIES but has no shipping rules"):
+        BillingSettings()
+
+
+def test_any_currency_rules_in_cents_cannot_price_yen(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OM_CURRENCIES", "EUR,JPY")
     clean_env.setenv("OM_BILLING_SHIPPING_RULES", json.dumps(EXAMPLE))
-    clean_env.setenv("OM_BILLING_SHIPPING_FEE_STANDARD", "3.00")
 
-    with pytest.raises(ValidationError, match="OM_BILLING_SHIPPING_FEE_STANDARD is set too"):
+    with pytest.raises(
+        ValidationError, match=r"\*.standard.fee: 4.90 applies to JPY too, but is not a whole"
+    ):
+        BillingSettings()
+
+
+def test_yen_rules_in_fractions_of_a_yen_are_refused(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OM_CURRENCIES", "JPY")
+    clean_env.setenv("OM_BILLING_SHIPPING_RULES", json.dumps({"JPY": {**FLAT_ANY, "pickup": {"fee": "0"}}}))
+
+    with pytest.raises(
+        ValidationError, match="JPY.standard.fee: 4.90 is not a whole number of JPY's smallest"
+    ):
         BillingSettings()
 
 

@@ -191,6 +191,9 @@ class SagaPolicy:
     # waiting, the person having been told).
     stock_wait_alert_after: timedelta | None = timedelta(days=3)
     stock_wait_cancel_after_alert: timedelta | None = timedelta(days=4)
+    # Channels whose customers wait more or less (a marketplace's own promise, say).
+    stock_wait_alert_by_channel: tuple[tuple[str, timedelta], ...] = ()
+    stock_wait_cancel_by_channel: tuple[tuple[str, timedelta], ...] = ()
     compensation_retry_after: timedelta = timedelta(seconds=30)
     compensation_max_attempts: int = 5
     # Forward steps (reserve, invoice): a participant that has not answered by then is asked
@@ -203,6 +206,15 @@ class SagaPolicy:
 
     def payment_deadline_for(self, channel: str) -> timedelta:
         return dict(self.payment_deadline_by_channel).get(channel, self.payment_deadline)
+
+    def stock_wait_alert_for(self, channel: str) -> timedelta | None:
+        return dict(self.stock_wait_alert_by_channel).get(channel, self.stock_wait_alert_after)
+
+    def stock_wait_cancel_for(self, channel: str) -> timedelta | None:
+        """None: after the alert the order keeps waiting (the policy for every channel)."""
+        if self.stock_wait_cancel_after_alert is None:
+            return None
+        return dict(self.stock_wait_cancel_by_channel).get(channel, self.stock_wait_cancel_after_alert)
 
 
 @dataclass(frozen=True)
@@ -637,7 +649,7 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
 
 def _await_stock(saga: _Folding, shortage: StockShortage, now: datetime, policy: SagaPolicy) -> None:
     """Backordered: inventory reserves the stock when it arrives; the stock deadline starts."""
-    alert_after = policy.stock_wait_alert_after
+    alert_after = policy.stock_wait_alert_for(_placed(saga.order).channel)
     saga.emit(
         OrderAwaitingStock(
             order_id=saga.order.order_id,
@@ -682,7 +694,7 @@ def _stock_deadline(order: Order, _: str, now: datetime, policy: SagaPolicy) -> 
         return Reaction()
     if order.stock_alert_at is None or now < order.stock_alert_at:
         return Reaction()
-    after = policy.stock_wait_cancel_after_alert
+    after = policy.stock_wait_cancel_for(_placed(order).channel)
     cancel_at = now + after if after is not None else None
     then = f"cancelled at {cancel_at:%Y-%m-%d %H:%M} UTC" if cancel_at else "it keeps waiting (policy)"
     saga = _Folding(order)

@@ -1686,3 +1686,20 @@ def test_a_stock_wait_deadline_after_the_order_was_cancelled_changes_nothing() -
     order = given(*compensating(*backordered(), steps=("release_stock",)))
 
     expect(deadline_reached(order, "stock", ALERT_AT + timedelta(days=30), POLICY)).nothing()
+
+
+def test_a_channel_with_its_own_stock_wait_gets_its_alert_and_cancel_times() -> None:
+    policy = replace(
+        POLICY,
+        stock_wait_alert_by_channel=(("slow-stock", timedelta(hours=1)),),
+        stock_wait_cancel_by_channel=(("slow-stock", timedelta(hours=2)),),
+    )
+    order = given(*reserving(placed(channel="slow-stock")))
+
+    order = and_given(order, react(order, stock_shortage(backordered=True), NOW, policy))
+    overdue = expect(deadline_reached(order, "stock", NOW + timedelta(hours=1), policy)).event(
+        OrderStockWaitOverdue
+    )
+
+    assert order.stock_alert_at == NOW + timedelta(hours=1)
+    assert overdue.cancel_at == NOW + timedelta(hours=3)
