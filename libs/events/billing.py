@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from libs.events.base import Command, DomainEvent
 from libs.events.registry import registry
@@ -25,7 +25,6 @@ from libs.events.values import (
     ShippingMethod,
 )
 
-
 # A tax rate as a fraction: 0.19 is 19 %. Up to 0.999999, so a rate table cannot mistype 19 for 0.19.
 TaxRate = Annotated[Decimal, Field(ge=0, lt=1, decimal_places=6)]
 
@@ -42,6 +41,19 @@ class InvoiceLine(OrderLine):
     gross: Money | None = None
 
 
+def _order_lines_as_invoice_lines(lines: Any) -> Any:
+    """An order's line is an invoice line whose tax is not worked out (as before tax per line)."""
+    if not isinstance(lines, list | tuple):
+        return lines
+    return [
+        line.model_dump() if isinstance(line, OrderLine) and not isinstance(line, InvoiceLine) else line
+        for line in lines
+    ]
+
+
+InvoiceLines = Annotated[tuple[InvoiceLine, ...], BeforeValidator(_order_lines_as_invoice_lines)]
+
+
 class InvoiceEvent(DomainEvent):
     """One invoice per order; the stream is keyed by order id."""
 
@@ -56,7 +68,7 @@ class InvoiceIssued(InvoiceEvent):
     invoice_id: str
     customer_id: str
     currency: Currency
-    lines: tuple[InvoiceLine, ...]
+    lines: InvoiceLines
     subtotal: Money = Field(description="The lines' net amounts")
     tax: Money = Field(description="The lines' tax plus the shipping fee's")
     shipping_fee: Money = Field(description="Net of tax")
