@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from libs.runtime.currencies import CurrencySettings
 from services.order.domain.review import ReviewPolicy
 from services.order.domain.saga import SagaPolicy
 
@@ -63,6 +64,7 @@ class OrderSettings(BaseSettings):
                 amount_limit=self.review_amount_limit,
                 list_price_tolerance=self.list_price_tolerance,
                 on_account_channels=self.on_account_channels,
+                currencies=CurrencySettings().currencies,
             ),
             payment_deadline=timedelta(seconds=self.payment_deadline_seconds),
             payment_max_attempts=self.max_payment_attempts,

@@ -33,6 +33,10 @@ class ReviewPolicy:
     # Channels that may offer on-account terms (goods leave before they are paid): those where
     # the merchant knows who orders, not the open web shop or a marketplace.
     on_account_channels: frozenset[str] = frozenset({"b2b", "erp", "phone"})
+    # The currencies the business sells in (OM_CURRENCIES, shared with billing, which has fees
+    # and credit defaults for each): an order in another cannot be invoiced as configured.
+    # None: any currency.
+    currencies: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,11 @@ def review(order: OrderPlaced, facts: ReviewFacts, policy: ReviewPolicy) -> Verd
     if refusals:
         return Verdict("reject", tuple(refusals))
     reasons: list[str] = []
+    if policy.currencies is not None and order.currency not in policy.currencies:
+        reasons.append(
+            f"currency {order.currency} is not one the shop is configured for"
+            f" ({', '.join(sorted(policy.currencies))}): no shipping fees or credit defaults in it"
+        )
     if on_account and facts.customer_matched_by_contact_only:
         reasons.append(
             f"on-account order matched to customer {order.customer_id} by contact details"

@@ -356,6 +356,7 @@ def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
         destination_country=address.country if address is not None else None,
         destination_region=placed.customer.region,
         weight_kg=placed.weight_kg,
+        channel=placed.channel,
         credit_limit_overridden_by=order.credit_override_by,
     )
     # The override is another decision than the first request: another message id, or
