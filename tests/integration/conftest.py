@@ -17,6 +17,7 @@ from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
 from libs.security.dev_issuer import bearer
 from tests.conftest import RUN_ID
+from tests.integration.openapi_conformance import conformance_hooks
 from tools.processes import Platform, eventually_value
 
 E2E_PREFIX = f"ome2e_{RUN_ID}"
@@ -60,7 +61,7 @@ async def running_platform(
     try:
         await asyncio.to_thread(running.start)
         async with httpx.AsyncClient(
-            base_url=running.url("inventory"), headers=bearer("admin")
+            base_url=running.url("inventory"), headers=bearer("admin"), event_hooks=conformance_hooks()
         ) as inventory:
             for code, region in (("NORTH", "north"), ("SOUTH", "south")):
                 response = await inventory.post(
@@ -94,14 +95,19 @@ async def platform(e2e_settings: RuntimeSettings) -> AsyncIterator[Platform]:
 class Oms:
     """The three APIs as a channel, a warehouse clerk and a payment gateway use them; as an
     admin (every permission) unless `role` says otherwise. Tests about who may do what make
-    their own clients with the role they need."""
+    their own clients with the role they need. Every answer is checked against the OpenAPI
+    document of the service that gave it (openapi_conformance.py): one that does not match
+    fails the test that received it."""
 
     def __init__(self, platform: Platform, role: str = "admin") -> None:
         self.platform = platform
         headers = bearer(role, subject=f"test-{role}")
-        self.order = httpx.AsyncClient(base_url=platform.url("order"), timeout=30, headers=headers)
-        self.inventory = httpx.AsyncClient(base_url=platform.url("inventory"), timeout=30, headers=headers)
-        self.billing = httpx.AsyncClient(base_url=platform.url("billing"), timeout=30, headers=headers)
+        self.order, self.inventory, self.billing = (
+            httpx.AsyncClient(
+                base_url=platform.url(service), timeout=30, headers=headers, event_hooks=conformance_hooks()
+            )
+            for service in ("order", "inventory", "billing")
+        )
 
     async def close(self) -> None:
         for client in (self.order, self.inventory, self.billing):

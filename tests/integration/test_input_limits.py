@@ -27,10 +27,10 @@ def with_lines(sku: str, count: int) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("make_body", "field", "message"),
     [
-        (lambda sku: in_yen(sku, "1500.50"), "lines.0.unit_price", "at most 0 decimal places for JPY"),
-        (lambda sku: order_body(sku, unit_price="NaN"), "lines.0.unit_price", "finite number"),
-        (lambda sku: order_body(sku, unit_price="Infinity"), "lines.0.unit_price", "finite number"),
-        (lambda sku: order_body(sku, unit_price="19.999"), "lines.0.unit_price", "2 decimal places"),
+        (lambda sku: in_yen(sku, "1500.50"), "lines[0].unit_price", "at most 0 decimal places for JPY"),
+        (lambda sku: order_body(sku, unit_price="NaN"), "lines[0].unit_price", "finite number"),
+        (lambda sku: order_body(sku, unit_price="Infinity"), "lines[0].unit_price", "finite number"),
+        (lambda sku: order_body(sku, unit_price="19.999"), "lines[0].unit_price", "2 decimal places"),
         (lambda sku: with_lines(sku, MAX_LINES_PER_ORDER + 1), "lines", "at most 500 lines"),
     ],
     ids=["yen-with-sen", "nan", "infinity", "three-decimals", "501-lines"],

@@ -123,7 +123,7 @@ async def test_erased_customer_orders_keep_their_amounts_and_events_but_not_thei
     assert (replayed.status, replayed.amount_due) == ("awaiting_payment", money(before["total"]))
     # ...and the saga goes on with it: a cancellation compensates as for anyone else.
     cancelled = await oms.order.post(f"/orders/{second}/cancel", json={"reason": "erased customer"})
-    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.status_code in (200, 202), cancelled.text
     await oms.wait_status(second, "cancelled")
 
 

@@ -20,6 +20,7 @@ from services.order.domain.order import Order
 from services.order.domain.order import Status as OrderStatus
 from services.order.domain.saga import COMPENSATIONS, FULFILMENT_SAGA
 from services.order.entrypoints.views import (
+    ActionStatus,
     BlockState,
     CustomerRegistration,
     OrderAccepted,
@@ -177,12 +178,14 @@ def action_result(order: Order, outcome: OrderStatus, response: Response) -> Ord
     compensations it started are awaited (202, naming them)."""
     compensation = order.compensation if order.stage == "compensating" else None
     pending = sorted(compensation.pending) if compensation is not None else []
+    status: ActionStatus = order.status
     if pending:
         response.status_code = 202
+        status = "rejecting" if outcome == "rejected" else "cancelling"
     reason = compensation.reason if compensation is not None else order.last_reason
     return OrderActionResult(
         order_id=order.order_id,
-        status=order.status,
+        status=status,
         stage=order.stage,
         outcome=outcome,
         pending=pending,

@@ -8,7 +8,7 @@ read model gains reaches clients at once (and is documented when it is named her
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,13 +99,19 @@ class OrderPage(View):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
 
 
+# While the compensations a cancellation or rejection started run, the order is on its way.
+ActionStatus = Literal[OrderStatus, Literal["cancelling", "rejecting"]]
+
+
 class OrderActionResult(View):
     """What an approval, rejection or cancellation produced."""
 
     order_id: str = Field(examples=[_ORDER_ID])
-    status: OrderStatus = Field(
-        description="The order's status now. While compensations run (202) it is still the status"
-        " it had; `outcome` says where it is going"
+    status: ActionStatus = Field(
+        description="What the order is now: the outcome (200), or cancelling/rejecting while the"
+        " compensations in `pending` run (202; GET /orders/{order_id} shows the status it had until"
+        " then, with stage compensating)",
+        examples=["cancelled"],
     )
     stage: OrderStage
     outcome: OrderStatus = Field(
