@@ -27,6 +27,10 @@ NAMESPACE = f"t{RUN_ID}."
 PAYMENT_DEADLINE_SECONDS = 3600
 SHORT_DEADLINE_CHANNEL = "pay-at-once"
 SHORT_PAYMENT_DEADLINE_SECONDS = 3
+# Backorders on this channel are alerted and then cancelled within seconds (test_saga_rules_*);
+# every other channel's stock wait is days long, so other tests' backorders never meet it.
+SHORT_STOCK_WAIT_CHANNEL = "slow-stock"
+SHORT_STOCK_WAIT_SECONDS = 2
 
 
 # The tests act as many people at machine speed (bursts of hundreds of orders from one admin
@@ -87,6 +91,12 @@ async def platform(e2e_settings: RuntimeSettings) -> AsyncIterator[Platform]:
         ),
         "OM_ORDER_COMPENSATION_RETRY_SECONDS": "5",
         "OM_ORDER_SHORTAGE_POLICY_BY_CHANNEL": json.dumps({"marketplace": "reject"}),
+        "OM_ORDER_STOCK_WAIT_ALERT_SECONDS_BY_CHANNEL": json.dumps(
+            {SHORT_STOCK_WAIT_CHANNEL: SHORT_STOCK_WAIT_SECONDS}
+        ),
+        "OM_ORDER_STOCK_WAIT_CANCEL_SECONDS_BY_CHANNEL": json.dumps(
+            {SHORT_STOCK_WAIT_CHANNEL: SHORT_STOCK_WAIT_SECONDS}
+        ),
     }
     async with running_platform("e2e", e2e_settings, env) as running:
         yield running

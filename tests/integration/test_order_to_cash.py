@@ -88,7 +88,7 @@ async def test_on_account_order_within_credit_limit_is_confirmed_without_payment
     assert (await oms.stock(sku))["reserved"] == 1
 
 
-async def test_on_account_order_over_the_credit_limit_is_rejected_and_its_stock_released(
+async def test_on_account_order_over_the_credit_limit_is_held_and_rejected_by_finance_releasing_its_stock(
     oms: Oms, sku: str
 ) -> None:
     customer = await account_customer(oms, credit_limit="100.00", name="Big Spender")
@@ -103,6 +103,10 @@ async def test_on_account_order_over_the_credit_limit_is_rejected_and_its_stock_
     )
 
     order_id = await oms.place(body)
+    held = await oms.wait_status(order_id, "on_hold")
+    assert "credit limit exceeded" in held["reason"]
+    decided = await oms.order.post(f"/orders/{order_id}/reject", json={"reason": "credit limit exceeded"})
+    assert decided.status_code in (200, 202), decided.text
 
     order = await oms.wait_status(order_id, "rejected")
     assert "credit limit exceeded" in order["reason"]
@@ -195,14 +199,17 @@ async def test_two_backorders_are_served_in_arrival_order(oms: Oms, sku: str) ->
     assert (stock["reserved"], stock["available"], stock["backorders"]) == (3, 0, [])
 
 
-async def test_failed_payment_releases_stock_voids_invoice_and_cancels(oms: Oms, sku: str) -> None:
+async def test_failed_payments_up_to_the_limit_release_stock_void_invoice_and_cancel(
+    oms: Oms, sku: str
+) -> None:
     await oms.receive(sku, 4)
     order_id = await oms.place(order_body(sku, quantity=2))
     await oms.wait_status(order_id, "awaiting_payment")
     invoice = await oms.invoice(order_id)
 
-    failed = await oms.pay(order_id, invoice["amount"], outcome="failed")
-    assert failed.status_code == 201, failed.text
+    for _ in range(3):  # OM_ORDER_MAX_PAYMENT_ATTEMPTS (the default): the last one cancels
+        failed = await oms.pay(order_id, invoice["amount"], outcome="failed")
+        assert failed.status_code == 201, failed.text
 
     order = await oms.wait_status(order_id, "cancelled")
     assert "failed" in order["reason"]
