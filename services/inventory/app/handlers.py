@@ -25,8 +25,16 @@ from services.inventory.domain import reservation as reservation_domain
 from services.inventory.domain import warehouse as warehouse_domain
 from services.inventory.domain.reorder import low_stock_events
 from services.inventory.domain.reservation import RESERVATION, Decision, Reservation
-from services.inventory.domain.stock import SKU, Receipt, SkuStock, check_repeated_receipt, decide_receipt
+from services.inventory.domain.stock import (
+    SKU,
+    BackorderPolicy,
+    Receipt,
+    SkuStock,
+    check_repeated_receipt,
+    decide_receipt,
+)
 from services.inventory.domain.stock import evolve as evolve_stock
+from services.inventory.settings import backorder_policy
 
 
 @dataclass
@@ -91,7 +99,14 @@ async def reserve_stock(uow: UnitOfWork, decoded: Decoded) -> None:
     stocks = await skus.ensure(uow, {line.sku for line in command.lines})
     preferred = await _warehouses_in_region(uow, command.region)
     decision = reservation_domain.decide_reserve(
-        reservation, command.order_id, command.lines, command.region, command.backorder, stocks, preferred
+        reservation,
+        command.order_id,
+        command.lines,
+        command.region,
+        command.backorder,
+        stocks,
+        preferred,
+        backorder_policy(),
     )
     await _apply(uow, command.order_id, version, decision, skus)
 
@@ -146,27 +161,39 @@ def _booked_in(uow: UnitOfWork, receipt_id: str) -> Receipt | None:
 
 
 async def serve_backorders(uow: UnitOfWork, sku: str, skus: LoadedSkus) -> None:
-    """Reserve for waiting orders in arrival order; stop at the first that still cannot be
-    served, so a later, smaller order never jumps the queue."""
-    while True:
-        stocks = await skus.ensure(uow, [sku])
-        if not stocks[sku].backorders:
-            return
-        order_id, _ = stocks[sku].backorders[0]
+    """Reserve for waiting orders in arrival order. Under first-in first-out, stop at the
+    first that still cannot be served, so a later, smaller order never jumps the queue; under
+    fill-what-fits, go on down the queue to the orders that fit, as long as the orders before
+    them have not been passed too often (SkuStock.may_take). After each order served, start
+    again from the head: the stock, and who may pass whom, changed."""
+    policy = backorder_policy()
+    while await _serve_one(uow, sku, skus, policy):
+        pass
+
+
+async def _serve_one(uow: UnitOfWork, sku: str, skus: LoadedSkus, policy: BackorderPolicy) -> bool:
+    """Serve (or drop, if stale) the first queued order that can be; False if none can."""
+    stocks = await skus.ensure(uow, [sku])
+    for order_id, _ in stocks[sku].backorders:
         reservation, version = await uow.load(RESERVATION, order_id)
         if reservation.status != "backordered":
-            # A stale queue entry (released meanwhile): drop it and look at the next.
+            # A stale queue entry (released meanwhile): drop it and look again.
             await skus.record(uow, sku, [BackorderDequeued(sku=sku, order_id=order_id)])
-            continue
-        if not await _try_serve(uow, reservation, version, skus):
-            return
+            return True
+        if await _try_serve(uow, reservation, version, skus, policy):
+            return True
+        if policy.mode_of(sku) == "fifo" or stocks[sku].total_available() == 0:
+            return False
+    return False
 
 
-async def _try_serve(uow: UnitOfWork, reservation: Reservation, version: int, skus: LoadedSkus) -> bool:
+async def _try_serve(
+    uow: UnitOfWork, reservation: Reservation, version: int, skus: LoadedSkus, policy: BackorderPolicy
+) -> bool:
     wanted = reservation_domain.merge_lines(reservation.lines)
     stocks = await skus.ensure(uow, wanted)
     preferred = await _warehouses_in_region(uow, reservation.region)
-    plans = reservation_domain.try_allocate(reservation.order_id, wanted, stocks, preferred)
+    plans = reservation_domain.try_allocate(reservation.order_id, wanted, stocks, preferred, policy)
     if plans is None:
         return False
     decision = reservation_domain.allocation_events(reservation.order_id, plans, stocks)

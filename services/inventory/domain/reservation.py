@@ -24,7 +24,7 @@ from libs.events.inventory import (
     StockShortage,
 )
 from libs.events.values import Allocation, SkuQuantity
-from services.inventory.domain.stock import SkuStock, plan_allocation
+from services.inventory.domain.stock import FIFO, BackorderPolicy, SkuStock, plan_allocation
 
 Status = Literal["new", "reserved", "backordered", "refused", "released"]
 
@@ -102,13 +102,16 @@ def try_allocate(
     wanted: Mapping[str, int],
     stocks: Mapping[str, SkuStock],
     preferred: Sequence[str],
+    policy: BackorderPolicy = FIFO,
 ) -> dict[str, dict[str, int]] | None:
-    """A plan for every SKU, or None. Stock promised to orders queued earlier is off limits:
-    a SKU with someone else at the head of its queue cannot be taken from."""
+    """A plan for every SKU, or None. Stock of a SKU others wait for is theirs first: under
+    first-in first-out nobody may take it while an order queued earlier waits; under
+    fill-what-fits a later order may, until an order waiting before it has been passed the
+    policy's maximum number of times (SkuStock.may_take)."""
     plans: dict[str, dict[str, int]] = {}
     for sku, quantity in wanted.items():
         stock = stocks[sku]
-        if stock.queue_ahead_of(order_id):
+        if not stock.may_take(order_id, policy):
             return None
         plan = plan_allocation(stock, quantity, preferred)
         if plan is None:
@@ -139,6 +142,7 @@ def decide_reserve(
     backorder: bool,
     stocks: Mapping[str, SkuStock],
     preferred: Sequence[str],
+    policy: BackorderPolicy = FIFO,
 ) -> Decision:
     if reservation.status != "new":
         return Decision([], {})  # already answered: a redelivered or repeated request
@@ -147,14 +151,14 @@ def decide_reserve(
         order_id=order_id, lines=tuple(lines), region=region, backorder=backorder
     )
     wanted = merge_lines(lines)
-    plans = try_allocate(order_id, wanted, stocks, preferred)
+    plans = try_allocate(order_id, wanted, stocks, preferred, policy)
     if plans is not None:
         allocated = allocation_events(order_id, plans, stocks)
         return Decision([requested, *allocated.reservation], allocated.skus)
     missing = tuple(
         SkuQuantity(sku=sku, quantity=max(quantity - stocks[sku].total_available(), 0) or quantity)
         for sku, quantity in wanted.items()
-        if stocks[sku].total_available() < quantity or stocks[sku].queue_ahead_of(order_id)
+        if stocks[sku].total_available() < quantity or not stocks[sku].may_take(order_id, policy)
     )
     shortage = StockShortage(
         order_id=order_id, lines=tuple(lines), region=region, missing=missing, backordered=backorder

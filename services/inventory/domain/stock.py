@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Literal
 
 from libs.domain import AggregateKind, DomainError, InvalidRequest
 from libs.events.base import DomainEvent
@@ -30,6 +31,25 @@ from libs.events.inventory import (
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
 
+# How a SKU's backorder queue shares stock with later orders (docs/backorders.md):
+# "fifo": nobody takes stock while someone waits before them; "fill": a later order that fits
+# in what is available takes it, unless an order waiting before it has been passed
+# `max_passes` times already, which then waits for nobody else.
+BackorderMode = Literal["fifo", "fill"]
+
+
+@dataclass(frozen=True)
+class BackorderPolicy:
+    mode: BackorderMode = "fifo"
+    by_sku: Mapping[str, BackorderMode] = field(default_factory=dict)
+    max_passes: int = 3
+
+    def mode_of(self, sku: str) -> BackorderMode:
+        return self.by_sku.get(sku, self.mode)
+
+
+FIFO = BackorderPolicy()
+
 
 @dataclass(frozen=True)
 class SkuStock:
@@ -37,8 +57,10 @@ class SkuStock:
     on_hand: Mapping[str, int] = field(default_factory=dict)
     # order id -> {warehouse: quantity}; reserved stock stays on hand until it ships
     allocations: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    # orders waiting for this SKU, first come first served: (order id, quantity)
+    # orders waiting for this SKU, in arrival order: (order id, quantity)
     backorders: tuple[tuple[str, int], ...] = ()
+    # order id -> how often a later order took this SKU's stock while it waited (fill policy)
+    passes: Mapping[str, int] = field(default_factory=dict)
     # transfer id -> (from warehouse, to warehouse, quantity still on its way): on hand nowhere
     in_transit: Mapping[str, tuple[str, str, int]] = field(default_factory=dict)
     # warehouse -> (min, max); `low_stock` holds the warehouses whose alert is open
@@ -65,9 +87,26 @@ class SkuStock:
 
     def queue_ahead_of(self, order_id: str | None) -> bool:
         """True if some other order is waiting for this SKU before `order_id`."""
+        return bool(self.waiting_before(order_id))
+
+    def waiting_before(self, order_id: str | None) -> list[str]:
+        """The orders waiting for this SKU that came before `order_id` (all of them, if it is
+        not waiting itself: it came after them)."""
+        ahead = []
         for queued, _ in self.backorders:
-            return queued != order_id
-        return False
+            if queued == order_id:
+                break
+            ahead.append(queued)
+        return ahead
+
+    def may_take(self, order_id: str, policy: BackorderPolicy) -> bool:
+        """Whether `order_id` may take available stock of this SKU now, given who waits."""
+        ahead = self.waiting_before(order_id)
+        if not ahead:
+            return True
+        if policy.mode_of(self.sku) == "fifo":
+            return False
+        return all(self.passes.get(waiting, 0) < policy.max_passes for waiting in ahead)
 
 
 def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
@@ -76,8 +115,14 @@ def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
         on_hand[event.warehouse] = on_hand.get(event.warehouse, 0) + event.quantity
         return replace(state, sku=event.sku, on_hand=on_hand)
     if isinstance(event, StockAllocated):
+        passed = state.waiting_before(event.order_id)
         return replace(
-            state, sku=event.sku, allocations={**state.allocations, event.order_id: event.warehouses}
+            state,
+            sku=event.sku,
+            allocations={**state.allocations, event.order_id: event.warehouses},
+            passes={**state.passes, **{q: state.passes.get(q, 0) + 1 for q in passed}}
+            if passed
+            else state.passes,
         )
     if isinstance(event, StockDeallocated):
         allocations = dict(state.allocations)
@@ -88,7 +133,10 @@ def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
     if isinstance(event, BackorderQueued):
         return replace(state, sku=event.sku, backorders=(*state.backorders, (event.order_id, event.quantity)))
     if isinstance(event, BackorderDequeued):
-        return replace(state, backorders=tuple(b for b in state.backorders if b[0] != event.order_id))
+        passes = {q: n for q, n in state.passes.items() if q != event.order_id}
+        return replace(
+            state, backorders=tuple(b for b in state.backorders if b[0] != event.order_id), passes=passes
+        )
     return _moved(state, event)
 
 
