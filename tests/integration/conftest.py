@@ -33,6 +33,13 @@ SHORT_STOCK_WAIT_CHANNEL = "slow-stock"
 SHORT_STOCK_WAIT_SECONDS = 2
 
 
+# Money, tax and backorders (docs/money-and-tax.md, docs/backorders.md): a country with rates
+# of its own, a channel whose prices include tax, a SKU whose backorders fill what fits. Every
+# other destination, channel and SKU keeps the defaults (20 % everywhere, net prices, FIFO).
+TAX_RATES = {"DE": {"standard": "0.19", "reduced": "0.07"}}
+TAX_INCLUSIVE_CHANNEL = "shop-gross"
+FILL_WHAT_FITS_SKU = f"FILL-{RUN_ID}"
+
 # The tests act as many people at machine speed (bursts of hundreds of orders from one admin
 # token); the per-person rate limit would throttle the harness, not the code under test. The
 # limiter is tested on its own (a key with its own low limit answers 429).
@@ -91,6 +98,9 @@ async def platform(e2e_settings: RuntimeSettings) -> AsyncIterator[Platform]:
         ),
         "OM_ORDER_COMPENSATION_RETRY_SECONDS": "5",
         "OM_ORDER_SHORTAGE_POLICY_BY_CHANNEL": json.dumps({"marketplace": "reject"}),
+        "OM_BILLING_TAX_RATES": json.dumps(TAX_RATES),
+        "OM_BILLING_PRICES_INCLUDE_TAX_CHANNELS": TAX_INCLUSIVE_CHANNEL,
+        "OM_INVENTORY_BACKORDER_POLICY_BY_SKU": json.dumps({FILL_WHAT_FITS_SKU: "fill"}),
         "OM_ORDER_STOCK_WAIT_ALERT_SECONDS_BY_CHANNEL": json.dumps(
             {SHORT_STOCK_WAIT_CHANNEL: SHORT_STOCK_WAIT_SECONDS}
         ),
