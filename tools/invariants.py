@@ -43,7 +43,9 @@ import asyncpg
 from libs.runtime.settings import RuntimeSettings
 
 TERMINAL = {"completed", "cancelled", "rejected"}
-WAITING = {"awaiting_stock", "on_hold"}  # for stock or for a person: as long as it takes
+# For stock (until its stock wait deadline alerts a person, then cancels it, by policy) or for
+# a person (held at review or over the credit limit).
+WAITING = {"awaiting_stock", "on_hold"}
 # Fulfilment: goods on their way, or (delivered, on account) the payment: as long as it takes.
 FULFILLING = {"confirmed", "partially_shipped", "shipped", "delivered"}
 SHIPPED = {"shipped", "delivered", "completed"}  # every shipment has left
@@ -568,6 +570,10 @@ def classify(order: OrderRow, stuck_after: float) -> tuple[str, str]:
     if order.status == "needs_attention":
         return "needs_attention", where  # a person was alerted; counted, not a violation
     if order.status in WAITING:
+        # A wait's deadline (the stock wait's alert or cancel) that passed and did nothing
+        # would leave the order waiting forever.
+        if order.deadlines and order.overdue_s is not None and order.overdue_s > stuck_after:
+            return "stuck", f"in {where}: its deadline passed {order.overdue_s:.0f}s ago"
         return "waiting", where
     if order.stage == "fulfilling" and order.status in FULFILLING and order.shipments:
         return "waiting", where
@@ -713,7 +719,8 @@ def _stock_outcome(
         return
     settled = reservation.idle_s > stuck_after and order.idle_s > stuck_after
     if reservation.status == "backordered":
-        if order.status != "awaiting_stock" and settled:
+        # needs_attention: it waited past the stock wait's alert time, and waits on.
+        if order.status not in ("awaiting_stock", "needs_attention") and settled:
             report.fail(f"order: {order.order_id} is {order.status} but inventory has it backordered")
         if reject_channels is not None and order.channel in reject_channels:
             report.fail(f"order: {order.order_id} from {order.channel} was backordered, not rejected")

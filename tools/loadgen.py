@@ -2,7 +2,9 @@
 
 It submits orders over HTTP and over the intake topic with a realistic mix (many SKUs with a
 skewed popularity, a few hot ones, several warehouses, prepaid and on-account customers),
-pays each prepaid invoice as soon as it is issued (a configurable share fails or never pays),
+pays each prepaid invoice as soon as it is issued (a configurable share fails or never pays;
+a customer whose card is declined pays again at once some of the time, else leaves the order
+to its payment deadline),
 and records for each order the time from submission to its outcome (confirmed, cancelled,
 rejected), read from the order events topic.
 
@@ -69,6 +71,10 @@ class Mix:
     on_account_share: float = 0.3
     payment_fail_share: float = 0.0
     never_pay_share: float = 0.0
+    # A declined card leaves the order awaiting payment (OM_ORDER_MAX_PAYMENT_ATTEMPTS): this
+    # share of those customers pays again at once, and succeeds; the others walk away, and the
+    # payment deadline cancels the order.
+    retry_after_decline_share: float = 0.5
     # Ship what is confirmed: a warehouse that picks, packs and dispatches every shipment (or
     # hands pickups over) and a carrier that reports each parcel delivered. Half the orders
     # then ship standard to an address, half are picked up.
@@ -102,6 +108,8 @@ class RunResult:
     errors: int = 0
     retries: int = 0
     throttled: int = 0  # 429 answers: a caller over its rate limit, asked again after Retry-After
+    declined: int = 0  # prepaid orders whose first payment was declined
+    paid_after_decline: int = 0  # of those, the customers who paid again (the rest: the deadline)
 
     def outcomes(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -475,18 +483,32 @@ class LoadGenerator:
         roll = self.random.random()
         if roll < self.mix.never_pay_share:
             return
-        outcome = "failed" if roll < self.mix.never_pay_share + self.mix.payment_fail_share else "succeeded"
-        task = asyncio.create_task(self._pay(order_id, envelope["payload"]["total"], outcome))
+        declined = roll < self.mix.never_pay_share + self.mix.payment_fail_share
+        retries = declined and self.random.random() < self.mix.retry_after_decline_share
+        task = asyncio.create_task(
+            self._customer_pays(order_id, envelope["payload"]["total"], declined, retries)
+        )
         self._payments.add(task)
         task.add_done_callback(self._payments.discard)
 
-    async def _pay(self, order_id: str, amount: str, outcome: str) -> None:
-        """Like a gateway: call back until billing answers, with the same reference."""
+    async def _customer_pays(self, order_id: str, amount: str, declined: bool, retries: bool) -> None:
+        if not declined:
+            await self._pay(order_id, amount, "succeeded")
+            return
+        self.result.declined += 1
+        await self._pay(order_id, amount, "failed")
+        if retries:  # the customer tries again (another card), and it goes through
+            self.result.paid_after_decline += 1
+            await self._pay(order_id, amount, "succeeded", attempt=2)
+
+    async def _pay(self, order_id: str, amount: str, outcome: str, attempt: int = 1) -> None:
+        """Like a gateway: call back until billing answers, with the same reference (one per
+        attempt)."""
         body = {
             "order_id": order_id,
             "amount": amount,
             "method": "card",
-            "reference": f"lg-{order_id}",
+            "reference": f"lg-{order_id}" + (f"-{attempt}" if attempt > 1 else ""),
             "outcome": outcome,
         }
         for _ in range(60):
@@ -794,6 +816,8 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "errors": result.errors,
         "submit_retries": result.retries,
         "throttled": result.throttled,
+        "payments_declined": result.declined,
+        "paid_after_decline": result.paid_after_decline,
         "delivered": len(result.deliveries()),
         "delivered_per_s": round(result.delivered_per_s(), 1),
         "p50_ms_to_delivered": _round(percentile(result.deliveries(), 0.50)),
@@ -811,6 +835,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         http_share=args.http_share,
         payment_fail_share=args.fail_share,
         never_pay_share=args.never_pay_share,
+        retry_after_decline_share=args.retry_after_decline_share,
         on_account_share=args.on_account_share,
         ship=args.ship,
     )
@@ -833,6 +858,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-account-share", type=float, default=0.3)
     parser.add_argument("--fail-share", type=float, default=0.0)
     parser.add_argument("--never-pay-share", type=float, default=0.0)
+    parser.add_argument(
+        "--retry-after-decline-share",
+        type=float,
+        default=Mix.retry_after_decline_share,
+        help="of the customers whose card is declined, the share who pay again at once",
+    )
     parser.add_argument("--stock", type=int, default=100_000, help="units per SKU per warehouse")
     parser.add_argument("--drain", type=float, default=120, help="seconds to wait for outcomes")
     parser.add_argument(
