@@ -43,7 +43,7 @@ from libs.events import Decoded, DecodeError, Message, decode
 from libs.events.topics import dead_letter_topic
 from libs.runtime import faults, inbox
 from libs.runtime.db import ConcurrencyConflict, is_bad_value, is_transient
-from libs.runtime.kafka import durable_producer
+from libs.runtime.kafka import durable_producer, expect_startup_noise
 from libs.runtime.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
@@ -164,6 +164,7 @@ class EventConsumer:
     # -- wiring -------------------------------------------------------------------------
 
     def attach(self, broker: KafkaBroker) -> None:
+        expect_startup_noise()
         async def on_batch(message: KafkaMessage) -> None:
             records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message
             self.busy_since = time.monotonic()

@@ -99,6 +99,7 @@ class ServiceRuntime:
             [self.settings.topic(t) for t in ALL_TOPICS]
             + [t for c in self.consumers for t in c.topics]
             + [c.dead_letter_topic for c in self.consumers],
+            groups=[c.name for c in self.consumers] if self.run_consumers else [],
         )
         if self.run_relay:
             self._spawn(self.relay.run(), "relay")
