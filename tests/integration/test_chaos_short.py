@@ -187,6 +187,8 @@ async def test_invariants_flag_stuck_orders_and_oversold_stock(crafted: RuntimeS
             await _order(order_db, "awaiting_payment", "awaiting_payment", "1 second"),
             # its deadline is long past and was never handled
             await _order(order_db, "awaiting_payment", "awaiting_payment", "10 minutes", due_in="-5 minutes"),
+            # waiting for stock, but its stock wait deadline passed long ago and did nothing
+            await _order(order_db, "awaiting_stock", "reserving", "10 minutes", due_in="-5 minutes"),
         }
         fine = {
             await _order(order_db, "awaiting_payment", "awaiting_payment", "10 minutes", due_in="5 minutes"),
@@ -220,7 +222,7 @@ async def test_invariants_flag_stuck_orders_and_oversold_stock(crafted: RuntimeS
 
     flagged = {v.split()[1] for v in report.violations if v.startswith("order:")}
     assert flagged == stuck, report.violations
-    assert report.counts["stuck"] == 3
+    assert report.counts["stuck"] == 4
     assert report.counts["in_flight"] == 2
     assert report.counts["waiting"] == report.counts["terminal"] == 1
     assert report.counts["oversold"] == 1
