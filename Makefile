@@ -78,6 +78,11 @@ token: install ## print a development token for ROLE (WAREHOUSE=A,B and SUBJECT=
 apikey: install ## create, list or revoke API keys on the running platform (ARGS=...)
 	@$(PY) -m tools.apikeys $(or $(ARGS),--help)
 
+.PHONY: intake
+# make intake [FILE=docs/examples/intake-order.json] [EXTERNAL_ID=WEB-1002]: as a sales channel would
+intake: install ## publish an order to the Kafka intake topic and print the answer (FILE=, EXTERNAL_ID=)
+	@$(PY) -m tools.intake send $(or $(FILE),docs/examples/intake-order.json) $(if $(EXTERNAL_ID),--external-id "$(EXTERNAL_ID)")
+
 chaos: install ## fault injection under load; writes bench/results/chaos-latest.json
 	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
