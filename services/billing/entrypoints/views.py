@@ -45,6 +45,12 @@ class InvoiceLineView(View):
     sku: str
     quantity: int
     unit_price: str
+    # Tax per line (docs/money-and-tax.md); absent on invoices issued before it was worked out.
+    tax_category: str | None = Field(default=None, examples=["standard"])
+    tax_rate: str | None = Field(default=None, description="A fraction: 0.19 is 19 %", examples=["0.19"])
+    net: str | None = Field(default=None, examples=["100.00"])
+    tax: str | None = Field(default=None, examples=["19.00"])
+    gross: str | None = Field(default=None, description="net + tax", examples=["119.00"])
 
 
 class InvoiceView(View):
