@@ -35,7 +35,7 @@ class OpenApiConformance:
             return
         await response.aread()
         service = f"{request.url.scheme}://{request.url.host}:{request.url.port}"
-        template, operations = await self._operation(service, request.url.path)
+        template, operations = await self._operation(service, request.url.path, request.method.lower())
         where = f"{request.method} {request.url.path} -> {response.status_code}"
         operation = operations.get(request.method.lower()) if operations else None
         if operation is None:
@@ -80,7 +80,10 @@ class OpenApiConformance:
                 + f"\nbody: {response.text[:500]}"
             )
 
-    async def _operation(self, service: str, path: str) -> tuple[str, dict[str, Any] | None]:
+    async def _operation(self, service: str, path: str, method: str) -> tuple[str, dict[str, Any] | None]:
+        """The operation the router would choose: the first path that matches with this method
+        (as Starlette routes: /customers/{customer_id} answers GET, /customers/search POST), else
+        the first that matches at all (its other methods: a 405)."""
         if service not in self._documents:
             async with httpx.AsyncClient(base_url=service, timeout=30) as client:
                 answer = await client.get("/openapi.json")
@@ -94,10 +97,9 @@ class OpenApiConformance:
                 )
                 for template, operations in document.get("paths", {}).items()
             ]
-        for pattern, operations in self._operations[service]:
-            if pattern.match(path):
-                return operations["template"], operations
-        return path, None
+        matching = [operations for pattern, operations in self._operations[service] if pattern.match(path)]
+        chosen = next((o for o in matching if method in o), matching[0] if matching else None)
+        return (chosen["template"], chosen) if chosen is not None else (path, None)
 
 
 _CONFORMANCE = OpenApiConformance()
