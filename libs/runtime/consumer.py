@@ -165,6 +165,7 @@ class EventConsumer:
 
     def attach(self, broker: KafkaBroker) -> None:
         expect_startup_noise()
+
         async def on_batch(message: KafkaMessage) -> None:
             records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message
             self.busy_since = time.monotonic()
