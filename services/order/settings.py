@@ -19,6 +19,8 @@ class OrderSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8001
     review_amount_limit: Decimal = Decimal("5000.00")
+    # JSON, e.g. {"JPY": 750000}: the review limit in these currencies (others: the one above)
+    review_amount_limit_by_currency: dict[str, Decimal] = dict(ReviewPolicy().amount_limit_by_currency)
     list_price_tolerance: Decimal = Decimal("0.10")
     duplicate_window_seconds: int = 600
     payment_deadline_seconds: float = 900
@@ -62,6 +64,7 @@ class OrderSettings(BaseSettings):
         return SagaPolicy(
             review=ReviewPolicy(
                 amount_limit=self.review_amount_limit,
+                amount_limit_by_currency=self.review_amount_limit_by_currency,
                 list_price_tolerance=self.list_price_tolerance,
                 on_account_channels=self.on_account_channels,
                 currencies=CurrencySettings().currencies,

@@ -25,7 +25,7 @@ async def test_order_over_the_amount_limit_is_held_with_that_reason_and_rejected
     order_id = await oms.place(order_body(sku, quantity=2, unit_price="3000.00"))
 
     held = await oms.wait_status(order_id, "on_hold")
-    assert held["reason"] == "order value 6000.00 EUR is over the review limit of 5000.00"
+    assert held["reason"] == "order value 6000.00 EUR is over the review limit of 5000.00 EUR"
 
     no_reason = await oms.order.post(f"/orders/{order_id}/reject", json={})
     assert no_reason.status_code == 422

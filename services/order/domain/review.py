@@ -27,6 +27,11 @@ class ReviewFacts:
 @dataclass(frozen=True)
 class ReviewPolicy:
     amount_limit: Decimal = Decimal("5000.00")
+    # The limit in currencies whose unit is worth far less or more (JPY): 5,000 yen is the
+    # price of a lunch, not an order a person must look at. Others use `amount_limit`.
+    amount_limit_by_currency: Mapping[str, Decimal] = field(
+        default_factory=lambda: {"JPY": Decimal("750000")}
+    )
     # A line may be priced this far below its list price (0.10: 10%) before a person looks:
     # channels send their own prices, and a typo or a forged price must not go through unseen.
     list_price_tolerance: Decimal = Decimal("0.10")
@@ -68,10 +73,11 @@ def review(order: OrderPlaced, facts: ReviewFacts, policy: ReviewPolicy) -> Verd
             f"on-account order matched to customer {order.customer_id} by contact details"
             " (email or phone) only, not by a customer id from the channel: confirm the customer placed it"
         )
-    if order.subtotal > policy.amount_limit:
+    limit = policy.amount_limit_by_currency.get(order.currency, policy.amount_limit)
+    if order.subtotal > limit:
         reasons.append(
-            f"order value {order.subtotal:.2f} {order.currency} is over the review limit"
-            f" of {policy.amount_limit:.2f}"
+            f"order value {order.subtotal} {order.currency} is over the review limit"
+            f" of {limit} {order.currency}"
         )
     if order.shipping.method != "pickup":
         address = order.shipping.address

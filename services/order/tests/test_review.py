@@ -57,7 +57,7 @@ def test_order_exactly_at_the_limit_is_approved() -> None:
 def test_order_over_the_limit_is_held_with_its_value_and_the_limit() -> None:
     verdict = review(placed("100.01"), ReviewFacts(), POLICY)
 
-    assert verdict == Verdict("hold", ("order value 100.01 EUR is over the review limit of 100.00",))
+    assert verdict == Verdict("hold", ("order value 100.01 EUR is over the review limit of 100.00 EUR",))
 
 
 def test_default_limit_is_5000() -> None:
@@ -65,6 +65,15 @@ def test_default_limit_is_5000() -> None:
 
     assert review(under, ReviewFacts(), ReviewPolicy()).outcome == "approve"
     assert review(over, ReviewFacts(), ReviewPolicy()).outcome == "hold"
+
+
+def test_the_review_limit_is_set_per_currency_so_a_yen_order_is_not_judged_in_euros() -> None:
+    yen_lunch = placed(subtotal="12000").model_copy(update={"currency": "JPY"})
+    yen_order_over_the_limit = placed(subtotal="800000").model_copy(update={"currency": "JPY"})
+    assert review(yen_lunch, ReviewFacts(), ReviewPolicy()) == Verdict("approve")
+    assert review(yen_order_over_the_limit, ReviewFacts(), ReviewPolicy()) == Verdict(
+        "hold", ("order value 800000 JPY is over the review limit of 750000 JPY",)
+    )
 
 
 @pytest.mark.parametrize("method", ["standard", "express"])
@@ -109,7 +118,7 @@ def test_every_hold_reason_that_applies_is_given() -> None:
 
     assert verdict.outcome == "hold"
     assert verdict.reasons == (
-        "order value 250.00 EUR is over the review limit of 100.00",
+        "order value 250.00 EUR is over the review limit of 100.00 EUR",
         "delivery address is incomplete (missing line1, city, postal_code, country)",
         "possible duplicate of order o-0",
     )
