@@ -110,6 +110,12 @@ class OrderHeld(OrderEvent):
 class OrderApproved(OrderEvent):
     message_type: ClassVar[str] = "OrderApproved"
     approved_by: str
+    # Optional within v1: events written before parallel saga steps read as False.
+    waiting_for_stock: bool = Field(
+        default=False,
+        description="Approved (a credit hold overridden) while the order still waits for stock:"
+        " its status goes back to awaiting_stock, not approved",
+    )
 
 
 @registry.register
@@ -162,6 +168,18 @@ class InvoiceRequested(OrderEvent):
     reply_by: datetime | None = Field(
         default=None, description="When the request is sent again if billing has not answered"
     )
+
+
+@registry.register
+class OrderInvoiced(OrderEvent):
+    """Billing issued the invoice while another step of the same parallel group (the stock
+    reservation) was still open: the order keeps it and waits for that step. The payment
+    deadline starts only when both are done (OrderAwaitingPayment)."""
+
+    message_type: ClassVar[str] = "OrderInvoiced"
+    invoice_id: str
+    amount_due: Money
+    due_at: datetime | None = Field(default=None, description="The invoice's own due date")
 
 
 @registry.register

@@ -49,6 +49,9 @@ class OrderSettings(BaseSettings):
     compensation_max_attempts: int = 5
     step_reply_seconds: float = 120
     step_max_attempts: int = 3
+    # Reserve the stock and invoice at once, the saga waiting for both (docs/saga.md); false:
+    # one after the other, as before parallel groups.
+    parallel_steps: bool = True
     deadline_poll_seconds: float = 0.2
 
     @field_validator("on_account_channels", mode="before")
@@ -96,6 +99,7 @@ class OrderSettings(BaseSettings):
             compensation_max_attempts=self.compensation_max_attempts,
             step_reply_after=timedelta(seconds=self.step_reply_seconds),
             step_max_attempts=self.step_max_attempts,
+            parallel_steps=self.parallel_steps,
         )
 
 

@@ -30,6 +30,7 @@ from libs.events.order import (
     OrderConfirmed,
     OrderDelivered,
     OrderHeld,
+    OrderInvoiced,
     OrderNeedsAttention,
     OrderPartiallyShipped,
     OrderPaymentRecorded,
@@ -52,17 +53,15 @@ from services.order.adapters import queries
 _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     # event -> (status, stage); None leaves the column as it is
     OrderHeld: ("on_hold", None),
-    OrderApproved: ("approved", None),
     StockReservationRequested: (None, "reserving"),
-    # OrderAwaitingStock and OrderStockAllocated: see _STOCK_WAIT / _STOCK_BACK below
-    InvoiceRequested: (None, "invoicing"),
+    # OrderAwaitingStock, OrderStockAllocated, OrderStockWaitOverdue, InvoiceRequested: see
+    # _STOCK_WAIT, _STOCK_BACK, _STOCK_OVERDUE and _INVOICE_REQUESTED below
     OrderAwaitingPayment: ("awaiting_payment", "awaiting_payment"),
     OrderConfirmed: ("confirmed", "done"),
     OrderCompensationStarted: (None, "compensating"),
     OrderCancelled: ("cancelled", "ended"),
     OrderRejected: ("rejected", "ended"),
     OrderNeedsAttention: ("needs_attention", None),
-    OrderStockWaitOverdue: ("needs_attention", None),
     ShipmentsRequested: (None, "fulfilling"),
     OrderPartiallyShipped: ("partially_shipped", None),
     OrderShipped: ("shipped", None),
@@ -70,15 +69,31 @@ _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     OrderCompleted: ("completed", "ended"),
 }
 # Waiting for stock: before the reservation succeeded (backordered), or after it, when stock
-# the order held was revoked; then the status to go back to is kept.
+# the order held was revoked; then the status to go back to is kept. An order held for
+# finance meanwhile (its credit check ran beside the reservation) shows the hold: the status
+# follows the order's evolve (services/order/domain/order.py) in each case.
 _STOCK_WAIT = Sql(
     "UPDATE orders SET status_before_wait = CASE WHEN stage = 'reserving' THEN NULL ELSE status END,"
-    " status = 'awaiting_stock', updated_at = :at WHERE order_id = :order_id"
+    " status = CASE WHEN status = 'on_hold' THEN status ELSE 'awaiting_stock' END,"
+    " updated_at = :at WHERE order_id = :order_id"
 )
+_STOCK_OVERDUE = Sql(
+    "UPDATE orders SET status = CASE WHEN status = 'on_hold' THEN status ELSE 'needs_attention' END,"
+    " reason = :reason, updated_at = :at WHERE order_id = :order_id"
+)
+# Reserved: the group's other step (the invoice) is what the saga waits for next.
 _STOCK_BACK = Sql(
-    "UPDATE orders SET status = CASE WHEN stage = 'reserving' THEN 'approved'"
+    "UPDATE orders SET status = CASE WHEN status = 'on_hold' THEN status"
+    " WHEN stage = 'reserving' THEN 'approved'"
     " WHEN status IN ('awaiting_stock', 'needs_attention') THEN coalesce(status_before_wait, 'approved')"
-    " ELSE status END, status_before_wait = NULL, updated_at = :at WHERE order_id = :order_id"
+    " ELSE status END, status_before_wait = NULL,"
+    " stage = CASE WHEN stage = 'reserving' THEN 'invoicing' ELSE stage END,"
+    " updated_at = :at WHERE order_id = :order_id"
+)
+# Beside a reservation still open (a parallel group) the stage stays reserving.
+_INVOICE_REQUESTED = Sql(
+    "UPDATE orders SET stage = CASE WHEN stage = 'reserving' THEN stage ELSE 'invoicing' END,"
+    " updated_at = :at WHERE order_id = :order_id"
 )
 _UPSERT_SHIPMENT = Sql(
     "INSERT INTO order_shipments (order_id, shipment_id, warehouse, status, carrier, tracking_number,"
@@ -112,7 +127,7 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         changes["status"] = status
     if stage:
         changes["stage"] = stage
-    if isinstance(event, OrderAwaitingPayment):
+    if isinstance(event, OrderAwaitingPayment | OrderInvoiced):
         changes |= {"invoice_id": event.invoice_id, "total": event.amount_due}
     elif isinstance(event, OrderConfirmed):
         changes |= {"invoice_id": event.invoice_id, "total": event.total}
@@ -122,9 +137,15 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         changes["reason"] = queries.HOLD_REASONS_SEPARATOR.join(event.reasons)
     elif isinstance(event, OrderApproved):
         changes["reason"] = None  # the decided hold is in the timeline, not the order's reason now
-    elif isinstance(event, OrderCancelled | OrderRejected | OrderNeedsAttention | OrderStockWaitOverdue):
+        changes["status"] = "awaiting_stock" if event.waiting_for_stock else "approved"
+    elif isinstance(event, OrderCancelled | OrderRejected | OrderNeedsAttention):
         changes["reason"] = event.reason
     queued_insert = writes.queued(_INSERT_ORDER, ("order", order_id))
+    if isinstance(event, InvoiceRequested) and queued_insert is not None:
+        if queued_insert["stage"] != "reserving":
+            changes["stage"] = "invoicing"  # placed, reviewed and requested in one transaction
+    elif isinstance(event, InvoiceRequested):
+        writes.add(_INVOICE_REQUESTED, {"at": at, "order_id": order_id}, ("order", order_id))
     if changes and queued_insert is not None:
         queued_insert.update(changes, updated_at=at)  # placed in this same transaction
     elif changes:
@@ -141,6 +162,10 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         writes.add(_STOCK_WAIT, {"at": at, "order_id": order_id}, ("order", order_id))
     elif isinstance(event, OrderStockAllocated):
         writes.add(_STOCK_BACK, {"at": at, "order_id": order_id}, ("order", order_id))
+    elif isinstance(event, OrderStockWaitOverdue):
+        writes.add(
+            _STOCK_OVERDUE, {"reason": event.reason, "at": at, "order_id": order_id}, ("order", order_id)
+        )
     elif isinstance(event, OrderShipmentUpdated):
         writes.add(
             _UPSERT_SHIPMENT,
@@ -255,6 +280,7 @@ _ANSWERS = {
     OrderStockAllocated: "reserve_stock",
     OrderAwaitingStock: "reserve_stock",
     OrderAwaitingPayment: "invoice",
+    OrderInvoiced: "invoice",
     OrderConfirmed: "invoice",
     OrderShipmentUpdated: "ship",
 }

@@ -23,6 +23,7 @@ from libs.events.order import (
     OrderCreditLimitOverridden,
     OrderDelivered,
     OrderHeld,
+    OrderInvoiced,
     OrderNeedsAttention,
     OrderPartiallyShipped,
     OrderPaymentFailed,
@@ -112,6 +113,8 @@ class Order:
     stock_allocated: bool = False
     invoice_requested: bool = False
     invoice_id: str | None = None
+    # The invoice's own due date, kept while the order waits for the other step of its group.
+    invoice_due_at: datetime | None = None
     amount_due: Decimal = Decimal("0")
     amount_paid: Decimal = Decimal("0")
     amount_refunded: Decimal = Decimal("0")
@@ -126,6 +129,9 @@ class Order:
     last_reason: str | None = None
     # How many times each forward step's request was sent (absent: once).
     step_attempts: dict[str, int] = field(default_factory=dict)
+    # The forward step whose unanswered request parked the order for a person (its reply
+    # deadline is no longer chased); cleared when it is answered or sent again.
+    parked_step: str | None = None
     allocations: tuple[Allocation, ...] = ()
     shipments_requested: bool = False
     shipments: dict[str, ShipmentView] = field(default_factory=dict)
@@ -179,27 +185,40 @@ class Order:
     def held_for_credit(self) -> bool:
         return self.status == "on_hold" and self.held_at == "invoice"
 
+    @property
+    def invoiced(self) -> bool:
+        return self.invoice_id is not None
+
 
 def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branch per event
     match event:
         case OrderPlaced():
             return replace(state, order_id=event.order_id, status="placed", stage="review", placed=event)
         case OrderHeld():
-            held_at = "invoice" if state.stage == "invoicing" else "review"
+            # Past review only billing's credit check holds an order (reserving: its stock
+            # reservation runs beside the invoice, a parallel group).
+            held_at = "review" if state.stage in ("none", "review") else "invoice"
             return replace(state, status="on_hold", hold_reasons=event.reasons, held_at=held_at)
         case OrderApproved():
-            return replace(state, status="approved", hold_reasons=(), held_at=None)
+            status: Status = "awaiting_stock" if event.waiting_for_stock else "approved"
+            return replace(state, status=status, hold_reasons=(), held_at=None)
         case OrderCreditLimitOverridden():
             return replace(state, credit_override_by=event.approved_by)
         case StockReservationRequested():
             return replace(state, stage="reserving", stock_requested=True)
         case OrderStepResent():
-            return replace(state, step_attempts={**state.step_attempts, event.step: event.attempt})
+            return replace(
+                state,
+                step_attempts={**state.step_attempts, event.step: event.attempt},
+                parked_step=None if state.parked_step == event.step else state.parked_step,
+            )
         case OrderAwaitingStock():
             waiting_since = state.status if state.stage != "reserving" else None
             return replace(
                 state,
-                status="awaiting_stock",
+                # Held for finance (a parallel credit check): the decision awaited is shown.
+                status="on_hold" if state.status == "on_hold" else "awaiting_stock",
+                parked_step=_unparked(state, "reserve_stock"),
                 status_before_stock_wait=waiting_since,
                 waiting_for_stock=True,
                 stock_missing=event.missing,
@@ -210,7 +229,7 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
         case OrderStockWaitOverdue():
             return replace(
                 state,
-                status="needs_attention",
+                status="on_hold" if state.status == "on_hold" else "needs_attention",
                 last_reason=event.reason,
                 stock_wait_overdue=True,
                 stock_cancel_at=event.cancel_at,
@@ -219,11 +238,16 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
             # Also after a needs_attention park for a late answer: the saga goes on. Past the
             # reservation (its stock was revoked and is reserved again) the status it had.
             status = state.status_before_stock_wait or "approved"
-            if state.stage != "reserving" and state.status not in ("awaiting_stock", "needs_attention"):
+            if state.status == "on_hold" or (
+                state.stage != "reserving" and state.status not in ("awaiting_stock", "needs_attention")
+            ):
                 status = state.status
             return replace(
                 state,
                 status=status,
+                # Reserved: the group's other step (the invoice) is what the saga waits for.
+                stage="invoicing" if state.stage == "reserving" else state.stage,
+                parked_step=_unparked(state, "reserve_stock"),
                 stock_allocated=True,
                 allocations=event.allocations,
                 status_before_stock_wait=None,
@@ -256,12 +280,24 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
             left = frozenset(i for i, s in state.shipments.items() if s.status in LEFT_THE_WAREHOUSE)
             return replace(state, stock_revoked=True, left_before_revocation=left)
         case InvoiceRequested():
-            return replace(state, stage="invoicing", invoice_requested=True)
+            # Beside a reservation still open (a parallel group) the stage stays reserving:
+            # the stage names the first open step.
+            stage: Stage = "reserving" if state.stage == "reserving" else "invoicing"
+            return replace(state, stage=stage, invoice_requested=True)
+        case OrderInvoiced():
+            return replace(
+                state,
+                invoice_id=event.invoice_id,
+                amount_due=event.amount_due,
+                invoice_due_at=event.due_at,
+                parked_step=_unparked(state, "invoice"),
+            )
         case OrderAwaitingPayment():
             return replace(
                 state,
                 status="awaiting_payment",
                 stage="awaiting_payment",
+                parked_step=_unparked(state, "invoice"),
                 invoice_id=event.invoice_id,
                 amount_due=event.amount_due,
                 payment_deadline=event.payment_deadline,
@@ -311,8 +347,12 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
         case OrderRejected():
             return replace(state, status="rejected", stage="ended", last_reason=event.reason)
         case OrderNeedsAttention():
-            return replace(state, status="needs_attention", last_reason=event.reason)
+            return replace(state, status="needs_attention", last_reason=event.reason, parked_step=event.step)
     return state
+
+
+def _unparked(state: Order, answered_step: str) -> str | None:
+    return None if state.parked_step == answered_step else state.parked_step
 
 
 def _known(state: Order, shipment_id: str, attribute: str) -> str | None:

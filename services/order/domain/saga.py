@@ -54,6 +54,7 @@ from libs.events.order import (
     OrderCreditLimitOverridden,
     OrderDelivered,
     OrderHeld,
+    OrderInvoiced,
     OrderNeedsAttention,
     OrderPartiallyShipped,
     OrderPaymentFailed,
@@ -90,6 +91,11 @@ class Step:
     # The persisted deadline of a wait on the outside world at this step (a customer's
     # payment, stock to arrive): a kind of DEADLINES below. Nothing waits forever.
     deadline: str | None = None
+    # Consecutive steps of one group are a parallel group: they start at once and the saga
+    # goes on when every one of them has succeeded. When one fails, the others are undone by
+    # their compensations (those already answered, and those still on their way). With the
+    # policy's parallel_steps off they run one after another, in the table's order.
+    group: str | None = None
 
 
 # The saga as a table: forward steps in order, with the compensation that undoes each one.
@@ -115,6 +121,7 @@ FULFILMENT_SAGA: tuple[Step, ...] = (
         "release_stock",
         reply_deadline=True,
         deadline="stock",
+        group="reserve_and_invoice",
     ),
     Step(
         "invoice",
@@ -127,6 +134,7 @@ FULFILMENT_SAGA: tuple[Step, ...] = (
         ),
         "void_invoice",
         reply_deadline=True,
+        group="reserve_and_invoice",
     ),
     Step(
         "payment",
@@ -200,6 +208,9 @@ class SagaPolicy:
     # again; after the last attempt the order needs a person (it never waits forever).
     step_reply_after: timedelta = timedelta(minutes=2)
     step_max_attempts: int = 3
+    # Run the steps of a parallel group (FULFILMENT_SAGA's `group`) at once; off: one after
+    # another, in the table's order (the saga as it was before groups).
+    parallel_steps: bool = True
 
     def backorders(self, channel: str) -> bool:
         return dict(self.shortage_policy_by_channel).get(channel, self.backorder_on_shortage)
@@ -268,7 +279,7 @@ def start(placed: OrderPlaced, facts: ReviewFacts, policy: SagaPolicy, now: date
         saga.emit(OrderHeld(order_id=placed.order_id, reasons=verdict.reasons))
     else:
         saga.emit(OrderApproved(order_id=placed.order_id, approved_by="rules"))
-        _request_stock(saga, policy, now)
+        _advance(saga, now, policy)
     return saga.reaction
 
 
@@ -280,7 +291,10 @@ def approve(order: Order, actor: str, policy: SagaPolicy, now: datetime) -> Reac
             "not_on_hold", f"order {order.order_id} is {order.status}; only held orders can be approved"
         )
     saga = _Folding(order)
-    saga.emit(OrderApproved(order_id=order.order_id, approved_by=actor))
+    # A credit hold decided while the stock is still backordered: the order waits on for it.
+    saga.emit(
+        OrderApproved(order_id=order.order_id, approved_by=actor, waiting_for_stock=order.waiting_for_stock)
+    )
     ON_APPROVAL[order.held_at or "review"](saga, order, actor, now, policy)
     return saga.reaction
 
@@ -379,7 +393,7 @@ FORWARD_REQUESTS = {
 }
 
 
-def _request_stock(saga: _Folding, policy: SagaPolicy, now: datetime) -> None:
+def _request_stock(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
     placed = _placed(saga.order)
     saga.emit(
         StockReservationRequested(
@@ -413,7 +427,7 @@ def _override_credit(saga: _Folding, held: Order, actor: str, now: datetime, pol
 def _continue_after_review(
     saga: _Folding, held: Order, actor: str, now: datetime, policy: SagaPolicy
 ) -> None:
-    _request_stock(saga, policy, now)
+    _advance(saga, now, policy)
 
 
 # What approving a held order does, by the step it was held at.
@@ -435,19 +449,138 @@ def _confirm(saga: _Folding, invoice_id: str, total: Decimal, now: datetime, pol
     _request_shipments(saga, now, policy)
 
 
-def waiting_on(order: Order) -> str | None:
-    """The forward step whose participant the order waits for, if any. A backordered order
-    waits for stock to arrive, and a held one for a person, not for an answer: neither is a
-    step to chase."""
-    if order.status == "on_hold":
-        return None
+@dataclass(frozen=True)
+class IssuedInvoice:
+    invoice_id: str
+    total: Decimal
+    due_at: datetime | None
+
+
+def _start_payment(
+    saga: _Folding, now: datetime, policy: SagaPolicy, invoice: IssuedInvoice | None = None
+) -> None:
+    """Reserved and invoiced: a prepaid order waits for its payment until the invoice's due
+    date (the payment deadline counted from the request). An invoice that came before the
+    stock (kept by OrderInvoiced) gets the whole deadline from now, when both are done, as the
+    customer is only now asked to pay. An order paid in full while its stock was being
+    reserved, or on account, is confirmed."""
+    order = saga.order
+    placed = _placed(order)
+    deadline = now + policy.payment_deadline_for(placed.channel)
+    if invoice is None:
+        if order.invoice_id is None:
+            raise AssertionError(f"order {order.order_id!r} starts its payment without an invoice")
+        due_at = order.invoice_due_at
+        invoice = IssuedInvoice(
+            order.invoice_id, order.amount_due, max(deadline, due_at) if due_at else deadline
+        )
+    paid_early = bool(order.payment_references) and order.amount_paid >= invoice.total
+    if placed.payment_terms != "prepaid" or paid_early:
+        _confirm(saga, invoice.invoice_id, invoice.total, now, policy)
+        return
+    saga.emit(
+        OrderAwaitingPayment(
+            order_id=order.order_id,
+            invoice_id=invoice.invoice_id,
+            amount_due=invoice.total,
+            payment_deadline=invoice.due_at or deadline,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """How the interpreter reads a forward step off the order, and starts it."""
+
+    started: Callable[[Order], bool]
+    succeeded: Callable[[Order], bool]
+    start: Callable[[_Folding, datetime, SagaPolicy], None]
+
+
+_PAST_PAYMENT = frozenset({"done", "fulfilling"})
+
+STEP_RUNS: dict[str, StepRun] = {
+    "reserve_stock": StepRun(lambda o: o.stock_requested, lambda o: o.stock_allocated, _request_stock),
+    "invoice": StepRun(lambda o: o.invoice_requested, lambda o: o.invoiced, _request_invoice),
+    "payment": StepRun(
+        lambda o: o.stage == "awaiting_payment" or o.stage in _PAST_PAYMENT,
+        lambda o: o.stage in _PAST_PAYMENT,
+        _start_payment,
+    ),
+}
+
+
+def _groups(table: tuple[Step, ...]) -> tuple[tuple[Step, ...], ...]:
+    """The table's steps as the interpreter runs them: consecutive steps of one group
+    together, every other step alone."""
+    groups: list[list[Step]] = []
+    for step in table:
+        if groups and step.group is not None and groups[-1][-1].group == step.group:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return tuple(tuple(group) for group in groups)
+
+
+# The forward steps the interpreter starts after review, group by group. Review (`start`,
+# `approve`) and shipping (on confirmation) are started by what precedes them.
+FORWARD_GROUPS = tuple(g for g in _groups(FULFILMENT_SAGA) if all(s.name in STEP_RUNS for s in g))
+
+
+def _advance(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
+    """Go on as the table says: in the first group with a step that has not succeeded, start
+    the steps not started yet (all at once, or the first only with parallel_steps off), and
+    wait for the rest. A step parked for a person (its participant never answered) is asked
+    once more when another step's answer carries the order on."""
+    for group in FORWARD_GROUPS:
+        open_steps = [s for s in group if not STEP_RUNS[s.name].succeeded(saga.order)]
+        if not open_steps:
+            continue
+        if not policy.parallel_steps:
+            open_steps = open_steps[:1]
+        for step in open_steps:
+            run = STEP_RUNS[step.name]
+            if not run.started(saga.order):
+                run.start(saga, now, policy)
+            elif saga.order.parked_step == step.name and saga.order.status != "needs_attention":
+                _resend(saga, step, now, policy)
+        return
+
+
+def _open_beside(order: Order, step_name: str) -> list[str]:
+    """The other steps of `step_name`'s group that have not succeeded yet."""
+    group = next(g for g in FORWARD_GROUPS if any(s.name == step_name for s in g))
+    return [s.name for s in group if s.name != step_name and not STEP_RUNS[s.name].succeeded(order)]
+
+
+def awaiting_answer(order: Order) -> frozenset[str]:
+    """The forward steps whose participant the order waits to hear from (several in a
+    parallel group). A backordered reservation waits for stock to arrive, and an invoice held
+    over the credit limit for a person, not for an answer: neither is a step to chase."""
+    if order.stage in ("compensating", "ended"):
+        return frozenset()
+    waiting = set()
     if order.stage == "reserving" and not order.waiting_for_stock:
-        return "reserve_stock"
-    if order.stage == "invoicing":
-        return "invoice"
+        waiting.add("reserve_stock")
+    if (
+        order.invoice_requested
+        and not order.invoiced
+        and order.stage in ("reserving", "invoicing")
+        and not order.held_for_credit
+    ):
+        waiting.add("invoice")
     if order.stage == "fulfilling" and not order.shipments:
-        return "ship"
-    return None
+        waiting.add("ship")
+    return frozenset(waiting)
+
+
+def _takes_payment(order: Order) -> bool:
+    """A prepaid order takes payments on its invoice once it is issued: awaiting payment, or,
+    invoiced beside a reservation still open, early."""
+    if order.stage == "awaiting_payment":
+        return True
+    prepaid = order.placed is not None and order.placed.payment_terms == "prepaid"
+    return prepaid and order.invoiced and order.stage == "reserving"
 
 
 # --- replies from participants ----------------------------------------------------------
@@ -484,7 +617,11 @@ def _expected_without_effect(order: Order, message: Message) -> bool:
     are followed through PaymentReceived)."""
     placed = order.placed
     on_account = placed is not None and placed.payment_terms == "on_account"
-    return isinstance(message, InvoicePaid) and order.stage in ("done", "fulfilling", "ended") and on_account
+    if not isinstance(message, InvoicePaid):
+        return False
+    # Paid before its stock was reserved (parallel steps): confirmed when the stock is.
+    paid_early = order.invoiced and order.stage == "reserving"
+    return paid_early or (order.stage in ("done", "fulfilling", "ended") and on_account)
 
 
 _SHIPMENT_MILESTONES: dict[type[Message], str] = {
@@ -547,15 +684,18 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
     match message:
         case StockReserved() if order.stage == "reserving":
             saga.emit(OrderStockAllocated(order_id=order_id, allocations=message.allocations))
-            _request_invoice(saga, now, policy)
+            _advance(saga, now, policy)
         case StockShortage() if order.stage == "reserving" and not order.waiting_for_stock:
             if message.backordered:
                 _await_stock(saga, message, now, policy)
             else:
                 missing = ", ".join(f"{m.sku} (short {m.quantity})" for m in message.missing)
-                saga.emit(
-                    OrderRejected(order_id=order_id, reason=f"out of stock: {missing}", rejected_by="rules")
-                )
+                reason = f"out of stock: {missing}"
+                if steps_to_undo(order, failed_step="reserve_stock"):  # the invoice, beside it
+                    return _compensate(
+                        order, reason, "rejected", "rules", now, policy, failed_step="reserve_stock"
+                    )
+                saga.emit(OrderRejected(order_id=order_id, reason=reason, rejected_by="rules"))
         case ReservationRevoked() if order.stage in PAST_RESERVATION:
             saga.emit(
                 OrderReservationRevoked(
@@ -588,19 +728,21 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
         ) if order.stage == "fulfilling":
             if _record_shipment(saga, message):
                 _progress(saga)
-        case InvoiceIssued() if order.stage == "invoicing":
-            if message.payment_terms == "prepaid":
+        case InvoiceIssued() if _awaits_invoice(order):
+            invoice = IssuedInvoice(message.invoice_id, message.total, message.due_at)
+            if not _open_beside(order, "invoice"):
+                _start_payment(saga, now, policy, invoice)
+            else:  # its stock is still being reserved: kept until then
                 saga.emit(
-                    OrderAwaitingPayment(
+                    OrderInvoiced(
                         order_id=order_id,
-                        invoice_id=message.invoice_id,
-                        amount_due=message.total,
-                        payment_deadline=message.due_at,
+                        invoice_id=invoice.invoice_id,
+                        amount_due=invoice.total,
+                        due_at=invoice.due_at,
                     )
                 )
-            else:
-                _confirm(saga, message.invoice_id, message.total, now, policy)
-        case CreditCheckFailed() if order.stage == "invoicing" and order.status != "on_hold":
+                _advance(saga, now, policy)
+        case CreditCheckFailed() if _awaits_invoice(order) and order.status != "on_hold":
             reason = (
                 f"credit limit exceeded: {message.amount:.2f} on top of an open balance of"
                 f" {message.open_balance:.2f} is over the limit of {message.credit_limit:.2f}"
@@ -624,7 +766,7 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
             if order.invoice_id is None:
                 raise AssertionError(f"order {order_id!r} awaits payment without an invoice")
             _confirm(saga, order.invoice_id, order.amount_due, now, policy)
-        case PaymentFailed() if order.stage == "awaiting_payment" and (
+        case PaymentFailed() if _takes_payment(order) and (
             message.reference not in order.failed_payment_references
         ):
             attempt = order.payment_failures + 1
@@ -646,6 +788,11 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
         case StockReleased() | InvoiceVoided():
             _complete_step(saga, message)
     return saga.reaction
+
+
+def _awaits_invoice(order: Order) -> bool:
+    """Billing's answer is expected: requested, not yet issued, and the saga not past it."""
+    return order.invoice_requested and not order.invoiced and order.stage in ("reserving", "invoicing")
 
 
 def _await_stock(saga: _Folding, shortage: StockShortage, now: datetime, policy: SagaPolicy) -> None:
@@ -714,7 +861,7 @@ def _chase_reply(order: Order, step_name: str, now: datetime, policy: SagaPolicy
     """The participant of a forward step has not answered: ask again, or, after the last
     attempt, park the order for a person (who may cancel it: the compensations then undo
     whatever the participant did or did not do)."""
-    if waiting_on(order) != step_name or order.status == "needs_attention":
+    if step_name not in awaiting_answer(order) or order.status == "needs_attention":
         return Reaction()
     step = next(s for s in FULFILMENT_SAGA if s.name == step_name)
     attempts = order.step_attempts.get(step_name, 1)
@@ -728,17 +875,22 @@ def _chase_reply(order: Order, step_name: str, now: datetime, policy: SagaPolicy
             )
         )
         return saga.reaction
+    _resend(saga, step, now, policy)
+    return saga.reaction
+
+
+def _resend(saga: _Folding, step: Step, now: datetime, policy: SagaPolicy) -> None:
+    attempts = saga.order.step_attempts.get(step.name, 1)
     saga.emit(
         OrderStepResent(
-            order_id=order.order_id,
-            step=step_name,
+            order_id=saga.order.order_id,
+            step=step.name,
             attempt=attempts + 1,
             reply_by=now + policy.step_reply_after,
         )
     )
-    request = FORWARD_REQUESTS[step_name](saga.order, now, policy)
+    request = FORWARD_REQUESTS[step.name](saga.order, now, policy)
     saga.send(request.command, request.dedupe_key)
-    return saga.reaction
 
 
 # --- compensation ---------------------------------------------------------------------
@@ -747,11 +899,13 @@ def _chase_reply(order: Order, step_name: str, now: datetime, policy: SagaPolicy
 def steps_to_undo(order: Order, failed_step: str | None = None) -> list[str]:
     """Compensations of the steps already started, last step first. A step that itself
     failed (its participant refused) left nothing behind to undo."""
-    started = {"reserve_stock": order.stock_requested, "invoice": order.invoice_requested}
     return [
         step.compensation
         for step in reversed(FULFILMENT_SAGA)
-        if step.compensation and started.get(step.name) and step.name != failed_step
+        if step.compensation
+        and step.name in STEP_RUNS
+        and STEP_RUNS[step.name].started(order)
+        and step.name != failed_step
     ]
 
 

@@ -108,7 +108,9 @@ Reply = Callable[[], Message]
 ORDER_ID = "o-1"
 INVOICE_ID = "inv-o-1"
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-POLICY = SagaPolicy()
+# The saga step by step, one participant at a time (parallel_steps off); the parallel group
+# has its own tests in test_saga_parallel.py.
+POLICY = SagaPolicy(parallel_steps=False)
 DEADLINE = NOW + POLICY.payment_deadline
 TOTAL = Decimal("36.00")
 ADDRESS = Address(line1="1 Main St", city="Springfield", postal_code="12345", country="US")
@@ -1197,7 +1199,7 @@ def test_dedupe_keys_distinguish_each_kind_of_command_and_each_attempt() -> None
 
 
 def test_a_channel_with_its_own_payment_deadline_gets_it_on_the_invoice() -> None:
-    policy = SagaPolicy(payment_deadline_by_channel=(("bank-transfer", timedelta(days=3)),))
+    policy = replace(POLICY, payment_deadline_by_channel=(("bank-transfer", timedelta(days=3)),))
     order = given(*reserving(placed(channel="bank-transfer")))
 
     reaction = react(order, stock_reserved(), NOW, policy)
