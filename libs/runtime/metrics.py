@@ -17,6 +17,22 @@ HANDLER_ERRORS = Counter("ordermesh_handler_errors_total", "Failed handling atte
 DEAD_LETTERS = Counter("ordermesh_dead_letters_total", "Messages dead-lettered", ["consumer"])
 OUTBOX_BACKLOG = Gauge("ordermesh_outbox_backlog", "Outbox rows not yet published", ["service"])
 OUTBOX_PUBLISHED = Counter("ordermesh_outbox_published_total", "Outbox rows published to Kafka", ["service"])
+PUBLISHED_AFTER_COMMIT = Counter(
+    "ordermesh_outbox_published_after_commit_total",
+    "Outbox rows published right after the commit by the process that wrote them",
+    ["service"],
+)
+HANDED_BACK = Counter(
+    "ordermesh_outbox_handed_back_total",
+    "Outbox rows the publisher could not deliver and left to the relay",
+    ["service"],
+)
+PUBLISH_AFTER_COMMIT_SECONDS = Histogram(
+    "ordermesh_publish_after_commit_seconds",
+    "Time from a transaction's commit to the broker's acknowledgement of its outbox rows",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 CONSUMER_STALLED = Gauge(
     "ordermesh_consumer_stalled", "1 while a consumer makes no progress (see /ready)", ["consumer"]
 )

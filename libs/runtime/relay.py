@@ -1,7 +1,16 @@
 """Outbox relay: publishes committed outbox rows to Kafka in order, then deletes them.
 
-- Woken by NOTIFY when a transaction with outbox rows commits, so there is no fixed
-  sleep-poll on the hot path; a slow fallback poll covers a missed notification.
+With OM_PUBLISH_AFTER_COMMIT (the default) most rows never wait for it: the process that
+committed them publishes them (libs/runtime/publisher.py, which states the guarantees of the
+two together). The relay then takes only what is its own (rows handed back, or written while
+their key had an earlier row waiting), rows whose publisher is gone (its liveness lock was
+released: the process died) and rows a live publisher has held past
+OM_OUTBOX_TAKEOVER_SECONDS; and never a row behind an earlier row of its key that it may not
+take, so a key's rows keep their order across the two paths.
+
+- Woken by NOTIFY when a transaction with rows for it commits, so there is no fixed
+  sleep-poll on the hot path; a slow fallback poll covers a missed notification and finds
+  the rows of a publisher that died.
 - Publishes in id order with an idempotent acks=all producer, so rows of one aggregate
   (one Kafka key) keep their order within a partition.
 - A row is deleted only after the broker acknowledged it. A crash in between republishes the
@@ -41,6 +50,36 @@ log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 7463001
 FALLBACK_POLL_SECONDS = 1.0
+# How soon to look again when rows of the relay's wait behind a live publisher's row of their
+# key (which that publisher is about to delete).
+BEHIND_PUBLISHER_POLL_SECONDS = 0.02
+# Must match libs.runtime.publisher.PUBLISHER_LOCK_CLASS (not imported: that module imports this).
+PUBLISHER_LOCK_CLASS = 7463004
+
+# Every row is the relay's (OM_PUBLISH_AFTER_COMMIT=false everywhere).
+_SELECT_ALL = "SELECT id, topic, key, value, headers, true AS clear FROM outbox ORDER BY id LIMIT $1"
+# Rows the relay may take (`takeable`), and whether every earlier row of the key in the window
+# is takeable too (`clear`): only those are sent. Rows of the relay's that are not clear are
+# returned without their value, to say there is work behind a live publisher.
+_SELECT_TAKEABLE = """
+WITH live AS (
+    SELECT objid::bigint AS owner FROM pg_locks
+    WHERE locktype = 'advisory' AND classid::bigint = $3::bigint AND objsubid = 2 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), marked AS (
+    SELECT id, key, publisher IS NULL AS relays,
+           publisher IS NULL OR publisher NOT IN (SELECT owner FROM live)
+           OR created_at < now() - make_interval(secs => $2::float8) AS takeable
+    FROM (SELECT id, key, publisher, created_at FROM outbox ORDER BY id LIMIT $1 * 4) AS w
+), ranked AS (
+    SELECT id, relays, takeable, bool_and(takeable) OVER (PARTITION BY key ORDER BY id) AS clear
+    FROM marked
+)
+SELECT o.id, o.topic, o.key, CASE WHEN r.clear THEN o.value END AS value, o.headers, r.clear
+FROM ranked r JOIN outbox o USING (id)
+WHERE r.clear OR r.relays
+ORDER BY r.id
+"""
 
 
 class OutboxRelay:
@@ -51,8 +90,14 @@ class OutboxRelay:
         service: str,
         batch_size: int = 500,
         topic_for: Callable[[str], str] = str,
+        takeover_seconds: float | None = None,
     ) -> None:
+        """`takeover_seconds`: None when no process publishes after commit (every row is the
+        relay's); else how long a live publisher may hold a row before the relay takes it."""
         self._topic_for = topic_for
+        self._takeover_seconds = takeover_seconds
+        # Whether the last round left rows of the relay's waiting behind a publisher's.
+        self.waiting_behind_publisher = False
         self._dsn = dsn
         self._producer_factory = producer_factory
         self._service = service
@@ -121,8 +166,13 @@ class OutboxRelay:
                     published = await self.publish_pending(conn, producer)
                     self._succeeded()
                     if published < self._batch_size:
+                        pause = (
+                            BEHIND_PUBLISHER_POLL_SECONDS
+                            if self.waiting_behind_publisher
+                            else FALLBACK_POLL_SECONDS
+                        )
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), FALLBACK_POLL_SECONDS)
+                            await asyncio.wait_for(self._wake.wait(), pause)
             finally:
                 await producer.stop()
         finally:
@@ -139,10 +189,14 @@ class OutboxRelay:
         parked; one that failed for a passing reason stays, and the round fails after the
         rows that did get through are deleted, so they are not sent twice needlessly.
         """
-        rows = await conn.fetch(
-            "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
-            self._batch_size,
-        )
+        if self._takeover_seconds is None:
+            rows = await conn.fetch(_SELECT_ALL, self._batch_size)
+        else:
+            rows = await conn.fetch(
+                _SELECT_TAKEABLE, self._batch_size, self._takeover_seconds, PUBLISHER_LOCK_CLASS
+            )
+        self.waiting_behind_publisher = any(not row["clear"] for row in rows)
+        rows = [row for row in rows if row["clear"]][: self._batch_size]
         if not rows:
             OUTBOX_BACKLOG.labels(self._service).set(0)
             return 0
@@ -173,12 +227,13 @@ class OutboxRelay:
             for (row, _), outcome in zip(sent, outcomes, strict=True)
             if isinstance(outcome, BaseException)
         }
-        to_park = {i: e for i, e in refused.items() if _refused_for_good(e)}
+        to_park = {i: e for i, e in refused.items() if refused_for_good(e)}
         async with conn.transaction():
             if delivered:
                 await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", delivered)
             for row_id, reason in to_park.items():
-                await self._park(conn, row_id, reason)
+                await park_row(conn, row_id, reason)
+                self.parked += 1
         self.published += len(delivered)
         OUTBOX_PUBLISHED.labels(self._service).inc(len(delivered))
         if len(rows) == self._batch_size or len(refused) > len(to_park):
@@ -192,17 +247,18 @@ class OutboxRelay:
             raise retry[0]  # a passing failure: the round is retried after a pause
         return len(delivered) + len(to_park)
 
-    async def _park(self, conn: asyncpg.Connection, row_id: int, error: BaseException) -> None:
-        reason = f"{type(error).__name__}: {error}"[:2000]
-        await conn.execute(
-            "WITH moved AS (DELETE FROM outbox WHERE id = $1 RETURNING *)"
-            " INSERT INTO outbox_parked (id, topic, key, value, headers, created_at, reason)"
-            " SELECT id, topic, key, value, headers, created_at, $2 FROM moved",
-            row_id,
-            reason,
-        )
-        self.parked += 1
-        log.error("outbox row %d parked, the broker refuses it for good: %s", row_id, reason)
+
+async def park_row(conn: asyncpg.Connection, row_id: int, error: BaseException) -> None:
+    """Move a row the broker refuses for good to `outbox_parked`, with the reason."""
+    reason = f"{type(error).__name__}: {error}"[:2000]
+    await conn.execute(
+        "WITH moved AS (DELETE FROM outbox WHERE id = $1 RETURNING *)"
+        " INSERT INTO outbox_parked (id, topic, key, value, headers, created_at, reason)"
+        " SELECT id, topic, key, value, headers, created_at, $2 FROM moved",
+        row_id,
+        reason,
+    )
+    log.error("outbox row %d parked, the broker refuses it for good: %s", row_id, reason)
 
 
 # What the broker (or the producer, on its behalf) refuses because of the message itself. Not
@@ -216,5 +272,5 @@ _REFUSED_FOR_GOOD = (
 )
 
 
-def _refused_for_good(error: BaseException) -> bool:
+def refused_for_good(error: BaseException) -> bool:
     return isinstance(error, _REFUSED_FOR_GOOD)

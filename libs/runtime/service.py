@@ -23,6 +23,7 @@ from libs.runtime.db import create_engine, ensure_database, migrate
 from libs.runtime.group_commit import GroupCommitter
 from libs.runtime.kafka import broker_security, create_topics, durable_producer
 from libs.runtime.metrics import BACKGROUND_TASK_DEAD, CONSUMER_STALLED
+from libs.runtime.publisher import AfterCommitPublisher
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.telemetry import configure_logging, configure_tracing
@@ -31,6 +32,7 @@ from libs.runtime.uow import (
     MessageContext,
     Projector,
     UnitOfWork,
+    publish_after_commit,
     unit_of_work,
 )
 
@@ -61,6 +63,21 @@ class ServiceRuntime:
             self.name,
             self.settings.relay_batch_size,
             topic_for=self.settings.topic,
+            takeover_seconds=(
+                self.settings.outbox_takeover_seconds if self.settings.publish_after_commit else None
+            ),
+        )
+        # Publishes the outbox rows of this process's transactions right after they commit;
+        # the relay above then only picks up what a crash or an outage leaves.
+        self.publisher = (
+            AfterCommitPublisher(
+                self.settings.dsn(self.name),
+                lambda: durable_producer(self.settings, f"{self.name}-publisher"),
+                self.name,
+                topic_for=self.settings.topic,
+            )
+            if self.settings.publish_after_commit
+            else None
         )
         self.broker = KafkaBroker(
             self.settings.kafka_bootstrap,
@@ -101,6 +118,9 @@ class ServiceRuntime:
             + [c.dead_letter_topic for c in self.consumers],
             groups=[c.name for c in self.consumers] if self.run_consumers else [],
         )
+        if self.publisher is not None:
+            await self.publisher.start()
+            publish_after_commit(self.engine, self.publisher)
         if self.run_relay:
             self._spawn(self.relay.run(), "relay")
         for loop in self.background:
@@ -121,6 +141,9 @@ class ServiceRuntime:
             await self.broker.stop()
         for consumer in self.consumers:
             await consumer.close()
+        if self.publisher is not None:
+            await self.publisher.stop()
+            publish_after_commit(self.engine, None)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

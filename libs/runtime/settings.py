@@ -43,6 +43,13 @@ class RuntimeSettings(BaseSettings):
     consumer_retry_backoff_ms: int = 50
     consumer_batch_size: int = 200
     relay_batch_size: int = 500
+    # true: the process that commits outbox rows publishes them right after the commit, and
+    # the relay only picks up what a crash or a broker outage leaves (libs/runtime/publisher.py).
+    # false: every row waits for the relay (NOTIFY, SELECT, publish, DELETE), as before.
+    publish_after_commit: bool = True
+    # The relay takes a row its live publisher still holds after this long (a publisher that
+    # stalled); that row may then be published twice.
+    outbox_takeover_seconds: float = 30.0
     # false: this process serves HTTP (and stands by for the relay and deadlines) but does not
     # consume; for deployments that scale the API apart from the workers.
     run_consumers: bool = True

@@ -7,6 +7,9 @@ statement per kind: events, read-model layers (libs.runtime.writes), outbox, NOT
 batch of many messages thus costs a handful of round trips instead of a dozen per message. The
 concurrency check is unchanged, only later: the event rows' (stream_id, version) key rejects a
 stale append at flush, and the whole unit of work is retried.
+
+Outbox rows the process's after-commit publisher claimed (libs/runtime/publisher.py) are
+handed to it around the COMMIT: a place in line just before, the go just after.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import json
 import logging
 import random
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -28,9 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.domain import AggregateKind, DomainError
 from libs.events import DomainEvent, Envelope, Message, make_envelope, registry
-from libs.runtime import eventstore, outbox
+from libs.runtime import eventstore, faults, outbox
 from libs.runtime.db import ConcurrencyConflict, driver_connection, retire_connection
 from libs.runtime.eventstore import AuditMetadata as AuditMetadata  # what handlers build contexts from
+from libs.runtime.publisher import AfterCommitPublisher, Reservation
 from libs.runtime.telemetry import trace_headers
 from libs.runtime.writes import WriteBatch
 
@@ -174,6 +179,13 @@ class UnitOfWork:
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
     _before_flush: dict[Hashable, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     wrote_outbox: bool = False
+    # Whether rows were left to the relay (it is woken at commit), and the rows the publisher
+    # claimed with the oldest epoch they were claimed in.
+    wrote_relay_rows: bool = False
+    publisher: AfterCommitPublisher | None = None
+    claimed: list[outbox.OutboxRow] = field(default_factory=list)
+    claim_epoch: int = 0
+    _claimed_in_savepoint: bool = False
     _driver: asyncpg.Connection | None = None
     _pending_events: list[Envelope] = field(default_factory=list)
     # Who asked for each pending event (the context it was recorded in), index for index.
@@ -419,12 +431,45 @@ class UnitOfWork:
                 self._json_bytes[stream_id] = self._json_bytes.get(stream_id, 0) + size
         await writes.flush(db)
         if messages:
-            await outbox.put(db, messages)
+            claim = self.publisher.claim() if self.publisher is not None else None
+            claimed, for_relay = await outbox.put(db, messages, claim.owner if claim else None)
             self.wrote_outbox = True
+            self.wrote_relay_rows |= for_relay
+            if claim is not None and claimed:
+                self.claim_epoch = claim.epoch if not self.claimed else min(self.claim_epoch, claim.epoch)
+                self.claimed.extend(claimed)
+                # A savepoint rolled back later takes its rows with it (the order service's
+                # deadline loop flushes inside one): those are checked before the commit.
+                self._claimed_in_savepoint |= self.conn.in_nested_transaction()
+
+    async def claimed_rows(self) -> list[outbox.OutboxRow]:
+        """The claimed rows that will commit (one query, only after a savepoint)."""
+        if not self._claimed_in_savepoint or not self.claimed:
+            return self.claimed
+        present = {
+            r["id"]
+            for r in await (await self.db()).fetch(
+                "SELECT id FROM outbox WHERE id = ANY($1::bigint[])", [row.id for row in self.claimed]
+            )
+        }
+        return [row for row in self.claimed if row.id in present]
 
 
 def _stream_of(envelope: Envelope) -> str:
     return f"{envelope.aggregate_type}-{envelope.aggregate_id}"
+
+
+# The after-commit publisher of each engine's process (ServiceRuntime registers it), so every
+# unit of work on that database (HTTP commands, consumers, loops) hands its rows to it.
+_publishers: weakref.WeakKeyDictionary[AsyncEngine, AfterCommitPublisher] = weakref.WeakKeyDictionary()
+
+
+def publish_after_commit(engine: AsyncEngine, publisher: AfterCommitPublisher | None) -> None:
+    """Make `publisher` publish the rows of every unit of work on `engine` (None: the relay)."""
+    if publisher is None:
+        _publishers.pop(engine, None)
+    else:
+        _publishers[engine] = publisher
 
 
 @asynccontextmanager
@@ -435,25 +480,43 @@ async def unit_of_work(
     projector: Projector | None = None,
     cache: AggregateCache | None = None,
 ) -> AsyncIterator[UnitOfWork]:
-    async with engine.begin() as conn:
-        uow = UnitOfWork(conn, context, now or datetime.now(UTC), projector=projector, cache=cache)
-        try:
+    publisher = _publishers.get(engine)
+    reservation: Reservation | None = None
+    try:
+        async with engine.begin() as conn:
+            uow = UnitOfWork(
+                conn, context, now or datetime.now(UTC), projector=projector, cache=cache, publisher=publisher
+            )
             try:
-                yield uow
-            except DomainError as refusal:
-                # A refusal decided on a cached state may be wrong (the order was approved on
-                # another replica meanwhile): only a refusal on current state stands.
-                if uow._unverified:
-                    await uow.verify_cached_reads()
-                raise refusal
-            await uow.flush()
-            if uow.wrote_outbox:
-                await outbox.wake_relay(await uow.db())
-        except BaseException:
-            if uow._driver is not None and uow._driver.is_closed():
-                # Lost mid-transaction on the driver path: never hand it back to the pool.
-                await retire_connection(conn)
-            raise
+                try:
+                    yield uow
+                except DomainError as refusal:
+                    # A refusal decided on a cached state may be wrong (the order was approved on
+                    # another replica meanwhile): only a refusal on current state stands.
+                    if uow._unverified:
+                        await uow.verify_cached_reads()
+                    raise refusal
+                await uow.flush()
+                if uow.wrote_relay_rows:
+                    await outbox.wake_relay(await uow.db())
+                if publisher is not None and uow.claimed:
+                    claimed = await uow.claimed_rows()
+                    if claimed:
+                        # In line before the COMMIT: a later writer of these keys can only see
+                        # this transaction after it, so its rows queue behind these.
+                        reservation = publisher.reserve(claimed, uow.claim_epoch)
+            except BaseException:
+                if uow._driver is not None and uow._driver.is_closed():
+                    # Lost mid-transaction on the driver path: never hand it back to the pool.
+                    await retire_connection(conn)
+                raise
+    except BaseException:
+        if reservation is not None and publisher is not None:
+            publisher.commit_failed(reservation)
+        raise
+    if reservation is not None and publisher is not None:
+        faults.crash_point(faults.AFTER_COMMIT_BEFORE_PUBLISH)
+        publisher.committed(reservation)
     uow.committed()
 
 
