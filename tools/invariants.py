@@ -719,8 +719,9 @@ def _stock_outcome(
         return
     settled = reservation.idle_s > stuck_after and order.idle_s > stuck_after
     if reservation.status == "backordered":
-        # needs_attention: it waited past the stock wait's alert time, and waits on.
-        if order.status not in ("awaiting_stock", "needs_attention") and settled:
+        # needs_attention: it waited past the stock wait's alert time, and waits on. on_hold:
+        # its credit check, run beside the reservation, held it for finance meanwhile.
+        if order.status not in ("awaiting_stock", "needs_attention", "on_hold") and settled:
             report.fail(f"order: {order.order_id} is {order.status} but inventory has it backordered")
         if reject_channels is not None and order.channel in reject_channels:
             report.fail(f"order: {order.order_id} from {order.channel} was backordered, not rejected")
