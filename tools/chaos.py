@@ -51,6 +51,7 @@ REPLICAS = 2
 PARTITIONS = 4
 REJECT_CHANNELS = frozenset({"marketplace"})  # shortage policy of the run: the others backorder
 POISON_PER_TOPIC = 4
+ONE_SIDE_FAILURES = 6  # orders whose parallel saga step fails on one side (parallel-step-fails)
 WAIT_SECONDS = 180.0  # the most any one condition may take before the fault counts as failed
 
 
@@ -155,6 +156,7 @@ class Chaos:
     pingpong_cycles: int = 2
     paused: set[str] = field(default_factory=set)
     poison_sent: int = 0
+    one_side_failed: list[str] = field(default_factory=list)
 
     @property
     def services(self) -> list[str]:
@@ -376,6 +378,60 @@ class Chaos:
             f"  {units} more units of {self.scarce_sku} booked on each of {len(replicas)} replicas"
         )
 
+    async def one_side_fails(self) -> None:
+        """Orders whose parallel saga step fails on one side: marketplace orders (the channel
+        rejects shortages) for twice what is in stock. Billing invoices each beside the refused
+        reservation, so its compensation must void that invoice before the order is rejected.
+        A billing replica is killed meanwhile: invoices and voids cross a rebalance."""
+        generator = self.generator
+        assert generator is not None
+        sku = generator.scarce_sku(f"ONESIDE-{uuid4().hex[:4]}")
+        code, region = loadgen.WAREHOUSES[0]
+        await generator.receive(sku, code, 1)
+        channel = await generator.credentials.channel("marketplace")
+        for _ in range(ONE_SIDE_FAILURES):
+            body = {
+                "channel": "marketplace",
+                "customer": {
+                    "name": "One Side",
+                    "email": f"{uuid4().hex[:10]}@chaos.example",
+                    "region": region,
+                },
+                "lines": [{"sku": sku, "quantity": 2, "unit_price": "19.90"}],
+                "currency": "EUR",
+                "payment_terms": "prepaid",
+                "shipping": {"method": "pickup"},
+            }
+            status, text = await generator.post(
+                "order", "/orders", body, {**channel, "Idempotency-Key": f"chaos-{uuid4()}"}
+            )
+            if status != 202:
+                raise RuntimeError(f"an order failing on one side was refused: {status} {text[:200]}")
+            self.one_side_failed.append(json.loads(text)["order_id"])
+        await self.kill("billing")
+        took = await self.until(
+            "each order failing on one side rejected, its invoice void", self._one_side_undone
+        )
+        self.progress.say(
+            f"  {ONE_SIDE_FAILURES} orders refused stock, their invoices voided, rejected in {took:.1f}s"
+        )
+
+    async def _one_side_undone(self) -> bool:
+        ids = self.one_side_failed
+        order_db = await asyncpg.connect(self.settings.dsn("order"))
+        billing_db = await asyncpg.connect(self.settings.dsn("billing"))
+        try:
+            rejected = await order_db.fetchval(
+                "SELECT count(*) FROM orders WHERE order_id = ANY($1::text[]) AND status = 'rejected'", ids
+            )
+            void = await billing_db.fetchval(
+                "SELECT count(*) FROM invoices WHERE order_id = ANY($1::text[]) AND status = 'void'", ids
+            )
+        finally:
+            await order_db.close()
+            await billing_db.close()
+        return bool(rejected == void == len(ids))
+
     def consumed_topics(self) -> list[str]:
         return sorted({t for g in self.groups for t in g.topics})
 
@@ -497,6 +553,7 @@ FAULTS: dict[str, Fault] = {
     "scarce-stock": Fault(lambda c: c.restock(), scarce=True),
     "replay-topics": Fault(lambda c: c.replay()),
     "poison": Fault(lambda c: c.poison()),
+    "parallel-step-fails": Fault(lambda c: c.one_side_fails()),
 }
 
 
@@ -611,6 +668,8 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
         + report.violations[:10],
         "notes": report.notes[:10],
     }
+    if name == "parallel-step-fails":
+        row["one_side_failed"] = len(chaos.one_side_failed)
     if scarce_sku is not None:
         row["scarce"] = summary = await scarce_summary(chaos.settings, scarce_sku, report)
         answered = sum(v for k, v in summary.items() if k.startswith("orders_"))

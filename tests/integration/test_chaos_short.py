@@ -2,7 +2,9 @@
 every consuming service, partitions moved between them and back under load, a hot SKU with
 fewer units than orders served by both inventory replicas, a process that dies between
 publishing and marking its outbox, a consumer that dies between its database commit and its
-offset commit, and poison on every consumed topic; the load ships every order it confirms.
+offset commit, poison on every consumed topic, and orders whose parallel saga step fails on one
+side (stock refused beside an issued invoice, which is voided) while a billing replica is
+killed; the load ships every order it confirms.
 Then the invariant checker itself, fed crafted stores (stuck orders, an oversold SKU; a
 shipment dispatched twice, a shipped order with a line never dispatched, a stock row that does
 not add up, stock in transit below zero, a completed order with a shipment on its way and no
@@ -39,6 +41,7 @@ async def test_short_chaos_run_with_replicas_keeps_every_invariant() -> None:
         "crash-after-publish-before-outbox-mark",
         "crash-after-db-commit-before-offset-commit",
         "poison",
+        "parallel-step-fails",
     ]
     args = argparse.Namespace(
         faults=faults,
@@ -66,6 +69,8 @@ async def test_short_chaos_run_with_replicas_keeps_every_invariant() -> None:
     assert scarce["orders_backordered"] + scarce["orders_refused"] > 0, scarce  # it was scarce
     assert scarce["units_reserved"] <= scarce["units_received"], scarce
     assert rows["poison"]["dead_lettered"] >= rows["poison"]["poison_sent"] > 0
+    # Rejected with their invoices void (the fault waits for it), every invariant kept.
+    assert rows["parallel-step-fails"]["one_side_failed"] == chaos.ONE_SIDE_FAILURES
     assert result["violations"] == 0, result
 
 
