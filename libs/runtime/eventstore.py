@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.events import Envelope
+from libs.events.codec import parse_json
 from libs.runtime.db import ConcurrencyConflict, Sql
 
 _COLUMNS = (
@@ -68,7 +69,7 @@ class StoredEvent:
 
 
 def _to_envelope(row: Mapping[str, Any]) -> Envelope:
-    payload = row["payload"] if isinstance(row["payload"], dict) else json.loads(row["payload"])
+    payload = row["payload"] if isinstance(row["payload"], dict) else parse_json(row["payload"])
     return Envelope(
         event_id=row["event_id"],
         event_type=row["event_type"],
