@@ -188,12 +188,12 @@ async def test_a_consumer_dead_letters_malformed_records_with_the_compiled_decod
         "codec-test",
         ["oms.order.events.v1"],
         {},
-        engine=None,  # nothing here reaches the database
+        engine=None,  # type: ignore[arg-type]  # nothing here reaches the database
         settings=RuntimeSettings(),
         actor="test",
     )
     producer = CapturingProducer()
-    consumer._dlq_producer = producer  # type: ignore[assignment]
+    consumer._dlq_producer = producer
     bad = ["cut off", "nan literal", "line quantity below one", "envelope field of the wrong type"]
 
     await consumer.handle_records([record(MALFORMED[name], offset) for offset, name in enumerate(bad)])
