@@ -26,6 +26,7 @@ from libs.events.base import DomainEvent
 from libs.runtime import faults
 from libs.runtime.db import create_engine
 from libs.runtime.kafka import create_topics, durable_producer
+from libs.runtime.outbox import OutboxRow
 from libs.runtime.publisher import AfterCommitPublisher
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
@@ -295,3 +296,31 @@ async def test_a_failed_delivery_hands_the_rows_back_and_every_path_keeps_the_ke
 
 async def _handed_back(publisher: AfterCommitPublisher) -> bool:
     return publisher.handed_back > 0 and publisher.claim() is None
+
+
+async def test_in_one_process_a_later_transaction_of_a_key_waits_for_the_earlier_one_to_commit() -> None:
+    """Two transactions of one key in one process: the later one can only have read the
+    earlier one after it committed, but its own COMMIT may return first. Sending follows the
+    order of the places taken before each COMMIT, not the order the COMMITs return in."""
+    publisher = AfterCommitPublisher("postgresql://unused", lambda: None, "test")  # type: ignore[arg-type,return-value]
+    earlier = publisher.reserve([_row(1, "k"), _row(2, "other")], epoch=0)
+    later = publisher.reserve([_row(3, "k")], epoch=0)
+    unrelated = publisher.reserve([_row(4, "elsewhere")], epoch=0)
+
+    publisher.committed(later)
+    publisher.committed(unrelated)
+    assert _queued(publisher) == [[4]]  # another key goes at once; "k" waits for the earlier
+    publisher.committed(earlier)
+    assert _queued(publisher) == [[1, 2], [3]]
+
+
+def _row(row_id: int, key: str) -> OutboxRow:
+    return OutboxRow(row_id, "t", key, b"", {})
+
+
+def _queued(publisher: AfterCommitPublisher) -> list[list[int]]:
+    ready = publisher._ready  # noqa: SLF001 - what the sender task would take, in order
+    taken = []
+    while not ready.empty():
+        taken.append([r.id for r in ready.get_nowait().rows])
+    return taken
