@@ -546,6 +546,11 @@ FAULTS: dict[str, Fault] = {
     "crash-after-publish-before-outbox-mark": Fault(
         lambda c: c.crash_at("order", faults.AFTER_PUBLISH_BEFORE_OUTBOX_MARK)
     ),
+    # With OM_PUBLISH_AFTER_COMMIT: the order process dies holding committed rows it claimed;
+    # the relay of a replica takes them once the dead process's liveness lock is gone.
+    "crash-after-commit-before-publish": Fault(
+        lambda c: c.crash_at("order", faults.AFTER_COMMIT_BEFORE_PUBLISH)
+    ),
     "restart-kafka": Fault(lambda c: c.restart_kafka()),
     "restart-postgresql": Fault(lambda c: c.restart_postgres()),
     "sigstop-consumer": Fault(lambda c: c.pause(["inventory"])),
