@@ -61,7 +61,9 @@ lint: install ## ruff (style and security rules), pip-audit of the locked depend
 typecheck: install ## mypy
 	.venv/bin/mypy libs services tools
 
-bench: install ## load the running platform (make up) and print the benchmark table
+# Also the open-loop sweep (bench/results/latency-curve.png, the per-stage breakdown) and the
+# eventsourcing peer; BENCH_ARGS="--no-sweep --no-peer" leaves them out.
+bench: install ## load the running platform (make up): table, latency curve PNG, stage breakdown, peer
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
 bench-runtime: install ## event store append and outbox relay throughput (needs Kafka + PostgreSQL)

@@ -7,6 +7,13 @@ bench/results/latest.json.
 2. Sustained orders/s through the whole saga, closed loop (as fast as it is absorbed).
 3. Latency at 70% of that rate, open loop: p50/p95/p99 from submission to outcome.
 4. What authenticating one request costs the server (tools/bench_auth.py): a token, an API key.
+5. An open-loop sweep (tools/bench_sweep.py): a few offered rates from low to beyond the peak,
+   p50/p99 to `confirmed` at each, drawn as bench/results/latency-curve.png
+   (tools/bench_report.py), and where the time of a median and of a p99 order goes, stage by
+   stage. --no-sweep (or OM_BENCH_SWEEP=off) leaves it out.
+6. The peer (tools/peer_bench.py): the same flow on the `eventsourcing` library against the same
+   PostgreSQL, in a process of its own; OrderMesh's orders/s as a multiple of the peer's.
+   --no-peer (or OM_BENCH_PEER=off) leaves it out.
 Plus events per order, CPU seconds per 1,000 orders and peak RSS per process, consumer lag.
 The load authenticates as real callers do (tools/loadgen.py: API keys for machines, tokens for
 people), so every number above includes that cost.
@@ -19,6 +26,9 @@ import asyncio
 import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.runtime.kafka import create_topics
 from libs.runtime.settings import RuntimeSettings
-from tools import bench_auth, loadgen
+from tools import bench_auth, bench_report, bench_sweep, loadgen
 from tools.infra import RUN, SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,9 +261,18 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         at70_orders = max(int(rate70 * args.seconds_at_70), 200)
         print(f"latency: {at70_orders} orders at {rate70:.0f}/s (70%) ...", flush=True)
         await generator.prepare_accounts(at70_orders)
-        at70 = loadgen.summarise(await generator.run(at70_orders, rate70, args.concurrency, args.drain))
+        at70_run = await generator.run(at70_orders, rate70, args.concurrency, args.drain)
+        at70 = loadgen.summarise(at70_run)
+        breakdown = await bench_sweep.breakdown(
+            at70_run, URLS["order"], generator.credentials.admin, f"at 70% ({rate70:.0f}/s)"
+        )
+        sweep: list[dict[str, Any]] = []
+        if args.sweep:
+            steps = bench_sweep.plan(sustained["orders_per_s"], seconds=args.sweep_seconds, drain=args.drain)
+            sweep = await bench_sweep.sweep(generator, steps)
     shipped = await to_delivered(settings, args, rate=max(sustained["orders_per_s"] * 0.3, 1.0))
     lag = await consumer_lag(settings)
+    peer = await asyncio.to_thread(run_peer, args) if args.peer else None
     completed = sum(
         v for k, v in sustained["outcomes"].items() if k in ("confirmed", "cancelled", "rejected")
     )
@@ -286,7 +305,29 @@ async def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "to_delivered": shipped,
         "auth_cost": auth_cost,
         "machine": {"cpus": os.cpu_count()},
+        "breakdown": breakdown,
+        "sweep": sweep,
+        "peer": peer,
+        "orders_per_s_vs_peer": (
+            round(sustained["orders_per_s"] / peer["orders_per_s"], 2)
+            if peer and peer.get("orders_per_s")
+            else None
+        ),
     }
+
+
+def run_peer(args: argparse.Namespace) -> dict[str, Any]:
+    """The peer in a process of its own, as a user would run it: it shares neither the
+    bench's interpreter nor its event loop."""
+    print("peer: the same flow on the eventsourcing library ...", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "peer.json"
+        command = [sys.executable, "-m", "tools.peer_bench", "--out", str(out), *args.peer_args.split()]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0 or not out.exists():
+            return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
+        peer: dict[str, Any] = json.loads(out.read_text())
+        return peer
 
 
 def table(result: dict[str, Any]) -> str:
@@ -316,6 +357,7 @@ def table(result: dict[str, Any]) -> str:
         ("consumer lag at end", result["consumer_lag_at_end"]),
         ("requests throttled (429, sustained)", result["sustained"]["throttled"]),
         *bench_auth.rows(result["auth_cost"]),
+        *bench_report.peer_rows(result),
     ]
     rows += [(f"cpu s / 1000 orders: {k}", v) for k, v in result["cpu_s_per_1000_orders"].items()]
     rows += [(f"peak RSS MB: {k}", v) for k, v in result["peak_rss_mb"].items()]
@@ -337,11 +379,35 @@ def main() -> None:
     parser.add_argument(
         "--delivered-orders", type=int, default=600, help="orders taken all the way to delivered"
     )
+    parser.add_argument(
+        "--sweep",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("OM_BENCH_SWEEP", "on") != "off",
+        help="the open-loop sweep and its chart (default on; OM_BENCH_SWEEP=off)",
+    )
+    parser.add_argument("--sweep-seconds", type=float, default=12, help="seconds at each offered rate")
+    parser.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("OM_BENCH_PEER", "on") != "off",
+        help="the eventsourcing peer (default on; OM_BENCH_PEER=off)",
+    )
+    parser.add_argument("--peer-args", default="", help="passed to python -m tools.peer_bench")
     result = asyncio.run(scenario(parser.parse_args()))
     RESULTS.mkdir(parents=True, exist_ok=True)
+    written = [RESULTS / "latest.json"]
+    if result["sweep"]:
+        curve = bench_report.draw_curve(result, RESULTS / bench_report.CURVE_FILE)
+        result["latency_curve_png"] = str(curve)
+        written.append(curve)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
     print(table(result))
-    print(f"\nwritten to {RESULTS / 'latest.json'}")
+    print()
+    print(bench_report.breakdown_table(result["breakdown"]))
+    if result["sweep"]:
+        print()
+        print(bench_report.sweep_table(result["sweep"]))
+    print(f"\nwritten to {', '.join(str(path) for path in written)}")
 
 
 if __name__ == "__main__":

@@ -315,7 +315,7 @@ def running_peer(
 
 def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[str, Any]:
     with running_peer(settings, args.runner, args.threads, keep=args.keep) as (runner, dbname):
-        channel = Channel(runner, Mix(), uuid4().hex[:6])
+        channel = Channel(runner, Mix(skus=args.skus), uuid4().hex[:6])
         channel.stock_up(1_000_000)
         channel.grant_credit(args.warmup + args.orders)
         closed_loop(channel, args.warmup, args.threads, args.timeout)
@@ -340,6 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--threads", type=int, default=16, help="customers in flight (closed loop)")
     parser.add_argument("--seconds-at-70", type=float, default=15)
+    parser.add_argument("--skus", type=int, default=Mix.skus, help="SKUs in the mix (each in 3 warehouses)")
     parser.add_argument("--runner", choices=sorted(RUNNERS), default="multi")
     parser.add_argument("--timeout", type=float, default=60, help="seconds an order may take")
     parser.add_argument("--keep", action="store_true", help="keep the peer's database afterwards")
