@@ -174,10 +174,17 @@ class AfterCommitPublisher:
 
     # -- the unit of work's side ------------------------------------------------------------
 
+    def problem(self) -> str | None:
+        """Why this publisher cannot publish (a task of it died), or None."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled():
+                return f"{task.get_name()} died: {task.exception()!r}"
+        return None
+
     def claim(self) -> Claim | None:
         """The claim for rows written now, or None to leave them to the relay (stopped, lock
-        lost, a hand-back pending or just done, too much held)."""
-        if not (self._running and self._locked) or self._claim_from is None:
+        lost, a hand-back pending or just done, too much held, a task of it dead)."""
+        if not (self._running and self._locked) or self._claim_from is None or self.problem():
             return None
         if time.monotonic() < self._claim_from or self._held >= MAX_HELD_ROWS:
             return None

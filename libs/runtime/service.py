@@ -168,6 +168,8 @@ class ServiceRuntime:
         found: dict[str, str | None] = {}
         if self.run_relay:
             found["relay"] = self.relay.stalled(now, after) or self.dead_tasks.get("relay")
+        if self.publisher is not None and self.started:
+            found["publisher"] = self.publisher.problem()
         if self.run_consumers:
             for consumer in self.consumers:
                 found[f"consumer:{consumer.name}"] = consumer.stalled(now, after)
