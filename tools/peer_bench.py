@@ -3,10 +3,11 @@ library (tools/peer_system.py), run in this one process against the same Postgre
 OrderMesh, in a database of its own (`<db_prefix>_peer`, dropped and created anew each run).
 
 1. Stock for every SKU in three warehouses, credit for the on-account customers (not timed).
-2. A warm-up, then closed loop: `--threads` customers each place an order, pay its invoice as
-   soon as it is issued (prepaid) and wait until it is confirmed, then place the next; orders/s
-   to an outcome, p50/p99 from placing to confirmed (those percentiles measure the queue the
-   closed loop builds, as OrderMesh's sustained ones do).
+2. A warm-up, then a closed loop (`--orders`, or `--seconds` if that comes first): `--threads`
+   customers each place an order, pay its invoice as soon as it is issued (prepaid), wait
+   until it is confirmed, then place the next; orders/s to an outcome, p50/p99 from placing
+   to confirmed (those percentiles measure the queue the closed loop builds, as OrderMesh's
+   sustained ones do).
 3. Open loop at 70% of that rate for `--seconds-at-70` seconds: p50/p99 placing to confirmed.
 
 The mix is OrderMesh's load generator's in spirit: 300 SKUs of skewed popularity plus 5 hot
@@ -206,15 +207,20 @@ class RunResult:
         }
 
 
-def closed_loop(channel: Channel, orders: int, threads: int, timeout: float) -> RunResult:
+def closed_loop(
+    channel: Channel, orders: int, threads: int, timeout: float, seconds: float | None = None
+) -> RunResult:
+    """`threads` customers, each placing its next order once the last is done, until `orders`
+    were placed or `seconds` have passed (a slow peer still ends in bounded time)."""
     remaining = iter(range(orders))
     remaining_lock = threading.Lock()
     tracked: list[Tracked] = []
+    stop_at = time.perf_counter() + seconds if seconds else None
 
     def customer() -> None:
         while True:
             with remaining_lock:
-                if next(remaining, None) is None:
+                if next(remaining, None) is None or (stop_at and time.perf_counter() > stop_at):
                     return
             tracked.append(channel.order_to_outcome(timeout))
 
@@ -318,8 +324,8 @@ def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[str, An
         channel = Channel(runner, Mix(skus=args.skus), uuid4().hex[:6])
         channel.stock_up(1_000_000)
         channel.grant_credit(args.warmup + args.orders)
-        closed_loop(channel, args.warmup, args.threads, args.timeout)
-        peak = closed_loop(channel, args.orders, args.threads, args.timeout).summary()
+        closed_loop(channel, args.warmup, args.threads, args.timeout, args.seconds)
+        peak = closed_loop(channel, args.orders, args.threads, args.timeout, args.seconds).summary()
         rate70 = max(peak["orders_per_s"] * 0.7, 1.0)
         channel.grant_credit(int(rate70 * args.seconds_at_70))
         at70 = open_loop(channel, rate70, args.seconds_at_70, args.timeout).summary()
@@ -336,7 +342,10 @@ def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[str, An
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--orders", type=int, default=3000, help="orders in the closed loop")
+    parser.add_argument("--orders", type=int, default=3000, help="orders in the closed loop, at most")
+    parser.add_argument(
+        "--seconds", type=float, default=30, help="the closed loop (and the warm-up) at most this long"
+    )
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--threads", type=int, default=16, help="customers in flight (closed loop)")
     parser.add_argument("--seconds-at-70", type=float, default=15)
