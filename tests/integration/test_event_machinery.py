@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
@@ -27,13 +27,14 @@ from libs.events.registry import UnknownMessageType
 from libs.events.topics import dead_letter_topic
 from libs.runtime import eventstore, faults, inbox, outbox
 from libs.runtime.consumer import EventConsumer
-from libs.runtime.db import ConcurrencyConflict, driver_connection, is_transient
+from libs.runtime.db import ConcurrencyConflict, Sql, create_engine, driver_connection, is_transient
 from libs.runtime.eventstore import Position
 from libs.runtime.group_commit import GroupCommitter
 from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.uow import MessageContext, UnitOfWork, unit_of_work
+from libs.runtime.writes import WriteBatch
 from tests.conftest import RUN_ID, consumed_through, eventually
 from tools.chaos import read_all
 
@@ -676,3 +677,146 @@ async def test_replaying_a_stream_with_an_event_no_upcaster_reaches_fails_naming
 
     async with engine.connect() as conn:  # nothing was appended on top of the unreadable stream
         assert await eventstore.stream_version(conn, f"counter-{counter_id}") == 2
+
+
+# --- round trips of one consumed batch ------------------------------------------------------
+
+
+class RoundTripCounter:
+    """A TCP relay in front of PostgreSQL that counts the client's round trips: each simple
+    query ('Q') and each Sync ('S', which ends an extended-protocol exchange: one statement,
+    or one executemany) waits for the server's answer before the client goes on."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.round_trips = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        server_in, server_out = await asyncio.open_connection(*self.upstream)
+        directions = [
+            asyncio.ensure_future(self._client_to_server(client_in, server_out)),
+            asyncio.ensure_future(self._pipe(server_in, client_out)),
+        ]
+        # Either side hanging up ends both (a client closing waits for the server to).
+        await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+        for direction in directions:
+            direction.cancel()
+        client_out.close()
+        server_out.close()
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while chunk := await source.read(65536):
+            sink.write(chunk)
+            await sink.drain()
+
+    async def _client_to_server(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        # Untyped messages first: an SSL or GSS request (answered with one byte), then the
+        # startup message; every message after that starts with its type byte.
+        while True:
+            header = await source.readexactly(8)
+            body = await source.readexactly(int.from_bytes(header[:4], "big") - 8)
+            sink.write(header + body)
+            await sink.drain()
+            if int.from_bytes(header[4:8], "big") not in (80877103, 80877104):
+                break
+        while True:
+            header = await source.readexactly(5)
+            body = await source.readexactly(int.from_bytes(header[1:5], "big") - 4)
+            if header[:1] in (b"Q", b"S"):
+                self.round_trips += 1
+            sink.write(header + body)
+            await sink.drain()
+
+
+@pytest.fixture
+async def counted_engine(
+    settings: RuntimeSettings, engine: AsyncEngine, projection: AsyncEngine
+) -> AsyncIterator[tuple[AsyncEngine, RoundTripCounter]]:
+    counter = RoundTripCounter(settings.pg_host, settings.pg_port)
+    port = await counter.start()
+    counted = create_engine(settings.model_copy(update={"pg_port": port}), "store")
+    try:
+        yield counted, counter
+    finally:
+        await counted.dispose()
+        await counter.stop()
+
+
+# BEGIN, inbox claim, preload, event rows, read-model rows, outbox rows, NOTIFY, COMMIT (the
+# NOTIFY goes when an after-commit publisher claims every outbox row of the transaction).
+ROUND_TRIPS_PER_BATCH = 8
+
+_ADD_TOTAL = Sql(
+    "INSERT INTO test_counter_totals VALUES (:c, :b) ON CONFLICT (counter_id)"
+    " DO UPDATE SET total = test_counter_totals.total + :b"
+)
+
+
+def project_total(batch: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
+    if isinstance(event, CounterIncremented):
+        batch.add(_ADD_TOTAL, {"c": event.counter_id, "b": event.by}, row=event.counter_id)
+
+
+async def record_step(uow: UnitOfWork, decoded) -> None:  # type: ignore[no-untyped-def]
+    """A reaction as the services write them: load, decide, record (an event, its outbox row
+    and its read-model row)."""
+    step = decoded.message
+    _, version = await uow.load(COUNTER, step.counter_id)
+    await uow.record(
+        COUNTER, step.counter_id, version, [CounterIncremented(counter_id=step.counter_id, by=step.by)]
+    )
+
+
+async def preload_counters(uow: UnitOfWork, batch) -> None:  # type: ignore[no-untyped-def]
+    await uow.preload(COUNTER, [d.message.counter_id for d in batch])
+
+
+def stepped_record(counter_id: str, offset: int) -> ConsumerRecord:  # type: ignore[type-arg]
+    value = counter_message(CounterStepped(counter_id=counter_id, by=2), counter_id)
+    return ConsumerRecord(
+        COUNTER_TOPIC,
+        0,
+        offset,
+        0,
+        0,
+        counter_id.encode(),
+        value,
+        None,
+        0,
+        len(value),
+        [("event_type", CounterStepped.message_type.encode())],
+    )
+
+
+async def test_a_consumed_batch_costs_the_same_few_round_trips_whatever_its_size(
+    settings: RuntimeSettings, counted_engine: tuple[AsyncEngine, RoundTripCounter]
+) -> None:
+    engine, counter = counted_engine
+    consumer = EventConsumer(
+        f"test-{RUN_ID}-round-trips",
+        [COUNTER_TOPIC],
+        {CounterStepped: record_step},
+        engine,
+        settings,
+        "service:test",
+        projector=project_total,
+        preload=preload_counters,
+    )
+    await consumer.handle_records([stepped_record("warm-up", 0)])  # connects, prepares statements
+    per_batch = {}
+    for size in (1, 50):
+        before = counter.round_trips
+        await consumer.handle_records([stepped_record(f"rt-{size}-{n}", n) for n in range(size)])
+        per_batch[size] = counter.round_trips - before
+
+    assert (await totals(engine))["rt-50-49"] == 2
+    assert per_batch[50] == per_batch[1] <= ROUND_TRIPS_PER_BATCH, per_batch
