@@ -140,7 +140,6 @@ async def one_hop_latency(
         batch_timeout_ms=poll_ms,
         auto_offset_reset="earliest",
         decoder=_raw_bodies,
-        **tuning.fetch_options(),
     )
     subscriber(on_batch)
     if not idle_sleep:

@@ -215,7 +215,6 @@ class EventConsumer:
             decoder=_raw_bodies,
             parser=_tolerant_parse,
             title=self.name,
-            **latency.fetch_options(),
         )
         subscriber(on_batch)
         if latency.consumer_skip_idle_sleep:

@@ -104,10 +104,6 @@ class KafkaLatencySettings(BaseSettings):
     # that arrives meanwhile waits for the sleep to end (up to poll_ms per hop).
     consumer_skip_idle_sleep: bool = True
 
-    def fetch_options(self) -> dict[str, Any]:
-        """Keyword arguments for a FastStream Kafka subscriber."""
-        return {}
-
 
 def durable_producer(
     settings: RuntimeSettings, client_id: str, latency: KafkaLatencySettings | None = None
