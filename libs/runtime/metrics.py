@@ -16,7 +16,11 @@ HANDLER_SECONDS = Histogram(
 HANDLER_ERRORS = Counter("ordermesh_handler_errors_total", "Failed handling attempts", ["consumer", "kind"])
 DEAD_LETTERS = Counter("ordermesh_dead_letters_total", "Messages dead-lettered", ["consumer"])
 OUTBOX_BACKLOG = Gauge("ordermesh_outbox_backlog", "Outbox rows not yet published", ["service"])
-OUTBOX_PUBLISHED = Counter("ordermesh_outbox_published_total", "Outbox rows published to Kafka", ["service"])
+OUTBOX_PUBLISHED = Counter(
+    "ordermesh_outbox_published_total",
+    "Outbox rows published to Kafka, by the relay or right after the commit",
+    ["service"],
+)
 PUBLISHED_AFTER_COMMIT = Counter(
     "ordermesh_outbox_published_after_commit_total",
     "Outbox rows published right after the commit by the process that wrote them",
