@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.events import Envelope
-from libs.events.codec import parse_json
+from libs.events.codec import encode_payload, parse_json
 from libs.runtime.db import ConcurrencyConflict, Sql
 
 _COLUMNS = (
@@ -127,7 +127,7 @@ async def append(
             "correlation_id": e.correlation_id,
             "causation_id": e.causation_id,
             "actor": e.actor,
-            "payload": json.dumps(e.payload),
+            "payload": encode_payload(e.payload),
             "metadata": a.as_json if a is not None else None,
         }
         for e, a in zip(envelopes, audit, strict=True)

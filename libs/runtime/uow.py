@@ -15,7 +15,6 @@ handed to it around the COMMIT: a place in line just before, the go just after.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import weakref
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.domain import AggregateKind, DomainError
 from libs.events import DomainEvent, Envelope, Message, make_envelope, registry
+from libs.events.codec import encode_payload
 from libs.runtime import eventstore, faults, outbox
 from libs.runtime.db import ConcurrencyConflict, driver_connection, retire_connection
 from libs.runtime.eventstore import AuditMetadata as AuditMetadata  # what handlers build contexts from
@@ -230,7 +230,7 @@ class UnitOfWork:
             state = kind.evolve(state, registry.load(e.event_type, e.event_version, e.payload))  # type: ignore[arg-type]
         version += len(envelopes)
         self._seen[stream_id] = (state, version)
-        self._json_bytes[stream_id] = json_bytes + sum(len(json.dumps(e.payload)) for e in envelopes)
+        self._json_bytes[stream_id] = json_bytes + sum(len(encode_payload(e.payload)) for e in envelopes)
         return state, version
 
     async def preload(self, kind: AggregateKind[State], aggregate_ids: Iterable[str]) -> None:
