@@ -11,7 +11,7 @@
   sends --samples single messages at --rate per second (each carries its send time) to a
   consumer subscribed as the services' consumers are (FastStream batch subscriber); p50/p99
   of send-to-handler time for each combination of producer linger and consumer idle poll
-  (libs.runtime.kafka.KafkaLatencySettings), in an order that alternates them.
+  (RuntimeSettings.kafka_linger_ms and consumer_skip_idle_sleep), in an order that alternates them.
 Uses a throw-away database and topic namespace; durability settings stay as configured.
 """
 
@@ -35,7 +35,7 @@ from libs.events.base import DomainEvent
 from libs.runtime import outbox
 from libs.runtime.consumer import _raw_bodies, poll_without_idle_sleep
 from libs.runtime.db import create_engine, drop_databases, ensure_database, migrate
-from libs.runtime.kafka import KafkaLatencySettings, create_topics, durable_producer
+from libs.runtime.kafka import create_topics, durable_producer
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.uow import MessageContext, unit_of_work
@@ -120,7 +120,9 @@ async def one_hop_latency(
     """Send-to-handler latency of `samples` messages sent one by one at `rate`/s."""
     topic = settings.topic(f"latency.{uuid4().hex[:6]}")
     await create_topics(settings, [topic])
-    tuning = KafkaLatencySettings(kafka_linger_ms=linger_ms, consumer_skip_idle_sleep=not idle_sleep)
+    tuned = settings.model_copy(
+        update={"kafka_linger_ms": linger_ms, "consumer_skip_idle_sleep": not idle_sleep}
+    )
     seen: list[float] = []
     done = asyncio.Event()
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
@@ -145,7 +147,7 @@ async def one_hop_latency(
     if not idle_sleep:
         poll_without_idle_sleep(subscriber, poll_ms, settings.consumer_batch_size)
     await broker.start()
-    producer = durable_producer(settings, "latency-probe", tuning)
+    producer = durable_producer(tuned, "latency-probe")
     await producer.start()
     try:
         await asyncio.sleep(2)  # the group settles; the first samples would measure the join

@@ -44,7 +44,7 @@ from libs.events import Decoded, DecodeError, Message, decode
 from libs.events.topics import dead_letter_topic
 from libs.runtime import faults, inbox
 from libs.runtime.db import ConcurrencyConflict, is_bad_value, is_transient
-from libs.runtime.kafka import KafkaLatencySettings, durable_producer, expect_startup_noise
+from libs.runtime.kafka import durable_producer, expect_startup_noise
 from libs.runtime.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
@@ -200,7 +200,6 @@ class EventConsumer:
             self.batches += 1
             self._report_lag(message.consumer, records)
 
-        latency = KafkaLatencySettings()
         subscriber = broker.subscriber(
             *self.topics,
             group_id=self.name,
@@ -217,7 +216,7 @@ class EventConsumer:
             title=self.name,
         )
         subscriber(on_batch)
-        if latency.consumer_skip_idle_sleep:
+        if self.settings.consumer_skip_idle_sleep:
             poll_without_idle_sleep(subscriber, self.poll_ms, self.settings.consumer_batch_size)
 
     def stalled(self, now: float, after_seconds: float) -> str | None:

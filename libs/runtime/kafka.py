@@ -25,7 +25,6 @@ from faststream.security import (
     SASLScram256,
     SASLScram512,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.events import topics
 from libs.runtime.settings import RuntimeSettings
@@ -88,34 +87,14 @@ def broker_security(settings: RuntimeSettings) -> BaseSecurity | None:
     )
 
 
-class KafkaLatencySettings(BaseSettings):
-    """How long a message may wait in a client for company, chosen by the one-hop latency
-    probe (`python -m tools.bench_runtime --latency`, figures in docs/performance.md). Read
-    from OM_* variables like RuntimeSettings."""
-
-    model_config = SettingsConfigDict(env_prefix="OM_", extra="ignore")
-
-    # How long the producer holds a message for others to share its request. 0: messages that
-    # queue while a request is in flight still share the next one; a lone message goes at
-    # once (2 ms before: one hop's p50 about 3 ms longer at 50 messages/s).
-    kafka_linger_ms: int = 0
-    # true: an idle consumer polls again as soon as its poll times out. FastStream's batch
-    # subscriber otherwise sleeps a whole poll interval after every empty poll, and a message
-    # that arrives meanwhile waits for the sleep to end (up to poll_ms per hop).
-    consumer_skip_idle_sleep: bool = True
-
-
-def durable_producer(
-    settings: RuntimeSettings, client_id: str, latency: KafkaLatencySettings | None = None
-) -> AIOKafkaProducer:
+def durable_producer(settings: RuntimeSettings, client_id: str) -> AIOKafkaProducer:
     """acks=all with idempotence: a retried send is written once and in order per partition."""
-    latency = latency or KafkaLatencySettings()
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=latency.kafka_linger_ms,
+        linger_ms=settings.kafka_linger_ms,
         max_batch_size=256 * 1024,
         request_timeout_ms=15000,
         retry_backoff_ms=200,

@@ -42,6 +42,15 @@ class RuntimeSettings(BaseSettings):
     consumer_max_attempts: int = 4
     consumer_retry_backoff_ms: int = 50
     consumer_batch_size: int = 200
+    # How long the producer holds a message for others to share its request. 0: messages that
+    # queue while a request is in flight still share the next one; a lone message goes at
+    # once (2 ms before: one hop's p50 about 3 ms longer at 50 messages/s; chosen with
+    # `python -m tools.bench_runtime --latency`, figures in docs/performance.md).
+    kafka_linger_ms: int = 0
+    # true: an idle consumer polls again as soon as its poll times out. FastStream's batch
+    # subscriber otherwise sleeps a whole poll interval after every empty poll, and a message
+    # that arrives meanwhile waits for the sleep to end (up to poll_ms per hop).
+    consumer_skip_idle_sleep: bool = True
     relay_batch_size: int = 500
     # true: the process that commits outbox rows publishes them right after the commit, and
     # the relay only picks up what a crash or a broker outage leaves (libs/runtime/publisher.py).
