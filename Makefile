@@ -7,7 +7,7 @@ PYTHON_VERSION ?= 3.11
 UV ?= $(shell command -v uv 2>/dev/null || echo .local/tools/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: help install up down status clean test test-unit schemas schemas-check lint typecheck bench bench-runtime chaos
+.PHONY: help install browser up down status clean test test-unit schemas schemas-check lint typecheck bench bench-runtime chaos
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,10 +33,26 @@ status: install ## what is running
 clean: down ## stop everything and wipe local data (.local/)
 	rm -rf .local
 
-test: install ## unit + integration tests on a real Kafka and PostgreSQL (started if needed)
+# The dashboard's browser test drives Debian's Chromium and chromedriver (tools/browser.py).
+browser: install ## install Chromium and its driver from Debian's packages when missing (needs root)
+	$(PY) -m tools.browser ensure
+
+# promtool checks the alert rules (tests/ops/test_observability.py): the one in Debian's
+# prometheus package, unpacked into .local/tools (the package is not installed, so no
+# Prometheus server or user is set up). apt-get update runs only when the package lists lack it.
+PROMTOOL := .local/tools/bin/promtool
+$(PROMTOOL):
+	@mkdir -p $(@D) && work=$$(mktemp -d) && trap 'rm -rf "$$work"' EXIT && cd "$$work" && \
+	  { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; } && \
+	  dpkg-deb -x prometheus_*.deb unpacked && install -m 0755 unpacked/usr/bin/promtool $(CURDIR)/$@ && \
+	  echo "promtool from Debian's prometheus package: $$($(CURDIR)/$@ --version 2>&1 | head -1)"
+
+promtool: $(PROMTOOL) ## install promtool (Debian's prometheus package) into .local/tools when missing
+
+test: install browser $(PROMTOOL) ## unit + integration tests on a real Kafka and PostgreSQL (started if needed)
 	$(PY) -m tools.infra test -- -q $(PYTEST_ARGS)
 
-test-unit: install ## fast tests only (no broker, no database)
+test-unit: install $(PROMTOOL) ## fast tests only (no broker, no database)
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 schemas: install ## regenerate schemas/ from libs/events and docs/permissions.md from the endpoints
@@ -60,6 +76,27 @@ lint: install ## ruff (style and security rules), pip-audit of the locked depend
 
 typecheck: install ## mypy
 	.venv/bin/mypy libs services tools
+
+observability: install ## regenerate deploy/k8s/monitoring/prometheus-rule.yaml from deploy/observability/alerts.yaml
+	$(PY) deploy/observability/sync_k8s.py
+
+# What .ci/run runs: every check, then every test. The dependency audit asks PyPI's advisory
+# data, which a machine without the internet cannot reach: AUDIT=off skips it there.
+ci: install ## lint (ruff, AUDIT=on|off pip-audit), type check, schema and rule checks, then make test
+	$(MAKE) lint AUDIT=$(AUDIT)
+	$(MAKE) typecheck
+	$(MAKE) schemas-check
+	$(PY) deploy/observability/sync_k8s.py --check
+	$(MAKE) test
+
+# Back up and restore the local platform's databases (tools/backup.py, docs/operations.md):
+#   make backup [BACKUP_DIR=.local/backups/<time>]      make restore BACKUP_DIR=<a backup>
+backup: install ## pg_dump every OrderMesh database of the local PostgreSQL into BACKUP_DIR
+	$(PY) -m tools.backup dump $(if $(BACKUP_DIR),--to "$(BACKUP_DIR)")
+
+restore: install ## pg_restore a backup (BACKUP_DIR=...) into the local PostgreSQL; stop the services first
+	@[ -n "$(BACKUP_DIR)" ] || { echo "usage: make restore BACKUP_DIR=<directory written by make backup>"; exit 2; }
+	$(PY) -m tools.backup restore "$(BACKUP_DIR)"
 
 # Also the open-loop sweep (bench/results/latency-curve.png, the per-stage breakdown) and the
 # eventsourcing peer; BENCH_ARGS="--no-sweep --no-peer" leaves them out.

@@ -43,6 +43,8 @@ PATTERN_VALUES = {
     r"^[!-~]+$": "SKU-1~!",
     r"^[A-Za-z0-9_.-]+$": "WH_1.a-b",
     r"^[a-z0-9_-]+$": "reduced",
+    r"^([01][0-9]|2[0-3]):[0-5][0-9]$": "07:30",
+    r"^[0-9a-f]{64}$": "0123456789abcdef" * 4,
 }
 OCCURRED_AT = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 
@@ -97,7 +99,13 @@ def _example_string(schema: dict[str, Any], awkward: bool) -> str:
     if fmt == "date":
         return "2026-03-04"
     if "pattern" in schema:
-        return PATTERN_VALUES[schema["pattern"]]
+        try:
+            return PATTERN_VALUES[schema["pattern"]]
+        except KeyError:
+            raise LookupError(
+                f"a message field has the pattern {schema['pattern']!r}: add a value matching it to"
+                " PATTERN_VALUES in tools/bench_codec.py"
+            ) from None
     text = AWKWARD_TEXT if awkward else "plain"
     return text[: schema.get("maxLength", len(text))].ljust(schema.get("minLength", 0), "x")
 

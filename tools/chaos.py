@@ -4,7 +4,12 @@ Runs two replicas of every service that consumes (found from each service's own 
 a topic namespace and databases of their own, on the local Kafka and PostgreSQL (started if
 needed). Load runs before, during and after each fault, and ships every order it confirms
 (picked, packed, dispatched and delivered, or collected), authenticated as real callers are
-(tools/loadgen.py: API keys for the channels, gateway and carrier; tokens for people). Every
+(tools/loadgen.py: API keys for the channels, gateway and carrier; tokens for people). A share
+of the orders asks for a manufactured SKU with little stock: production makes it to order, and
+the load's production workers drive each production order's tasks and quality checks (some
+units reworked, some scrapped) until it is completed and its goods received. While each
+fault runs, the order desk (loadgen.OrderDesk) amends, splits and merges some orders and takes
+back a unit of some delivered ones (--desk-*: how many per fault). Every
 wait is on a condition (the consumer groups rebalanced, a replica ready, the lag moving, the
 broker answering), bounded by a timeout, so a slow machine changes how long a run takes, not
 its result. Prints its progress, then one table, and writes bench/results/chaos-latest.json
@@ -43,6 +48,7 @@ from libs.runtime.db import drop_databases
 from libs.runtime.settings import RuntimeSettings
 from libs.security import dev_issuer
 from tools import infra, invariants, loadgen
+from tools import progress as bars  # the bar over the faults (the Progress below prints the lines)
 from tools.processes import ConsumerGroup, Platform, consumer_groups, replica_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +58,8 @@ PARTITIONS = 4
 REJECT_CHANNELS = frozenset({"marketplace"})  # shortage policy of the run: the others backorder
 POISON_PER_TOPIC = 4
 ONE_SIDE_FAILURES = 6  # orders whose parallel saga step fails on one side (parallel-step-fails)
+MANUFACTURED_SKUS = 3  # made to order under every fault (loadgen.Mix.manufactured_skus)
+OPEN_PRODUCTION = ("planned", "awaiting_components", "released", "in_progress")
 WAIT_SECONDS = 180.0  # the most any one condition may take before the fault counts as failed
 
 
@@ -540,6 +548,8 @@ FAULTS: dict[str, Fault] = {
     "kill-order": Fault(lambda c: c.kill("order")),
     "kill-inventory": Fault(lambda c: c.kill("inventory")),
     "kill-billing": Fault(lambda c: c.kill("billing")),
+    # Mid-flow: production orders being released, worked on and completed while it dies.
+    "kill-production": Fault(lambda c: c.kill("production")),
     "crash-after-db-commit-before-offset-commit": Fault(
         lambda c: c.crash_at("billing", faults.AFTER_DB_COMMIT_BEFORE_OFFSET_COMMIT)
     ),
@@ -598,6 +608,55 @@ async def settle(chaos: Chaos, order_ids: list[str], timeout: float, stuck_after
         return timeout
 
 
+async def production_settled(chaos: Chaos, timeout: float) -> str | None:
+    """Until no production order is open (each completed or cancelled) and the goods of every
+    completed one that passed any are received; None, or what was still open when the wait ran
+    out. Production orders wait for no person but the load's workers, so one left open is a
+    fault's damage."""
+    left: dict[str, int] = {}
+
+    async def check() -> bool:
+        conn = await asyncpg.connect(chaos.settings.dsn("production"))
+        try:
+            rows = await conn.fetch(
+                "SELECT CASE WHEN status = 'completed' THEN 'completed, goods not received'"
+                " ELSE status END AS what, count(*) AS n FROM production_orders"
+                " WHERE status = ANY($1::text[]) OR (status = 'completed' AND passed > 0 AND NOT received)"
+                " GROUP BY 1",
+                list(OPEN_PRODUCTION),
+            )
+        finally:
+            await conn.close()
+        left.clear()
+        left.update({row["what"]: int(row["n"]) for row in rows})
+        # The workers read each production order's end a poll after the database has it.
+        working = chaos.generator.production_open if chaos.generator is not None else 0
+        if working:
+            left["worked on by the load's workers"] = working
+        return not left
+
+    def status() -> str:
+        return ", ".join(f"{n} {what}" for what, n in sorted(left.items())) or "not yet"
+
+    try:
+        await chaos.until("production orders settled", check, timeout, status)
+    except TimeoutError:
+        return f"production orders not settled within {timeout:.0f}s: {status()}"
+    return None
+
+
+def production_summary(generator: loadgen.LoadGenerator, report: invariants.Report) -> dict[str, int]:
+    """What production made under the load so far (the workers' side and the checker's)."""
+    return {
+        "orders": report.counts.get("production_orders", 0),
+        "completed": report.counts.get("production_completed", 0),
+        **{f"worker_{k}": v for k, v in generator.production.as_dict().items()},
+        "components_consumed_twice": report.counts.get("components_consumed_twice", 0),
+        "goods_received_twice": report.counts.get("goods_received_twice", 0),
+        "not_adding_up": report.counts.get("production_not_adding_up", 0),
+    }
+
+
 async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[str, Any]:
     generator = chaos.generator
     assert generator is not None
@@ -617,10 +676,14 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
     error = None
     fault_seconds = None
     fault_started = time.monotonic()
+    dose = desk_dose(args)
+    desk: asyncio.Task[loadgen.DeskWork] | None = None
     try:
         await generator.wait_submitted(orders // 3)
         chaos.progress.say(f"  {generator.submitted} orders submitted; fault starts")
         fault_started = time.monotonic()
+        if dose.any:  # the order desk changes orders while the fault runs
+            desk = asyncio.create_task(loadgen.OrderDesk(generator, dose).run(fault_done))
         try:
             await FAULTS[name].action(chaos)
         except Exception as failure:  # reported in the table, and counted as a violation
@@ -632,7 +695,14 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
     finally:
         fault_done.set()
         result = await load
-    chaos.progress.say(f"  load done: {len(result.orders)} orders; waiting for the lag to reach 0")
+        # Its actions started under the fault end within their time; the orders it made are
+        # in the run's result by then, so they are settled and checked with the others.
+        desk_work = await desk if desk is not None else None
+    # The production workers go on after the load: made-to-order goods come in, and the
+    # lag reaches 0 only once they have stopped.
+    chaos.progress.say(f"  load done: {len(result.orders)} orders; waiting for production to settle")
+    unsettled_production = await production_settled(chaos, args.settle)
+    chaos.progress.say("  waiting for the lag to reach 0")
     lag_seconds: float | None = None
     try:
         await chaos.until("consumer lag 0", lambda: _lag_zero(chaos))
@@ -667,12 +737,19 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
         "delivered": report.counts["delivered"],
         "dispatched_twice": report.counts["dispatched_twice"],
         "lag_zero_after_s": lag_seconds,
-        "violations": len(report.violations) + (1 if error else 0) + (1 if lag_seconds is None else 0),
+        "violations": len(report.violations)
+        + (1 if error else 0)
+        + (1 if lag_seconds is None else 0)
+        + (1 if unsettled_production else 0),
         "details": ([error] if error else [])
         + (["lag not 0 within the wait"] if lag_seconds is None else [])
+        + ([unsettled_production] if unsettled_production else [])
         + report.violations[:10],
+        "production": production_summary(generator, report),
         "notes": report.notes[:10],
     }
+    if desk_work is not None:
+        row["desk"] = {**desk_work.as_dict(), **{k: report.counts.get(k, 0) for k in DESK_CHECKS}}
     if name == "parallel-step-fails":
         row["one_side_failed"] = len(chaos.one_side_failed)
     if scarce_sku is not None:
@@ -685,6 +762,32 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
                 " reserved, backordered nor rejected by policy"
             )
     return row
+
+
+# What the invariant checker counted about the order desk's changes (tools/invariants.py).
+DESK_CHECKS = (
+    "reservations_checked",
+    "reservations_changing",
+    "reservations_not_matching_lines",
+    "splits",
+    "split_into_missing",
+    "merged",
+    "merged_units_not_moved",
+    "transfers",
+    "transfers_not_matching",
+    "refunded_over_paid",
+    "money_lost",
+)
+
+
+def desk_dose(args: argparse.Namespace) -> loadgen.DeskDose:
+    """The order desk's actions per fault (none unless asked for)."""
+    return loadgen.DeskDose(
+        amends=getattr(args, "desk_amends", 0),
+        splits=getattr(args, "desk_splits", 0),
+        merges=getattr(args, "desk_merges", 0),
+        returns=getattr(args, "desk_returns", 0),
+    )
 
 
 async def _lag_zero(chaos: Chaos) -> bool:
@@ -756,18 +859,29 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
         progress.say(f"platform up; logs in {platform.log_path('*')}")
         # Fewer SKUs than a bench: more orders meet on the same SKU aggregates. Every confirmed
         # order is shipped (warehouse steps, carrier reports) under the fault too.
-        mix = loadgen.Mix(skus=100, payment_fail_share=0.05, never_pay_share=0.02, ship=True)
-        urls = {s: platform.urls(s) for s in ("order", "inventory", "billing")}
+        mix = loadgen.Mix(
+            skus=100,
+            payment_fail_share=0.05,
+            never_pay_share=0.02,
+            ship=True,
+            manufactured_skus=MANUFACTURED_SKUS,
+            manufactured_share=args.manufactured_share,
+        )
+        urls = {s: platform.urls(s) for s in ("order", "inventory", "billing", "production")}
         async with loadgen.LoadGenerator(
-            settings, urls["order"], urls["inventory"], urls["billing"], mix
+            settings, urls["order"], urls["inventory"], urls["billing"], mix, urls["production"]
         ) as generator:
             chaos.generator = generator
             await generator.stock_up(args.stock)
             await generator.start_listening()
-            for n, name in enumerate(args.faults, 1):
+            for n, name in enumerate(bars.each(args.faults, "chaos"), 1):
                 progress.say(f"fault {n}/{len(args.faults)}: {name}")
                 rows.append(await run_fault(chaos, name, args))
                 progress.say(f"  {rows[-1]['violations']} violations")
+            # Production orders of the last fault's orders may still be in the making: the
+            # final check then sees every completion with its goods received.
+            unsettled_production = await production_settled(chaos, args.settle)
+            production_work = generator.production.as_dict()
         if "poison" in args.faults:
             dead, expected = await chaos.dead_letters(), chaos.dead_letters_expected()
             missing = max(expected - dead, 0)
@@ -780,6 +894,8 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
                             f"{missing} poison messages missing from the dead-letter topics"
                         )
         final = await invariants.check(settings, stuck_after=args.stuck_after)
+        if unsettled_production:
+            final.fail(unsettled_production)
         progress.say(f"final check over every store: {len(final.violations)} violations")
     finally:
         platform.stop()
@@ -790,6 +906,7 @@ async def chaos_run(args: argparse.Namespace) -> dict[str, Any]:
         "replicas": {s: REPLICAS for s in consuming},
         "violations": sum(r["violations"] for r in rows) + len(final.violations),
         "final_check": final.as_dict(),
+        "production_workers": production_work,
         "faults": rows,
     }
 
@@ -831,6 +948,27 @@ def table(result: dict[str, Any]) -> str:
                 f" {s['orders_refused']} rejected by policy, {s['orders_released']} reserved and"
                 " released (cancelled: payment failed or late)"
             )
+        if row.get("production", {}).get("orders"):
+            p = row["production"]
+            lines.append(
+                f"    production: {p['orders']} production orders, {p['completed']} completed"
+                f" (workers: {p['worker_reworked']} checks reworked, {p['worker_scrapped']} scrapped,"
+                f" {p['worker_refused']} steps refused, {p['worker_retried']} asked again);"
+                f" components consumed twice {p['components_consumed_twice']}, goods received twice"
+                f" {p['goods_received_twice']}, not adding up {p['not_adding_up']}"
+            )
+        if "desk" in row:
+            d = row["desk"]
+            done = ", ".join(f"{d[f'{a}_done']} {a}" for a in loadgen.DESK_ACTIONS)
+            refused = sum(d[f"{a}_refused"] for a in loadgen.DESK_ACTIONS)
+            lines.append(
+                f"    order desk: {done} done, {refused} refused (409), {d['retried']} asked again;"
+                f" checked: {d['reservations_checked']} reservations against their orders' lines"
+                f" ({d['reservations_changing']} changing), {d['splits']} splits, {d['merged']} merged,"
+                f" {d['transfers']} transfers; not matching {d['reservations_not_matching_lines']},"
+                f" split or merged units astray {d['split_into_missing'] + d['merged_units_not_moved']},"
+                f" refunded over paid {d['refunded_over_paid']}, money lost {d['money_lost']}"
+            )
         lines += [f"    ! {detail}" for detail in row["details"]]
         lines += [f"    - {note}" for note in row["notes"]]
     lines.append(
@@ -860,6 +998,17 @@ def main() -> None:
     )
     parser.add_argument("--pingpong-cycles", type=int, default=3, help="rebalance-ping-pong cycles")
     parser.add_argument("--stock", type=int, default=100_000)
+    parser.add_argument(
+        "--manufactured-share",
+        type=float,
+        default=0.1,
+        help="share of the orders with a line of a manufactured SKU (made to order)",
+    )
+    desk = parser.add_argument_group("the order desk", "its actions per fault, while the fault runs")
+    desk.add_argument("--desk-amends", type=int, default=3, help="orders amended (up and down in turn)")
+    desk.add_argument("--desk-splits", type=int, default=2, help="backordered orders split")
+    desk.add_argument("--desk-merges", type=int, default=2, help="pairs of one customer's orders merged")
+    desk.add_argument("--desk-returns", type=int, default=2, help="delivered orders with a unit returned")
     parser.add_argument("--keep", action="store_true", help="keep the run's databases")
     args = parser.parse_args()
     unknown = set(args.faults) - set(FAULTS)

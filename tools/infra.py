@@ -377,6 +377,41 @@ SERVICES = {
     "billing": int(os.environ.get("OM_BILLING_HTTP_PORT", "8004")),
     "reporting": int(os.environ.get("OM_REPORTING_HTTP_PORT", "8005")),
 }
+# Processes per service, e.g. OM_SCALE="order=2": the platform as ops would scale the busiest
+# service on one machine ("reporting=0": without that service, to measure what it costs).
+# The k-th extra process of a service listens on its port + 100 * k (order: 8001, then 8101)
+# and joins the same consumer groups; a load generator spreads its requests over all of them
+# (in a cluster, a Service does that).
+SCALE_PORT_STEP = 100
+
+
+def _scale(spec: str) -> dict[str, int]:
+    counts = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, count = item.partition("=")
+        if name not in SERVICES or not count.isdigit():
+            raise SystemExit(
+                f"[infra] OM_SCALE: {item!r} is not <service>=<processes> (services: {', '.join(SERVICES)})"
+            )
+        counts[name] = int(count)
+    return counts
+
+
+SCALE = _scale(os.environ.get("OM_SCALE", ""))
+
+
+def processes(service: str) -> list[tuple[str, int]]:
+    """(pid-file name, HTTP port) of each process of `service`: "order", then "order-2", ..."""
+    port = SERVICES[service]
+    return [
+        (service if k == 0 else f"{service}-{k + 1}", port + SCALE_PORT_STEP * k)
+        for k in range(SCALE.get(service, 1))
+    ]
+
+
+def all_processes() -> list[tuple[str, str, int]]:
+    """(service, pid-file name, port) of every process `up --services` starts."""
+    return [(service, name, port) for service in SERVICES for name, port in processes(service)]
 
 
 def http_ready(port: int) -> bool:
@@ -405,7 +440,7 @@ def services_start() -> None:
     # and pid folders must exist all the same.
     LOGS.mkdir(parents=True, exist_ok=True)
     RUN.mkdir(parents=True, exist_ok=True)
-    for name, port in SERVICES.items():
+    for service, name, port in all_processes():
         if read_pid(name) is not None:
             log(f"{name} already running")
             continue
@@ -413,9 +448,9 @@ def services_start() -> None:
             raise SystemExit(f"[infra] port {port} for {name} is taken by another process")
         out = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
         process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
+            [sys.executable, "-m", f"services.{service}"],
             cwd=ROOT,
-            env={**env, f"OM_{name.upper()}_HTTP_PORT": str(port)},
+            env={**env, f"OM_{service.upper()}_HTTP_PORT": str(port)},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -452,7 +487,9 @@ def dev_credentials() -> None:
 
 
 def services_stop() -> None:
-    stop_pids(list(SERVICES))
+    # Also extra processes started under another OM_SCALE than this call's.
+    extras = [path.stem for path in RUN.glob("*-*.pid") if path.stem.rsplit("-", 1)[0] in SERVICES]
+    stop_pids(sorted({name for _, name, _ in all_processes()} | set(extras)))
 
 
 def up() -> list[str]:
@@ -472,7 +509,11 @@ def down() -> None:
 
 
 def status() -> None:
-    for name, port in (("kafka", KAFKA_PORT), ("postgresql", PG_PORT), *SERVICES.items()):
+    for name, port in (
+        ("kafka", KAFKA_PORT),
+        ("postgresql", PG_PORT),
+        *((n, p) for _, n, p in all_processes()),
+    ):
         pid = read_pid(name)
         state = "listening" if port_open(port) else "down"
         log(f"{name:<11} port {port} {state}" + (f" (pid {pid}, ours)" if pid else ""))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,13 @@ def _die_with_parent() -> None:
     (killed by a timeout, say), the kernel sends the service SIGTERM rather than orphaning it."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process: a
+# service started from a worker thread (asyncio.to_thread) would get SIGTERM whenever that
+# thread is retired. Every service is therefore forked from this one thread, which lives as
+# long as the process.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="platform-spawner")
 
 
 def free_port() -> int:
@@ -100,6 +108,12 @@ class Platform:
         process = self.processes.get(name)
         return process is not None and process.poll() is None
 
+    def dead(self) -> dict[str, int]:
+        """Services started and not stopped by the harness that have exited: their exit codes."""
+        return {
+            name: code for name, process in self.processes.items() if (code := process.poll()) is not None
+        }
+
     def log_path(self, name: str) -> Path:
         return LOGS / f"{self.run_id}-{name}.log"
 
@@ -117,7 +131,8 @@ class Platform:
                 f"OM_{service.upper()}_HTTP_PORT": str(self.ports[name]),
             }
             log = open(self.log_path(name), "ab")  # noqa: SIM115 - child owns it
-            self.processes[name] = subprocess.Popen(
+            self.processes[name] = _SPAWNER.submit(
+                subprocess.Popen,
                 [sys.executable, "-m", f"services.{service}"],
                 cwd=ROOT,
                 env=env,
@@ -125,7 +140,7 @@ class Platform:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
-            )
+            ).result()
         for name in names or tuple(self.ports):
             if wait:
                 self._wait_ready(name)

@@ -1,5 +1,10 @@
 """Generates JSON Schema for every public message into schemas/, and the AsyncAPI document.
 
+The AsyncAPI document and schemas/<topic>/ show what goes on the wire: the published messages.
+A private domain event (`published = False`: a service's own bookkeeping, kept in its event
+store) still gets a schema, since it is the store's format, filed apart under
+schemas/private/<aggregate type>/ and in no topic of the AsyncAPI document (docs/events.md).
+
     python -m tools.schemas          write schemas/ (refuses a breaking change within a version)
     python -m tools.schemas --check  exit 1 if schemas/ differs from the code
 
@@ -16,17 +21,31 @@ from pathlib import Path
 from typing import Any
 
 from libs.events import Envelope, registry
-from libs.events.base import Command, Message
+from libs.events.base import Command, DomainEvent, Message
 from libs.events.intake import OrderIntakeResult
-from libs.events.topics import ALL_TOPICS, ORDER_INTAKE, ORDER_INTAKE_RESULTS, dead_letter_topic
+from libs.events.topics import ALL_TOPICS, ORDER_EVENTS, ORDER_INTAKE, ORDER_INTAKE_RESULTS, dead_letter_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "schemas"
 
 
-def public_messages() -> list[type[Message]]:
-    """Messages defined in libs/events (tests may register private ones of their own)."""
+def contract_messages() -> list[type[Message]]:
+    """Messages defined in libs/events (tests may register ones of their own)."""
     return [m for m in registry.all() if m.__module__.startswith("libs.events.")]
+
+
+def is_private(model: type[Message]) -> bool:
+    return issubclass(model, DomainEvent) and not model.published
+
+
+def public_messages() -> list[type[Message]]:
+    """What the services publish: every message of the contracts but the private events."""
+    return [m for m in contract_messages() if not is_private(m)]
+
+
+def private_events() -> list[type[Message]]:
+    """Domain events that stay in their service's event store (OM_PUBLIC_EVENTS_ONLY on)."""
+    return [m for m in contract_messages() if is_private(m)]
 
 
 def message_schema(model: type[Message]) -> dict[str, Any]:
@@ -42,12 +61,21 @@ def message_schema(model: type[Message]) -> dict[str, Any]:
     envelope["properties"]["payload"] = payload
     if defs:
         envelope["$defs"] = defs
-    envelope["x-topic"] = model.topic
+    if is_private(model):
+        envelope["description"] = (
+            f"Private: stored in the {model.aggregate_type} stream of its service's event store, not"
+            f" published (published to {model.topic} only with OM_PUBLIC_EVENTS_ONLY=false). "
+            + envelope["description"]
+        )
+    else:
+        envelope["x-topic"] = model.topic
     envelope["x-kind"] = _kind(model)
     return envelope
 
 
 def _kind(model: type[Message]) -> str:
+    if is_private(model):
+        return "private-event"
     if issubclass(model, OrderIntakeResult):
         return "reply"
     return "command" if issubclass(model, Command) else "event"
@@ -56,6 +84,11 @@ def _kind(model: type[Message]) -> str:
 AGGREGATE_KEY = "Keyed by aggregate id: one aggregate's messages keep their order."
 # Topics whose key or role differ from the rule above, described for their readers.
 TOPIC_DESCRIPTIONS = {
+    ORDER_EVENTS: f"{AGGREGATE_KEY} The order service's public contract (docs/events.md): OrderPlaced, one "
+    "OrderStatusChanged per order per transaction in which its status changed (with the order's money, "
+    "allocations and shipments as they stand), OrderRefunded, and the customer events. The saga's own "
+    "events stay in the order service's event store (schemas/private/order/); with "
+    "OM_PUBLIC_EVENTS_ONLY=false they are published here too, and OrderStatusChanged is not.",
     ORDER_INTAKE: "Sales channels publish SubmitOrder here (envelope actor `channel:<name>`); key it "
     "`<channel>:<external_id>`, as the results are. Every message is answered on "
     f"{ORDER_INTAKE_RESULTS} (docs/intake.md).",
@@ -74,6 +107,8 @@ MESSAGE_KEYS = {
 
 
 def schema_path(model: type[Message]) -> str:
+    if is_private(model):
+        return f"private/{model.aggregate_type}/{model.message_type}.v{model.message_version}.json"
     return f"{model.topic}/{model.message_type}.v{model.message_version}.json"
 
 
@@ -144,7 +179,7 @@ def generated() -> dict[Path, str]:
         SCHEMAS / "envelope.json": Envelope.model_json_schema(mode="serialization"),
         SCHEMAS / "asyncapi.json": asyncapi(),
     }
-    for model in public_messages():
+    for model in contract_messages():
         files[SCHEMAS / schema_path(model)] = message_schema(model)
     return {path: json.dumps(doc, indent=2, sort_keys=True) + "\n" for path, doc in files.items()}
 
@@ -244,9 +279,13 @@ def main() -> int:
         print(f"schemas/ matches the code ({len(wanted)} files)")
         return 0
     refused = []
+    # A message that became private (or public) moves to another folder: its file of the same
+    # type and version is what it is compared with.
+    by_name = {p.name: p for p in existing if p.name not in ("asyncapi.json", "envelope.json")}
     for path, text in wanted.items():
-        if path in existing and path.name not in ("asyncapi.json", "envelope.json"):
-            problems = breaking_changes(json.loads(existing[path]), json.loads(text))
+        before = path if path in existing else by_name.get(path.name)
+        if before is not None and path.name not in ("asyncapi.json", "envelope.json"):
+            problems = breaking_changes(json.loads(existing[before]), json.loads(text))
             if problems:
                 refused.append(f"{path.relative_to(ROOT)}: {'; '.join(problems)}")
     if refused:

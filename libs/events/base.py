@@ -21,7 +21,22 @@ class Message(BaseModel):
 
 
 class DomainEvent(Message):
-    """Something that happened, named in the past tense, owned by exactly one service."""
+    """Something that happened, named in the past tense, owned by exactly one service.
+
+    Every domain event is stored in its service's event store. A published one also goes to
+    its topic; a private one (`published = False`) is the service's own bookkeeping and
+    stays in the store, where other contexts learn of it only through the integration
+    events the service derives from it (IntegrationEvent). Its schema is still generated:
+    it is the store's format, filed apart from the topics' messages (schemas/private/).
+    """
+
+    published: ClassVar[bool] = True
+
+
+class IntegrationEvent(Message):
+    """A public message a service derives from the domain events one unit of work recorded
+    (libs/runtime/uow.py, IntegrationTranslator): designed for other contexts and outside
+    readers, published through the outbox in the same transaction, never stored as an event."""
 
 
 class Command(Message):

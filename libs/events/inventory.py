@@ -187,6 +187,9 @@ class StockAllocated(SkuEvent):
 
 @registry.register
 class StockDeallocated(SkuEvent):
+    """Units an order held go back to available stock: everything it held of the SKU (a
+    release), or part of it (an amendment that wants fewer, a move to another order)."""
+
     message_type: ClassVar[str] = "StockDeallocated"
     order_id: str
     warehouses: dict[str, Quantity]
@@ -215,6 +218,28 @@ class BackorderQueued(SkuEvent):
 class BackorderDequeued(SkuEvent):
     message_type: ClassVar[str] = "BackorderDequeued"
     order_id: str
+
+
+@registry.register
+class BackorderResized(SkuEvent):
+    """An order waiting for this SKU now wants another quantity of it (an amendment): it
+    keeps its place in the queue."""
+
+    message_type: ClassVar[str] = "BackorderResized"
+    order_id: str
+    quantity: Quantity
+
+
+@registry.register
+class BackorderMoved(SkuEvent):
+    """Units an order waits for move to another order (a split or a merge) with their place:
+    the other order waits where the first did (or at its own place, if that comes first);
+    the first order's entry shrinks by `quantity`, or leaves the queue when nothing is left."""
+
+    message_type: ClassVar[str] = "BackorderMoved"
+    from_order_id: str
+    to_order_id: str
+    quantity: Quantity
 
 
 class ReservationEvent(DomainEvent):
@@ -290,6 +315,83 @@ class CreateShipments(InventoryCommand):
 
     message_type: ClassVar[str] = "CreateShipments"
     shipping: Shipping
+
+
+
+# -- the order desk: amendments, splits and merges ----------------------------------------------
+# An order's lines change after it was reserved. Only the difference moves: units of lines that
+# did not change keep their allocation and their place in a backorder queue.
+
+
+@registry.register
+class AdjustReservation(InventoryCommand):
+    """An amendment: the order now wants these lines (its whole new list). Units it no longer
+    wants are released; extra units are reserved, or, for an order that is waiting for stock,
+    queued behind the orders already waiting. A reserved order whose extra units are not
+    available is refused whole (ReservationAdjustmentRefused): nothing changes. The order's
+    shipments that have not left the warehouse are cancelled when its allocation changes
+    (the order asks for new ones). The same amendment id again gives the same answer."""
+
+    message_type: ClassVar[str] = "AdjustReservation"
+    amendment_id: Reference
+    lines: SkuQuantities
+    backorder: bool = True
+    cancel_shipments: bool = Field(
+        default=False,
+        description="Cancel the order's shipments that have not left even if its allocation does not"
+        " change (its delivery address or method changed): the order asks for new ones",
+    )
+
+
+class ReservationMove(Value):
+    """Units of one order's reservation to move to another order, as they are held."""
+
+    from_order_id: OrderId
+    lines: SkuQuantities
+
+
+@registry.register
+class MoveReservations(InventoryCommand):
+    """A split or a merge: move units from the sources' reservations to this order's (a new
+    order), as they are held: allocated units stay allocated in the same warehouses, queued
+    units keep their place in the backorder queue. One transaction for every source, so the
+    target answers once: StockReserved with its whole allocation, or StockShortage
+    (backordered) naming what is still queued. Each source answers ReservationAdjusted with
+    what it has left (a source left with nothing is released; one that was waiting may now be
+    reserved). Refused whole (ReservationAdjustmentRefused, order_id = this order) when a
+    source does not hold the units. The same move id again gives the same answer."""
+
+    message_type: ClassVar[str] = "MoveReservations"
+    move_id: Reference
+    sources: Annotated[tuple[ReservationMove, ...], Field(min_length=1, max_length=50)]
+    region: Region | None = None
+    backorder: bool = True
+
+
+@registry.register
+class ReservationAdjusted(ReservationEvent):
+    """The answer to AdjustReservation, and each source's answer to MoveReservations."""
+
+    message_type: ClassVar[str] = "ReservationAdjusted"
+    amendment_id: str = Field(description="The amendment's id, or the move's")
+    lines: tuple[SkuQuantity, ...] = Field(description="What the order now asks for (empty: nothing)")
+    allocations: tuple[Allocation, ...] = Field(description="The order's whole allocation now")
+    released: tuple[SkuQuantity, ...] = Field(default=(), description="Units given back to stock")
+    added: tuple[SkuQuantity, ...] = Field(default=(), description="Units newly reserved or queued")
+    waiting: bool = Field(default=False, description="The order still waits for stock (backordered)")
+    missing: tuple[SkuQuantity, ...] = Field(default=(), description="While waiting: what is short")
+    moved_to: str | None = Field(default=None, description="A move: the order the units went to")
+    shipments_cancelled: tuple[str, ...] = Field(
+        default=(), description="Shipments not yet dispatched, cancelled because the allocation changed"
+    )
+
+
+@registry.register
+class ReservationAdjustmentRefused(ReservationEvent):
+    message_type: ClassVar[str] = "ReservationAdjustmentRefused"
+    amendment_id: str = Field(description="The amendment's id, or the move's")
+    missing: tuple[SkuQuantity, ...] = ()
+    reason: str
 
 
 # -- warehouse operations: reservation requests, transfers, adjustments, counts, reorder points --
@@ -494,3 +596,106 @@ class StockCountPosted(StockCountEvent):
     warehouse: WarehouseCode
     adjustments: tuple[SkuDelta, ...] = Field(max_length=MAX_LINES_PER_COUNT)
     approved_by: Annotated[str, Field(max_length=200)]
+
+
+# -- production: components taken out of stock, finished goods put into it ---------------------
+
+
+@registry.register
+class StockConsumed(SkuEvent):
+    """Reserved components went into production: on hand and the production order's
+    reservation there fall together; available does not change."""
+
+    message_type: ClassVar[str] = "StockConsumed"
+    order_id: str = Field(description="The production order whose reservation it was")
+    warehouse: WarehouseCode
+    quantity: Quantity
+
+
+@registry.register
+class ReservationConsumed(ReservationEvent):
+    """The reply to ConsumeStock: everything the reservation held was consumed (once; a
+    repeated command answers with the same, empty of new consumption)."""
+
+    message_type: ClassVar[str] = "ReservationConsumed"
+    consumed: tuple[Allocation, ...]
+
+
+@registry.register
+class ConsumeStock(InventoryCommand):
+    """Production used the components reserved under `order_id` (a production order's id):
+    take them out of stock. Idempotent per reservation: consumed once."""
+
+    message_type: ClassVar[str] = "ConsumeStock"
+    reason: Note = ""
+
+
+@registry.register
+class ReceiveStock(Command):
+    """Book finished goods into a warehouse, once per `receipt_id` (a repeat books nothing),
+    and serve the SKU's waiting reservations first-in first-out, as any receipt does."""
+
+    message_type: ClassVar[str] = "ReceiveStock"
+    aggregate_type: ClassVar[str] = "sku"
+    topic: ClassVar[str] = INVENTORY_COMMANDS
+    receipt_id: Reference
+    sku: Sku
+    warehouse: WarehouseCode
+    quantity: Quantity
+
+
+# -- returns after delivery: goods back from a customer (docs/returns.md) -----------------------
+
+ReturnedUnits = Annotated[int, Field(ge=0, le=MAX_STOCK_LEVEL)]
+
+
+class ReturnedGoods(Value):
+    """Units of one SKU a customer sent back to one warehouse: the resellable ones go back on
+    hand, the damaged ones are booked as a loss."""
+
+    sku: Sku
+    warehouse: WarehouseCode
+    resellable: ReturnedUnits = 0
+    damaged: ReturnedUnits = 0
+
+
+@registry.register
+class ReceiveReturnedGoods(Command):
+    """Book a return's goods, once per return (a repeat books nothing)."""
+
+    message_type: ClassVar[str] = "ReceiveReturnedGoods"
+    aggregate_type: ClassVar[str] = "return_receipt"
+    topic: ClassVar[str] = INVENTORY_COMMANDS
+    return_id: Reference
+    order_id: OrderId
+    lines: tuple[ReturnedGoods, ...] = Field(min_length=1, max_length=500)
+
+
+class ReturnReceiptEvent(DomainEvent):
+    aggregate_type: ClassVar[str] = "return_receipt"
+    topic: ClassVar[str] = INVENTORY_EVENTS
+    return_id: str
+    order_id: str
+
+
+@registry.register
+class ReturnedGoodsReceived(ReturnReceiptEvent):
+    """The answer to ReceiveReturnedGoods: what went back on hand (a StockReceived each, with
+    receipt id `return:<return_id>:<sku>:<warehouse>`) and what was written off
+    (ReturnedStockWrittenOff)."""
+
+    message_type: ClassVar[str] = "ReturnedGoodsReceived"
+    restocked: tuple[Allocation, ...] = ()
+    written_off: tuple[Allocation, ...] = ()
+
+
+@registry.register
+class ReturnedStockWrittenOff(SkuEvent):
+    """Goods a customer sent back damaged: booked as a loss. They left on hand when they were
+    dispatched and never come back to it, so no stock level changes."""
+
+    message_type: ClassVar[str] = "ReturnedStockWrittenOff"
+    warehouse: WarehouseCode
+    quantity: Quantity
+    return_id: str
+    order_id: str

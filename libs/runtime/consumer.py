@@ -48,12 +48,13 @@ from libs.runtime.kafka import durable_producer, expect_startup_noise
 from libs.runtime.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
+    DLQ_DEPTH,
     HANDLER_ERRORS,
     HANDLER_SECONDS,
     MESSAGES_HANDLED,
 )
 from libs.runtime.settings import RuntimeSettings
-from libs.runtime.telemetry import consuming_span
+from libs.runtime.telemetry import AGGREGATE_ID_ATTRIBUTE, batch_span, consuming_span, tracing_enabled
 from libs.runtime.uow import AggregateCache, MessageContext, Projector, UnitOfWork, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ MAX_TRANSIENT_BACKOFF_SECONDS = 5.0
 # A dead letter carries the original bytes; one too large for the broker (with our headers
 # added) carries this much of them instead, and says so in a header.
 DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
+# A lingering consumer's fetch is answered once this much is ready, or at its linger: more
+# than a lingering second of our messages at bench rates, so the linger decides.
+LINGER_MIN_BYTES = 4 * 1024 * 1024
 
 
 async def _raw_bodies(message: Any) -> Any:
@@ -160,6 +164,8 @@ class EventConsumer:
         poll_ms: int = 50,
         on_refusal: RefusalHandler | None = None,
         refuse_unhandled: bool = False,
+        batch_size: int | None = None,
+        linger_ms: int = 0,
     ) -> None:
         self.preload = preload
         self.on_refusal = on_refusal
@@ -169,6 +175,14 @@ class EventConsumer:
         # How long one poll waits for records: short on the order path, longer for topics where
         # a fraction of a second does not matter (every idle poll costs CPU).
         self.poll_ms = poll_ms
+        # At most this many records per batch (one transaction); the runtime's default unless
+        # a consumer applies records so cheaply that larger batches pay.
+        self.batch_size = batch_size or settings.consumer_batch_size
+        # >0: the broker holds each fetch up to this long for more records (fetch.max.wait.ms
+        # with a large fetch.min.bytes), so a consumer that may lag by a second or so gets
+        # fewer, larger batches: each batch's fixed cost (transaction, inbox statement, one
+        # statement per table) is shared by more records. 0: answer as soon as any arrive.
+        self.linger_ms = linger_ms
         self.projector = projector
         self.cache = cache
         self.name = settings.topic(name)  # the consumer group, namespaced like the topics
@@ -184,6 +198,10 @@ class EventConsumer:
         # takes far longer than any should means the consumer is stuck (see `stalled`).
         self.busy_since: float | None = None
         self.batches = 0
+        # FastStream's subscriber, whose consume task must be alive while the service runs
+        # (`stalled`); set by `attach`, and `consuming` once the broker has started it.
+        self.subscriber: Any = None
+        self.consuming = False
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -204,8 +222,11 @@ class EventConsumer:
             *self.topics,
             group_id=self.name,
             batch=True,
-            max_records=self.settings.consumer_batch_size,
+            max_records=self.batch_size,
             batch_timeout_ms=self.poll_ms,
+            # Without a linger: the client's defaults (answer as soon as one byte is ready).
+            fetch_min_bytes=LINGER_MIN_BYTES if self.linger_ms else 1,
+            fetch_max_wait_ms=self.linger_ms or 500,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             max_poll_interval_ms=300_000,
@@ -216,15 +237,22 @@ class EventConsumer:
             title=self.name,
         )
         subscriber(on_batch)
+        self.subscriber = subscriber
         if self.settings.consumer_skip_idle_sleep:
-            poll_without_idle_sleep(subscriber, self.poll_ms, self.settings.consumer_batch_size)
+            poll_without_idle_sleep(subscriber, self.poll_ms, self.batch_size)
 
     def stalled(self, now: float, after_seconds: float) -> str | None:
         """Why this consumer is making no progress, or None. A batch that keeps failing for a
         transient reason (the database away) or a dead letter the broker keeps refusing
-        holds its partitions: the service is then not ready, and the metric says which."""
+        holds its partitions: the service is then not ready, and the metric says which. So
+        does a consume task that has ended: FastStream restarts one that raised, but not one
+        that was cancelled or returned, and its partitions then wait for nobody."""
         if self.busy_since is not None and now - self.busy_since > after_seconds:
             return f"one batch has been in progress for {now - self.busy_since:.0f}s"
+        if self.consuming and self.subscriber is not None:
+            tasks = list(getattr(self.subscriber, "tasks", ()))
+            if not any(not task.done() for task in tasks):
+                return "its consume task has died" if tasks else "it has no consume task"
         return None
 
     async def close(self) -> None:
@@ -277,6 +305,10 @@ class EventConsumer:
     async def _apply(self, items: Sequence[Received]) -> None:
         first = items[0].decoded.envelope
         context = MessageContext.caused_by(first, self.actor)
+        with batch_span(f"{self.name} process", [i.headers for i in items] if tracing_enabled() else ()):
+            await self._apply_in_unit_of_work(context, items)
+
+    async def _apply_in_unit_of_work(self, context: MessageContext, items: Sequence[Received]) -> None:
         async with unit_of_work(self.engine, context, projector=self.projector, cache=self.cache) as uow:
             outcomes = []
             unclaimed = await inbox.claim_all(
@@ -295,10 +327,17 @@ class EventConsumer:
                 unclaimed.discard(envelope.event_id)  # the same message twice in one batch
                 with consuming_span(
                     f"{self.name} handle {envelope.event_type}",
+                    # Tracing off, the headers' trace context is still passed on (telemetry.pass_on).
                     item.headers,
                     envelope.correlation_id,
-                ) as span:
-                    span.set_attribute("messaging.message.id", str(envelope.event_id))
+                    {
+                        "messaging.message.id": str(envelope.event_id),
+                        "ordermesh.aggregate_type": envelope.aggregate_type,
+                        AGGREGATE_ID_ATTRIBUTE: envelope.aggregate_id,
+                    }
+                    if tracing_enabled()
+                    else None,
+                ):
                     await self.handlers[type(item.decoded.message)](uow, item.decoded)
                 outcomes.append((envelope.event_type, "handled"))
         for event_type, outcome in outcomes:
@@ -487,3 +526,85 @@ def _detail(error: Exception) -> str:
     if isinstance(error, ValidationError):
         return _reason(error)
     return "".join(traceback.format_exception(error))
+
+
+# -- what the broker says about a group (sampled metrics, the operator's tools) ---------------
+
+
+def dlq_handled_group(dead_letter_topic_name: str) -> str:
+    """The consumer group whose committed offsets mark how far a DLQ has been dealt with
+    (re-driven or discarded by `ordermesh dlq`): the DLQ depth counts what lies after them."""
+    return f"{dead_letter_topic_name}.handled"
+
+
+class GroupOffsets:
+    """Committed offsets, partition ends and members of consumer groups, read from the broker
+    (not from the consumers, which may be the ones that stopped)."""
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        from libs.runtime.kafka import admin_client, client_security
+
+        self._admin = admin_client(settings)
+        self._probe = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, group_id=None, **client_security(settings)
+        )
+
+    async def start(self) -> None:
+        await self._admin.start()
+        await self._probe.start()
+
+    async def close(self) -> None:
+        await self._probe.stop()
+        await self._admin.close()
+
+    async def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
+        described = await self._admin.describe_topics(list(topics))
+        return sorted(
+            TopicPartition(topic["topic"], partition["partition"])
+            for topic in described
+            if topic["error_code"] == 0
+            for partition in topic["partitions"]
+        )
+
+    async def committed(self, group: str) -> dict[TopicPartition, int]:
+        """The group's committed offsets; a partition it never committed is absent."""
+        offsets = await self._admin.list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+    async def ends(self, partitions: list[TopicPartition]) -> tuple[dict[TopicPartition, int], ...]:
+        """(beginning, end) offsets of each partition."""
+        if not partitions:
+            return {}, {}
+        return await self._probe.beginning_offsets(partitions), await self._probe.end_offsets(partitions)
+
+    async def lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
+        """Records after the group's committed offset, per topic; from the partition's start
+        where it committed nothing yet (it reads from the earliest offset)."""
+        partitions = await self.partitions(topics)
+        committed = await self.committed(group)
+        starts, ends = await self.ends(partitions)
+        by_topic: dict[str, int] = {}
+        for tp in partitions:
+            behind = ends[tp] - max(committed.get(tp, starts[tp]), starts[tp])
+            by_topic[tp.topic] = by_topic.get(tp.topic, 0) + max(behind, 0)
+        return by_topic
+
+    async def members(self, group: str) -> list[str]:
+        """Client ids of the group's live members (empty when no consumer of it runs)."""
+        # One group per request: aiokafka reads a v3 answer with the v2 layout, which holds
+        # for the first group only.
+        found: list[str] = []
+        for response in await self._admin.describe_consumer_groups([group]):
+            for described in response.groups:
+                _error, _name, _state, _type, _protocol, members = described[:6]
+                found += [str(member[1]) for member in members]
+        return found
+
+
+async def sample_consumer_metrics(offsets: GroupOffsets, consumers: Iterable[EventConsumer]) -> None:
+    """Consumer lag and DLQ depth of each group, from the broker."""
+    for consumer in consumers:
+        for topic, behind in (await offsets.lag(consumer.name, consumer.topics)).items():
+            CONSUMER_LAG.labels(consumer.name, topic).set(behind)
+        depth = await offsets.lag(dlq_handled_group(consumer.dead_letter_topic), [consumer.dead_letter_topic])
+        DLQ_DEPTH.labels(consumer.name).set(sum(depth.values()))

@@ -4,13 +4,11 @@ and billing refuses to start without shipping fees for each of them. Neither ask
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
 from pydantic import field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.events.values import minor_units
+from libs.runtime.setting_types import NameSet
 
 # What the built-in shipping fees (services/billing/shipping_config.py) price.
 DEFAULT_CURRENCIES = frozenset({"EUR", "USD", "GBP", "JPY"})
@@ -20,16 +18,7 @@ class CurrencySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OM_", extra="ignore")
 
     # A comma list (EUR,USD) or a JSON list of ISO 4217 codes.
-    currencies: Annotated[frozenset[str], NoDecode] = DEFAULT_CURRENCIES
-
-    @field_validator("currencies", mode="before")
-    @classmethod
-    def _code_list(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        if value.strip().startswith("["):
-            return json.loads(value)
-        return {code.strip() for code in value.split(",") if code.strip()}
+    currencies: NameSet = DEFAULT_CURRENCIES
 
     @field_validator("currencies")
     @classmethod

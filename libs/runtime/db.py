@@ -66,9 +66,23 @@ async def drop_databases(settings: RuntimeSettings) -> None:
             "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{settings.db_prefix}\\_%"
         )
         for row in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+            await _drop(admin, row["datname"])
     finally:
         await admin.close()
+
+
+async def _drop(admin: asyncpg.Connection, name: str, attempts: int = 20) -> None:
+    """DROP ... WITH (FORCE) ends the database's sessions, but a role that is not a superuser
+    may not end another role's: an autovacuum worker that happens to be on the fresh database
+    refuses it. Such a worker finishes within moments, so the drop is tried again."""
+    for attempt in range(attempts):
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def ensure_database(settings: RuntimeSettings, service: str) -> None:

@@ -1,5 +1,5 @@
 """FastAPI app factory: problem+json errors, /health, /ready, /metrics, the API's own docs,
-tracing and an access log line per request."""
+tracing (when OTEL_TRACES_EXPORTER asks for it) and an access log line per request."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
-from opentelemetry import trace
-from opentelemetry.propagate import extract
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
@@ -39,9 +37,16 @@ from libs.runtime.auth import (
     requires,
 )
 from libs.runtime.db import is_bad_value, is_transient
+from libs.runtime.metrics import HTTP_REQUESTS
 from libs.runtime.openapi import PROBLEM_JSON, document_problems, serve_docs
 from libs.runtime.service import ServiceRuntime
-from libs.runtime.telemetry import correlation_id_var, tracer
+from libs.runtime.telemetry import (
+    configure_tracing,
+    correlation_id_var,
+    instrument_app,
+    pass_on,
+    stop_passing_on,
+)
 from libs.security.settings import AuthSettings
 
 log = logging.getLogger(__name__)
@@ -59,10 +64,13 @@ def runtime_of(request: Request) -> ServiceRuntime:
     return runtime
 
 
-class TracingMiddleware:
-    """Continues a caller's trace (traceparent header) or starts one per request; every Kafka
-    hop that follows carries the same trace id through the outbox headers. Plain ASGI: the
-    per-request cost of BaseHTTPMiddleware is not worth paying on the order intake path."""
+TRACE_HEADERS = (b"traceparent", b"tracestate")
+
+
+class CorrelationIdMiddleware:
+    """Sets the caller's X-Correlation-Id for the log lines of the request. Spans are made by
+    OpenTelemetry's FastAPI instrumentation (`instrument_app`) when tracing is on. Plain ASGI:
+    the per-request cost of BaseHTTPMiddleware is not worth paying on the order intake path."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -71,21 +79,16 @@ class TracingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        name = f"{scope['method']} {scope['path']}"
-        token = correlation_id_var.set(headers.get("x-correlation-id"))
+        correlation = next((v for k, v in scope["headers"] if k == b"x-correlation-id"), None)
+        token = correlation_id_var.set(correlation.decode("latin-1") if correlation is not None else None)
+        # Tracing off: the caller's trace context still travels on in what the request publishes.
+        passed_on = pass_on(
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in TRACE_HEADERS}
+        )
         try:
-            with tracer.start_as_current_span(
-                name, context=extract(headers), kind=trace.SpanKind.SERVER
-            ) as span:
-
-                async def send_with_status(message: Message) -> None:
-                    if message["type"] == "http.response.start":
-                        span.set_attribute("http.status_code", message["status"])
-                    await send(message)
-
-                await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, send)
         finally:
+            stop_passing_on(passed_on)
             correlation_id_var.reset(token)
 
 
@@ -145,11 +148,13 @@ class AccessLogMiddleware:
     path, which holds ids and, for some routes, what a person typed; never the query), status,
     duration and request id. The request id is the caller's X-Request-Id when it is a sane one,
     else a new one put into the request's headers, so the audit metadata of what the request
-    records carries the same id; the answer carries it back in X-Request-Id. Plain ASGI, like
-    the tracing middleware, for the order intake path's sake."""
+    records carries the same id; the answer carries it back in X-Request-Id. Each answer is
+    also counted in ordermesh_http_requests_total (the error rate). Plain ASGI, like the
+    tracing middleware, for the order intake path's sake."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, service: str = "") -> None:
         self.app = app
+        self.counts = RequestCounts(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -169,16 +174,42 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
+            route = getattr(scope.get("route"), "path", None) or NO_ROUTE
+            self.counts.count(scope["method"], route, status)
             if access_log.isEnabledFor(logging.INFO):
-                route = scope.get("route")
                 access_log.info(
                     "%s %s %d %.1fms request_id=%s",
                     scope["method"],
-                    getattr(route, "path", None) or "(no route)",
+                    route,
                     status,
                     (time.perf_counter() - started) * 1000,
                     request_id.decode(),
                 )
+
+
+NO_ROUTE = "(no route)"
+# Any other word a client sends as its method is counted as "other": the label's values stay few.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class RequestCounts:
+    """ordermesh_http_requests_total for one service. Each (method, route, status class) looks
+    its child counter up once and keeps it, so a request costs a dict lookup and an increment
+    rather than prometheus_client's label resolution."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    def count(self, method: str, route: str, status: int) -> None:
+        if method not in _METHODS:
+            method = "other"
+        key = (method, route, status // 100)
+        child = self._children.get(key)
+        if child is None:
+            child = HTTP_REQUESTS.labels(self.service, method, route, f"{status // 100}xx")
+            self._children[key] = child
+        child.inc()
 
 
 def _request_id_of(scope: Scope) -> bytes:
@@ -279,8 +310,12 @@ def create_app(
     app.include_router(audit_router(), dependencies=[requires("audit:read")])
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.http_max_body_bytes)
-    app.add_middleware(TracingMiddleware)
-    app.add_middleware(AccessLogMiddleware)  # outermost: it times and logs the 413s too
+    app.add_middleware(CorrelationIdMiddleware)
+    # Outermost of ours: it times, logs and counts the 413s too.
+    app.add_middleware(AccessLogMiddleware, service=runtime.name)
+    # Decided before the first request builds the middleware stack (the lifespan's start is one).
+    if configure_tracing(runtime.name, runtime.settings.otel_exporter):
+        instrument_app(app)
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(_: Request, error: Unauthenticated) -> JSONResponse:

@@ -113,6 +113,10 @@ async def create_topics(
     return those created; then wait until the broker serves every named topic and can
     coordinate every named consumer group (`wait_until_serving`).
 
+    With OM_KAFKA_CREATE_TOPICS=false nothing is created: the topics belong to the platform
+    (deploy/k8s: the KafkaTopic resources), and a service creating one would race the Topic
+    Operator with settings it does not know (replicas, min.insync.replicas).
+
     A client whose ACLs grant no Create (deploy/k8s: the Topic Operator declares every topic)
     sees only the topics it may describe and is refused the others: that is logged, not
     raised, because the topics it uses exist already and the rest are not its business.
@@ -121,11 +125,28 @@ async def create_topics(
     admin = admin_client(settings)
     await admin.start()
     try:
-        created = await _create_missing(admin, settings, names)
+        created = await _create_missing(admin, settings, names) if settings.kafka_create_topics else []
         await wait_until_serving(admin, names, groups)
         return created
     finally:
         await admin.close()
+
+
+# The public events topics keep their whole history: a reader replays them from offset 0 to
+# build its read models again (python -m services.reporting.rebuild). deploy/k8s declares the
+# same in kafka-topics.yaml.
+HISTORY_TOPICS = (
+    topics.ORDER_EVENTS,
+    topics.INVENTORY_EVENTS,
+    topics.BILLING_EVENTS,
+    topics.PRODUCTION_EVENTS,
+)
+
+
+def topic_configs(settings: RuntimeSettings, name: str) -> dict[str, str]:
+    """The settings a topic is created with: unlimited retention for the history topics."""
+    kept = {settings.topic(topic) for topic in HISTORY_TOPICS}
+    return {"retention.ms": "-1"} if name in kept else {}
 
 
 async def _create_missing(
@@ -135,7 +156,13 @@ async def _create_missing(
     missing = [name for name in names if name not in existing]
     if not missing:
         return []
-    response = await admin.create_topics([NewTopic(n, settings.topic_partitions, 1) for n in missing])
+    replicas = settings.topic_replication_factor
+    response = await admin.create_topics(
+        [
+            NewTopic(n, settings.topic_partitions, replicas, topic_configs=topic_configs(settings, n))
+            for n in missing
+        ]
+    )
     created, refused = list(missing), []
     for topic, code, *_ in response.topic_errors:
         if code == 0:

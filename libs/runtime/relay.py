@@ -19,6 +19,8 @@ take, so a key's rows keep their order across the two paths.
   refuses for good (larger than it accepts, say) is moved to `outbox_parked` with the
   reason, so it cannot hold back every row behind it; the order it belonged to is then
   caught by its saga deadline.
+- The backlog is not measured here: a relay that stopped publishing would stop measuring it
+  too. ServiceRuntime's sampler counts the rows on a timer (ordermesh_outbox_backlog).
 - One relay per database publishes at a time (advisory lock), so replicas of a service can
   all run one and a standby takes over when the active one dies.
 """
@@ -43,7 +45,7 @@ from aiokafka.errors import (
 )
 
 from libs.runtime import faults
-from libs.runtime.metrics import OUTBOX_BACKLOG, OUTBOX_PARKED, OUTBOX_PUBLISHED, RELAY_HEALTHY
+from libs.runtime.metrics import OUTBOX_PARKED, OUTBOX_PUBLISHED, RELAY_HEALTHY
 from libs.runtime.outbox import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -198,7 +200,6 @@ class OutboxRelay:
         self.waiting_behind_publisher = any(not row["clear"] for row in rows)
         rows = [row for row in rows if row["clear"]][: self._batch_size]
         if not rows:
-            OUTBOX_BACKLOG.labels(self._service).set(0)
             return 0
         sent: list[tuple[asyncpg.Record, asyncio.Future[object]]] = []
         refused: dict[int, BaseException] = {}
@@ -236,10 +237,6 @@ class OutboxRelay:
                 self.parked += 1
         self.published += len(delivered)
         OUTBOX_PUBLISHED.labels(self._service).inc(len(delivered))
-        if len(rows) == self._batch_size or len(refused) > len(to_park):
-            OUTBOX_BACKLOG.labels(self._service).set(await conn.fetchval("SELECT count(*) FROM outbox"))
-        else:
-            OUTBOX_BACKLOG.labels(self._service).set(0)
         if to_park:
             OUTBOX_PARKED.labels(self._service).set(await conn.fetchval("SELECT count(*) FROM outbox_parked"))
         retry = [e for i, e in refused.items() if i not in to_park]

@@ -18,27 +18,43 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.events.topics import ALL_TOPICS
-from libs.runtime.consumer import EventConsumer
+from libs.runtime.consumer import EventConsumer, GroupOffsets, sample_consumer_metrics
 from libs.runtime.db import create_engine, ensure_database, migrate
 from libs.runtime.group_commit import GroupCommitter
 from libs.runtime.kafka import broker_security, create_topics, durable_producer
-from libs.runtime.metrics import BACKGROUND_TASK_DEAD, CONSUMER_STALLED
+from libs.runtime.metrics import (
+    BACKGROUND_TASK_DEAD,
+    CONSUMER_STALLED,
+    METRICS_SAMPLED,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_SECONDS,
+)
 from libs.runtime.publisher import AfterCommitPublisher
 from libs.runtime.relay import OutboxRelay
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.telemetry import configure_logging, configure_tracing
 from libs.runtime.uow import (
     AggregateCache,
+    IntegrationTranslator,
     MessageContext,
     Projector,
+    Publication,
     UnitOfWork,
     publish_after_commit,
+    publish_events,
     unit_of_work,
 )
 
 log = logging.getLogger(__name__)
 
+_OUTBOX_BACKLOG = text(
+    "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM outbox"
+)
+
 BackgroundLoop = Callable[[], Awaitable[None]]
+# Refreshes gauges from the service's database (the order service's stuck orders, say); run by
+# the sampler every OM_METRICS_SAMPLE_SECONDS.
+Sampler = Callable[[AsyncEngine], Awaitable[None]]
 T = TypeVar("T")
 
 
@@ -48,15 +64,20 @@ class ServiceRuntime:
     settings: RuntimeSettings
     migrations: Path | None = None
     projector: Projector | None = None
+    # Derives the service's public messages from the events each unit of work records
+    # (libs/runtime/uow.py); None: its published domain events go out as they are.
+    integration: IntegrationTranslator | None = None
     engine: AsyncEngine = field(init=False)
     consumers: list[EventConsumer] = field(default_factory=list)
     background: list[BackgroundLoop] = field(default_factory=list)
+    samplers: list[Sampler] = field(default_factory=list)
     run_relay: bool = True
     run_consumers: bool = True
 
     def __post_init__(self) -> None:
         self.run_consumers = self.run_consumers and self.settings.run_consumers
         self.engine = create_engine(self.settings, self.name)
+        publish_events(self.engine, Publication(self.settings.public_events_only, self.integration))
         self.relay = OutboxRelay(
             self.settings.dsn(self.name),
             lambda: durable_producer(self.settings, f"{self.name}-relay"),
@@ -126,10 +147,13 @@ class ServiceRuntime:
         for loop in self.background:
             self._spawn(loop(), loop.__qualname__)
         self._spawn(self._watch(), "watchdog")
+        self._spawn(self._sample(), "sampler")
         if self.run_consumers and self.consumers:
             for consumer in self.consumers:
                 consumer.attach(self.broker)
             await self.broker.start()
+            for consumer in self.consumers:
+                consumer.consuming = True
         self.started = True
         log.info("%s started", self.name)
 
@@ -137,6 +161,8 @@ class ServiceRuntime:
         self.started = False
         self._stopping = True  # from here on, a background task that ends is not a death
         self.relay.stop()
+        for consumer in self.consumers:
+            consumer.consuming = False
         if self.run_consumers and self.consumers:
             await self.broker.stop()
         for consumer in self.consumers:
@@ -149,6 +175,11 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for sampler in self.samplers:
+            close = getattr(sampler, "close", None)  # a sampler that holds a connection of its own
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         await self.engine.dispose()
 
     async def ready(self) -> dict[str, bool]:
@@ -175,7 +206,45 @@ class ServiceRuntime:
                 found[f"consumer:{consumer.name}"] = consumer.stalled(now, after)
         for loop in self.background:
             found[f"loop:{loop.__qualname__}"] = self.dead_tasks.get(loop.__qualname__)
+        if self.started:
+            found["sampler"] = self.dead_tasks.get("sampler")
         return found
+
+    async def _sample(self) -> None:
+        """Refresh the gauges that describe the loops from outside them, on a timer: outbox
+        backlog and the age of its oldest row, consumer lag and DLQ depth per group (from the
+        broker), and whatever the service adds (`samplers`). A failed round is logged and the
+        next one tried; the timestamp metric says when a round last succeeded."""
+        offsets: GroupOffsets | None = None
+        try:
+            while True:
+                try:
+                    if offsets is None and self.run_consumers and self.consumers:
+                        offsets = GroupOffsets(self.settings)
+                        await offsets.start()
+                    await self.sample_once(offsets)
+                    METRICS_SAMPLED.labels(self.name).set(time.time())
+                except Exception:
+                    log.warning("sampling metrics failed; trying again next round", exc_info=True)
+                    if offsets is not None:
+                        with contextlib.suppress(Exception):
+                            await offsets.close()
+                    offsets = None
+                await asyncio.sleep(self.settings.metrics_sample_seconds)
+        finally:
+            if offsets is not None:
+                with contextlib.suppress(Exception):
+                    await offsets.close()
+
+    async def sample_once(self, offsets: GroupOffsets | None) -> None:
+        async with self.engine.connect() as conn:
+            count, oldest = (await conn.execute(_OUTBOX_BACKLOG)).one()
+        OUTBOX_BACKLOG.labels(self.name).set(count)
+        OUTBOX_OLDEST_SECONDS.labels(self.name).set(float(oldest))
+        if offsets is not None:
+            await sample_consumer_metrics(offsets, self.consumers)
+        for sampler in self.samplers:
+            await sampler(self.engine)
 
     async def _watch(self, every_seconds: float = 5.0) -> None:
         """Publish the progress checks as metrics, and log each change, so a stuck consumer or

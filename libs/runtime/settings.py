@@ -27,6 +27,11 @@ class RuntimeSettings(BaseSettings):
     # platform and a test run, say) can share one broker without meeting each other.
     topic_namespace: str = ""
     topic_partitions: int = 8
+    # Replicas of each topic a service creates (the single `make up` broker has one).
+    topic_replication_factor: int = 1
+    # false: a service creates no topic, it only waits for its topics to be served, because
+    # the platform owns them (deploy/k8s: Strimzi's KafkaTopic resources).
+    kafka_create_topics: bool = True
     pg_host: str = "127.0.0.1"
     pg_port: int = 15432
     pg_user: str = "ordermesh"
@@ -56,6 +61,11 @@ class RuntimeSettings(BaseSettings):
     # the relay only picks up what a crash or a broker outage leaves (libs/runtime/publisher.py).
     # false: every row waits for the relay (NOTIFY, SELECT, publish, DELETE), as before.
     publish_after_commit: bool = True
+    # true: Kafka carries a service's public messages only: its published domain events and
+    # what its integration translator derives from each unit of work (the order service's
+    # OrderStatusChanged); private events stay in its event store (docs/events.md).
+    # false: every domain event is published, as before (to measure the difference).
+    public_events_only: bool = True
     # The relay takes a row its live publisher still holds after this long (a publisher that
     # stalled); that row may then be published twice.
     outbox_takeover_seconds: float = 30.0
@@ -74,7 +84,11 @@ class RuntimeSettings(BaseSettings):
     faults: str = ""
     log_level: str = "INFO"
     log_json: bool = True
+    # Deprecated: OTEL_TRACES_EXPORTER (libs/runtime/telemetry.py) wins; read when it is unset.
     otel_exporter: str = "none"  # none | console | otlp
+    # How often consumer lag, outbox backlog, DLQ depth and stuck orders are sampled: on a
+    # timer, so the metrics keep moving when a consumer or the relay stops doing so.
+    metrics_sample_seconds: float = 15.0
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> RuntimeSettings:

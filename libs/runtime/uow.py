@@ -10,6 +10,12 @@ stale append at flush, and the whole unit of work is retried.
 
 Outbox rows the process's after-commit publisher claimed (libs/runtime/publisher.py) are
 handed to it around the COMMIT: a place in line just before, the go just after.
+
+What goes to the outbox of the events recorded is the service's Publication: by default its
+published domain events (a private one, `published = False`, stays in the store); with an
+integration translator, what the translator derives from each aggregate's change in the unit
+of work (called once per aggregate at flush, with the state before and after); with
+OM_PUBLIC_EVENTS_ONLY=false, every event, as before private events existed.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterab
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -47,6 +53,55 @@ T = TypeVar("T")
 # written in the same transaction, so read models never lag their events (and can be rebuilt
 # by replaying).
 Projector = Callable[[WriteBatch, Envelope, DomainEvent], None]
+
+
+@dataclass(frozen=True)
+class AggregateChange(Generic[State]):
+    """What one unit of work did to one aggregate: the events it recorded (with their stored
+    envelopes) and the aggregate's state before the first of them and after the last."""
+
+    kind: AggregateKind[State]
+    aggregate_id: str
+    events: tuple[DomainEvent, ...]
+    envelopes: tuple[Envelope, ...]
+    before: State
+    after: State
+
+
+# The public messages of one aggregate's change, in the order they are published: any of the
+# change's own events (sent in the envelope they were stored in) and integration events derived
+# from it (sent in a new envelope at the stream position the change reached). Pure: no I/O.
+IntegrationTranslator = Callable[[AggregateChange[Any]], Sequence[Message]]
+
+
+def published_events(change: AggregateChange[Any]) -> list[Message]:
+    """The change's events that are public as they are: a translator's answer for aggregates
+    it has nothing to derive from."""
+    return [event for event in change.events if event.published]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What a service publishes of the events it records. `public_only` false: every event
+    (no translator), as before private events existed; to measure what they cost."""
+
+    public_only: bool = True
+    translator: IntegrationTranslator | None = None
+
+
+@dataclass
+class _PendingChange:
+    """One aggregate's events recorded since the last flush, waiting for the translator; the
+    context and headers of the last record call go on the messages derived from them."""
+
+    kind: AggregateKind[Any]
+    aggregate_id: str
+    expected_version: int
+    before: Any | None  # None: recorded without a load at expected_version (read at flush)
+    events: list[DomainEvent]
+    envelopes: list[Envelope]
+    context: MessageContext
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -192,6 +247,8 @@ class UnitOfWork:
     _pending_audit: list[AuditMetadata | None] = field(default_factory=list)
     _pending_outbox: list[outbox.OutgoingMessage] = field(default_factory=list)
     _pending_writes: WriteBatch = field(default_factory=WriteBatch)
+    publication: Publication = field(default_factory=Publication)
+    _pending_changes: dict[str, _PendingChange] = field(default_factory=dict)
     _memo: dict[Any, Any] = field(default_factory=dict)
 
     async def db(self) -> asyncpg.Connection:
@@ -302,7 +359,9 @@ class UnitOfWork:
 
     def _advance(
         self, kind: AggregateKind[State], stream_id: str, expected: int, events: Sequence[DomainEvent]
-    ) -> None:
+    ) -> tuple[State] | None:
+        """Fold `events` onto the state seen at `expected`; returns that state before them
+        (in a 1-tuple, as a state may be None), or None when it is not known here."""
         seen = self._seen.get(stream_id)
         if seen is None and self.cache is not None:
             seen = self.cache.get(stream_id)
@@ -316,11 +375,12 @@ class UnitOfWork:
             # Recorded without a load at that version: the new state is not known here.
             self._seen.pop(stream_id, None)
             self._unknown.add(stream_id)
-            return
-        state = seen[0]
+            return None
+        before = state = seen[0]
         for event in events:
             state = kind.evolve(state, event)
         self._seen[stream_id] = (state, expected + len(events))
+        return (before,)
 
     async def history(self, kind: AggregateKind[State], aggregate_id: str) -> list[Envelope]:
         return await eventstore.read_stream(await self.db(), kind.stream_id(aggregate_id))
@@ -350,16 +410,32 @@ class UnitOfWork:
             )
             for offset, event in enumerate(events, start=1)
         ]
-        self._advance(kind, kind.stream_id(aggregate_id), expected_version, events)
+        stream_id = kind.stream_id(aggregate_id)
+        before = self._advance(kind, stream_id, expected_version, events)
         self._pending_events.extend(envelopes)
         self._pending_audit.extend([self.context.audit] * len(envelopes))
         if self.projector is not None:
             for event, envelope in zip(events, envelopes, strict=True):
                 self.projector(self._pending_writes, envelope, event)
         headers = self._message_headers()
-        self._pending_outbox.extend(
-            outbox.OutgoingMessage(e.topic, env, headers) for e, env in zip(events, envelopes, strict=True)
-        )
+        if self.publication.translator is not None and self.publication.public_only:
+            pending = self._pending_changes.get(stream_id)
+            if pending is None:
+                self._pending_changes[stream_id] = _PendingChange(
+                    kind, aggregate_id, expected_version, before[0] if before else None,
+                    list(events), envelopes, self.context, headers,
+                )  # fmt: skip
+            else:
+                pending.events.extend(events)
+                pending.envelopes.extend(envelopes)
+                pending.context, pending.headers = self.context, headers
+        else:
+            everything = not self.publication.public_only
+            self._pending_outbox.extend(
+                outbox.OutgoingMessage(e.topic, env, headers)
+                for e, env in zip(events, envelopes, strict=True)
+                if everything or e.published
+            )
         self.appended.extend(envelopes)
         self.recorded.extend(events)
         return expected_version + len(envelopes)
@@ -412,11 +488,13 @@ class UnitOfWork:
             await self.verify_cached_reads()
         if not (self._pending_events or self._pending_writes or self._pending_outbox):
             return
+        db = await self.db()
+        translator = self.publication.translator
+        translated = await self._translate(db, translator) if translator and self._pending_changes else []
         events, self._pending_events = self._pending_events, []
         audit, self._pending_audit = self._pending_audit, []
         writes, self._pending_writes = self._pending_writes, WriteBatch()
-        messages, self._pending_outbox = self._pending_outbox, []
-        db = await self.db()
+        messages, self._pending_outbox = [*translated, *self._pending_outbox], []
         if events:
             try:
                 written = await eventstore.append(db, events, audit)
@@ -442,6 +520,51 @@ class UnitOfWork:
                 # deadline loop flushes inside one): those are checked before the commit.
                 self._claimed_in_savepoint |= self.conn.in_nested_transaction()
 
+    async def _translate(
+        self, db: asyncpg.Connection, translate: IntegrationTranslator
+    ) -> list[outbox.OutgoingMessage]:
+        """The public messages of each aggregate recorded since the last flush, from the
+        service's translator: once per aggregate, however many record calls it took."""
+        changes, self._pending_changes = self._pending_changes, {}
+        unknown = [s for s, c in changes.items() if c.before is None and c.expected_version > 0]
+        stored = await eventstore.read_streams(db, unknown) if unknown else {}
+        messages: list[outbox.OutgoingMessage] = []
+        for stream_id, pending in changes.items():
+            kind = pending.kind
+            before = pending.before
+            if before is None:  # rare: recorded without a load here; the store has the rest
+                before = kind.initial()
+                for e in stored.get(stream_id, []):
+                    if e.aggregate_version <= pending.expected_version:
+                        before = kind.evolve(before, registry.load(e.event_type, e.event_version, e.payload))  # type: ignore[arg-type]
+            last_version = pending.envelopes[-1].aggregate_version
+            seen = self._seen.get(stream_id)
+            if seen is not None and seen[1] == last_version:
+                after = seen[0]  # folded at record already
+            else:
+                after = before
+                for event in pending.events:
+                    after = kind.evolve(after, event)
+            change = AggregateChange(
+                kind, pending.aggregate_id, tuple(pending.events), tuple(pending.envelopes), before, after
+            )
+            stored_as = {
+                id(event): envelope for event, envelope in zip(change.events, change.envelopes, strict=True)
+            }
+            for message in translate(change):
+                envelope = stored_as.get(id(message)) or make_envelope(
+                    message,
+                    event_id=uuid4(),
+                    aggregate_id=pending.aggregate_id,
+                    aggregate_version=last_version,
+                    occurred_at=self.now,
+                    correlation_id=pending.context.correlation_id,
+                    causation_id=pending.context.causation_id,
+                    actor=pending.context.actor,
+                )
+                messages.append(outbox.OutgoingMessage(message.topic, envelope, pending.headers))
+        return messages
+
     async def claimed_rows(self) -> list[outbox.OutboxRow]:
         """The claimed rows that will commit (one query, only after a savepoint)."""
         if not self._claimed_in_savepoint or not self.claimed:
@@ -462,6 +585,22 @@ def _stream_of(envelope: Envelope) -> str:
 # The after-commit publisher of each engine's process (ServiceRuntime registers it), so every
 # unit of work on that database (HTTP commands, consumers, loops) hands its rows to it.
 _publishers: weakref.WeakKeyDictionary[AsyncEngine, AfterCommitPublisher] = weakref.WeakKeyDictionary()
+
+
+# What each engine's service publishes of the events it records (ServiceRuntime registers
+# it); a unit of work on an engine without one publishes its published events.
+_publications: weakref.WeakKeyDictionary[AsyncEngine, Publication] = weakref.WeakKeyDictionary()
+_PUBLISHED_EVENTS = Publication()
+
+
+def publish_events(engine: AsyncEngine, publication: Publication) -> None:
+    """Make every unit of work on `engine` publish what `publication` says."""
+    _publications[engine] = publication
+
+
+def publication_of(engine: AsyncEngine) -> Publication:
+    """What units of work on `engine` publish."""
+    return _publications.get(engine, _PUBLISHED_EVENTS)
 
 
 def publish_after_commit(engine: AsyncEngine, publisher: AfterCommitPublisher | None) -> None:
@@ -485,7 +624,13 @@ async def unit_of_work(
     try:
         async with engine.begin() as conn:
             uow = UnitOfWork(
-                conn, context, now or datetime.now(UTC), projector=projector, cache=cache, publisher=publisher
+                conn,
+                context,
+                now or datetime.now(UTC),
+                projector=projector,
+                cache=cache,
+                publisher=publisher,
+                publication=publication_of(engine),
             )
             try:
                 try:

@@ -17,15 +17,23 @@ PERMISSIONS: dict[str, str] = {
     "orders:read": "read orders and the saga definition",
     "orders:decide": "approve or reject held orders (one held over its credit limit: with credit:grant)",
     "orders:cancel": "cancel orders",
+    "orders:amend": "amend orders (lines, delivery), split them and merge them (the order desk)",
+    "orders:import": "import orders from CSV or XLSX files and read the imports' reports",
     # customers (order service; contact data is encrypted and shown only with read_contact)
     "customers:read": "read customers",
     "customers:read_contact": "see customers' names, emails, phones and addresses",
-    "customers:write": "register, block and unblock customers",
+    "customers:write": "register, change, block, unblock and merge customers",
     "customers:erase": "erase a customer's personal data (crypto-shredding)",
     # billing
     "billing:read": "read invoices, payments, refunds and customer accounts",
     "payments:record": "record payments (the payment gateway's callback)",
     "credit:grant": "set customers' credit limits, and let an order exceed one (approving its credit hold)",
+    "refunds:issue": "issue goodwill refunds (never more than paid minus refunded)",
+    # returns after delivery (order service)
+    "returns:read": "read returns",
+    "returns:request": "request returns of delivered goods",
+    "returns:decide": "approve or reject returns",
+    "returns:receive": "receive returned goods (resellable or damaged)",
     # catalogue and stock (inventory service)
     "products:read": "read the product catalogue",
     "products:write": "register and change products",
@@ -58,6 +66,7 @@ _READ_ALL = {
     "shipments:read",
     "production:read",
     "reports:read",
+    "returns:read",
 }
 
 BUILTIN_ROLES: dict[str, frozenset[str]] = {
@@ -66,11 +75,14 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             "orders:submit",
             "orders:read",
             "orders:cancel",
+            "orders:import",
             "customers:read",
             "customers:read_contact",
             "customers:write",
             "products:read",
             "stock:read",
+            "returns:read",
+            "returns:request",
         }
     ),
     "order_desk": frozenset(
@@ -78,6 +90,11 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             "orders:read",
             "orders:decide",
             "orders:cancel",
+            "orders:amend",
+            "orders:import",
+            "returns:read",
+            "returns:request",
+            "returns:decide",
             "customers:read",
             "customers:read_contact",
             "customers:write",
@@ -99,6 +116,8 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             "transfers:manage",
             "shipments:read",
             "shipments:handle",
+            "returns:read",
+            "returns:receive",
         }
     ),
     "production": frozenset(
@@ -115,6 +134,8 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             "billing:read",
             "payments:record",
             "credit:grant",
+            "refunds:issue",
+            "returns:read",
             "reports:read",
         }
     ),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from libs.events.billing import IssueInvoice, VoidInvoice
+from libs.events.billing import AdjustInvoice, IssueInvoice, IssueReturnCredit, MoveInvoiceLines, VoidInvoice
 from libs.events.topics import BILLING_COMMANDS
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.http import create_app
@@ -36,6 +36,9 @@ def build_runtime(
             {
                 IssueInvoice: partial(handlers.issue_invoice, policy=policy),
                 VoidInvoice: handlers.void_invoice,
+                IssueReturnCredit: handlers.issue_return_credit,
+                AdjustInvoice: partial(handlers.adjust_invoice, policy=policy),
+                MoveInvoiceLines: partial(handlers.move_invoice_lines, policy=policy),
             },
             runtime.engine,
             settings,

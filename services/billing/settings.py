@@ -2,13 +2,13 @@
 
 import json
 from decimal import Decimal
-from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.events.billing import TaxRate
 from libs.runtime.currencies import CurrencySettings
+from libs.runtime.setting_types import NameSet
 from services.billing.domain.money import in_smallest_units
 from services.billing.domain.policy import BillingPolicy
 from services.billing.domain.shipping import ShippingRules
@@ -32,7 +32,7 @@ class BillingSettings(BaseSettings):
     # JSON tax rate table by country, region and tax category (services/billing/tax_config.py).
     tax_rates: str = ""
     # Channels whose prices include tax (what a consumer shop shows): a JSON or comma list.
-    prices_include_tax_channels: Annotated[frozenset[str], NoDecode] = frozenset()
+    prices_include_tax_channels: NameSet = frozenset()
     # The credit of a customer finance has not granted a limit to: none, so on-account terms
     # need a limit set through PUT /customers/{id}/credit-limit first. Per currency (JSON, e.g.
     # {"EUR": "2000.00", "JPY": "300000"}); currencies not named there get default_credit_limit.
@@ -44,15 +44,6 @@ class BillingSettings(BaseSettings):
     shipping_fee_standard: str | None = None
     shipping_fee_express: str | None = None
     shipping_fee_pickup: str | None = None
-
-    @field_validator("prices_include_tax_channels", mode="before")
-    @classmethod
-    def _channel_list(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        if value.strip().startswith("["):
-            return json.loads(value)
-        return {channel.strip() for channel in value.split(",") if channel.strip()}
 
     @model_validator(mode="after")
     def _policy_is_valid(self) -> "BillingSettings":

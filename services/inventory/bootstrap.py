@@ -8,7 +8,16 @@ from fastapi import FastAPI
 
 from libs.events import Envelope
 from libs.events.base import DomainEvent
-from libs.events.inventory import CreateShipments, ReleaseStock, ReserveStock
+from libs.events.inventory import (
+    AdjustReservation,
+    ConsumeStock,
+    CreateShipments,
+    MoveReservations,
+    ReceiveReturnedGoods,
+    ReceiveStock,
+    ReleaseStock,
+    ReserveStock,
+)
 from libs.events.topics import INVENTORY_COMMANDS
 from libs.runtime.consumer import EventConsumer
 from libs.runtime.http import create_app
@@ -21,7 +30,7 @@ from services.inventory.adapters import (
     shipment_projections,
     warehouse_ops_projections,
 )
-from services.inventory.app import handlers, shipments
+from services.inventory.app import handlers, returns, shipments
 from services.inventory.entrypoints import (
     api,
     catalog_api,
@@ -55,6 +64,11 @@ def build_runtime(settings: RuntimeSettings | None = None) -> ServiceRuntime:
                 ReserveStock: handlers.reserve_stock,
                 ReleaseStock: handlers.release_stock,
                 CreateShipments: shipments.create_shipments,
+                ConsumeStock: handlers.consume_stock,
+                ReceiveStock: handlers.receive_produced_stock,
+                ReceiveReturnedGoods: returns.receive_returned_goods,
+                AdjustReservation: handlers.adjust_reservation,
+                MoveReservations: handlers.move_reservations,
             },
             runtime.engine,
             settings,

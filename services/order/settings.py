@@ -1,14 +1,14 @@
 """Order service settings (OM_ORDER_* variables)."""
 
-import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.runtime.currencies import CurrencySettings
+from libs.runtime.setting_types import NameSet
 from services.order.domain.review import ReviewPolicy
 from services.order.domain.saga import SagaPolicy
 
@@ -33,7 +33,7 @@ class OrderSettings(BaseSettings):
     credit_exceeded: Literal["hold", "reject"] = "hold"
     # Channels that may offer on-account terms: a JSON list or a comma list, e.g. b2b,erp,phone.
     # An on-account order from any other channel is rejected at review.
-    on_account_channels: Annotated[frozenset[str], NoDecode] = ReviewPolicy().on_account_channels
+    on_account_channels: NameSet = ReviewPolicy().on_account_channels
     shortage_policy: Literal["backorder", "reject"] = "backorder"
     # JSON, e.g. {"marketplace": "reject"}
     shortage_policy_by_channel: dict[str, Literal["backorder", "reject"]] = {}
@@ -53,15 +53,6 @@ class OrderSettings(BaseSettings):
     # one after the other, as before parallel groups.
     parallel_steps: bool = True
     deadline_poll_seconds: float = 0.2
-
-    @field_validator("on_account_channels", mode="before")
-    @classmethod
-    def _channel_list(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        if value.strip().startswith("["):
-            return json.loads(value)
-        return {channel.strip() for channel in value.split(",") if channel.strip()}
 
     def saga_policy(self) -> SagaPolicy:
         return SagaPolicy(

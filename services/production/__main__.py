@@ -1,4 +1,4 @@
-"""python -m services.production: the production API (and its consumers, when it has some)."""
+"""python -m services.production: the production API and its Kafka consumer in one process."""
 
 import uvicorn
 
@@ -7,4 +7,6 @@ from services.production.settings import ProductionSettings
 
 if __name__ == "__main__":
     settings = ProductionSettings()
-    uvicorn.run(build_app(), host=settings.http_host, port=settings.http_port, log_config=None)
+    uvicorn.run(
+        build_app(production=settings), host=settings.http_host, port=settings.http_port, log_config=None
+    )

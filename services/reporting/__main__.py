@@ -1,4 +1,4 @@
-"""python -m services.reporting: the reporting API (and its consumers, when it has some)."""
+"""python -m services.reporting: the reporting API and its consumer of the public topics in one process."""
 
 import uvicorn
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -18,7 +19,7 @@ from libs.runtime.settings import RuntimeSettings
 from libs.security.dev_issuer import bearer
 from tests.conftest import RUN_ID
 from tests.integration.openapi_conformance import conformance_hooks
-from tools.processes import Platform, eventually_value
+from tools.processes import CORE_SERVICES, Platform, eventually_value
 
 E2E_PREFIX = f"ome2e_{RUN_ID}"
 NAMESPACE = f"t{RUN_ID}."
@@ -52,10 +53,15 @@ def platform_settings(db_prefix: str, namespace: str) -> RuntimeSettings:
 
 @asynccontextmanager
 async def running_platform(
-    name: str, settings: RuntimeSettings, env: dict[str, str], replicas: tuple[str, ...] = ()
+    name: str,
+    settings: RuntimeSettings,
+    env: dict[str, str],
+    replicas: tuple[str, ...] = (),
+    services: tuple[str, ...] = CORE_SERVICES,
 ) -> AsyncIterator[Platform]:
-    """The services as processes in `settings`' namespace and databases, with the NORTH and
-    SOUTH warehouses registered; stopped and their databases dropped afterwards."""
+    """The services (order, inventory and billing unless told) as processes in `settings`'
+    namespace and databases, with the NORTH and SOUTH warehouses registered; stopped and
+    their databases dropped afterwards."""
     running = Platform(
         f"{RUN_ID}-{name}",
         {
@@ -68,6 +74,7 @@ async def running_platform(
             **env,
         },
         replicas,
+        services,
     )
     try:
         await asyncio.to_thread(running.start)
@@ -97,6 +104,8 @@ async def platform(e2e_settings: RuntimeSettings) -> AsyncIterator[Platform]:
             {SHORT_DEADLINE_CHANNEL: SHORT_PAYMENT_DEADLINE_SECONDS}
         ),
         "OM_ORDER_COMPENSATION_RETRY_SECONDS": "5",
+        # A received return's restock and credit are asked again this soon (test_returns.py).
+        "OM_ORDER_RETURN_REPLY_SECONDS": "3",
         "OM_ORDER_SHORTAGE_POLICY_BY_CHANNEL": json.dumps({"marketplace": "reject"}),
         "OM_BILLING_TAX_RATES": json.dumps(TAX_RATES),
         "OM_BILLING_PRICES_INCLUDE_TAX_CHANNELS": TAX_INCLUSIVE_CHANNEL,
@@ -195,6 +204,14 @@ class Oms:
 
 @pytest.fixture
 async def oms(platform: Platform) -> AsyncIterator[Oms]:
+    # A service of the shared platform that exited since the last test (a test that killed it
+    # and did not get to restart it, or a crash) is started again, so one test's failure does
+    # not fail every test after it; the warning names it and its exit code (its log is in
+    # .local/logs/runs).
+    if dead := platform.dead():
+        tails = {name: platform.log_path(name).read_text(errors="replace")[-1500:] for name in dead}
+        warnings.warn(f"shared platform services had exited: {dead}; started again. {tails}", stacklevel=1)
+        await asyncio.to_thread(platform.start, *dead)
     client = Oms(platform)
     try:
         yield client

@@ -4,11 +4,17 @@ fewer units than orders served by both inventory replicas, a process that dies b
 publishing and marking its outbox, a consumer that dies between its database commit and its
 offset commit, poison on every consumed topic, and orders whose parallel saga step fails on one
 side (stock refused beside an issued invoice, which is voided) while a billing replica is
-killed; the load ships every order it confirms.
+killed; the load ships every order it confirms, and a share of its orders asks for manufactured
+SKUs, made to order by production orders that the load's workers drive (tasks, quality checks
+with some units reworked or scrapped) under the faults, and the order desk amends, splits and
+merges orders and takes back delivered goods while each fault runs.
 Then the invariant checker itself, fed crafted stores (stuck orders, an oversold SKU; a
 shipment dispatched twice, a shipped order with a line never dispatched, a stock row that does
 not add up, stock in transit below zero, a completed order with a shipment on its way and no
-payment), so it is known to fail when it must."""
+payment; production orders that consume components twice, receive their goods twice or do
+not add up; reservations that differ from amended lines, a split into nothing, a merged order
+still holding stock, refunds beyond payments and a transfer that arrives short), so it is
+known to fail when it must."""
 
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import pytest
 from libs.runtime.db import create_engine, drop_databases, ensure_database, migrate
 from libs.runtime.settings import RuntimeSettings
 from tests.conftest import RUN_ID
-from tools import chaos, invariants
+from tools import chaos, invariants, loadgen
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +39,8 @@ SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 # About two minutes on an idle 2-core machine; a busy one stretches every wait (that is what
 # the waits on conditions are for), so this test gets more than the default five minutes.
+# With production in the load: 395 s on the shared, loaded machine (2026-11-23), of which 43 s
+# waiting for production orders to settle after the faults' loads.
 @pytest.mark.timeout(600)
 async def test_short_chaos_run_with_replicas_keeps_every_invariant() -> None:
     faults = [
@@ -52,12 +60,19 @@ async def test_short_chaos_run_with_replicas_keeps_every_invariant() -> None:
         payment_deadline=10.0,
         pingpong_cycles=1,
         stock=1000,
+        manufactured_share=0.1,
+        # The order desk under every fault: one amendment, split, merge and return each.
+        desk_amends=1,
+        desk_splits=1,
+        desk_merges=1,
+        desk_returns=1,
         keep=False,
     )
 
     result = await chaos.chaos_run(args)
 
-    assert result["replicas"] == {"billing": 2, "inventory": 2, "order": 2}
+    # Every service that consumes runs twice, found from its own wiring.
+    assert result["replicas"] == {"billing": 2, "inventory": 2, "order": 2, "production": 2, "reporting": 2}
     rows = {row["fault"]: row for row in result["faults"]}
     assert set(rows) == set(faults)
     for row in rows.values():
@@ -71,6 +86,19 @@ async def test_short_chaos_run_with_replicas_keeps_every_invariant() -> None:
     assert rows["poison"]["dead_lettered"] >= rows["poison"]["poison_sent"] > 0
     # Rejected with their invoices void (the fault waits for it), every invariant kept.
     assert rows["parallel-step-fails"]["one_side_failed"] == chaos.ONE_SIDE_FAILURES
+    # Made to order under the faults: every production order the load caused ended (completed,
+    # or cancelled with its sales order) and the checker saw them all add up.
+    workers, final = result["production_workers"], result["final_check"]
+    assert workers["completed"] > 0, workers
+    assert workers["completed"] + workers["cancelled"] == workers["seen"] == final["production_orders"], (
+        workers
+    )
+    assert final["production_completed"] == workers["completed"], final
+    # The order desk acted under every fault (its refusals are counted, not failures), and the
+    # checker compared the reservations it left with the orders' current lines.
+    desk = {a: sum(row["desk"][f"{a}_done"] for row in rows.values()) for a in loadgen.DESK_ACTIONS}
+    assert sum(desk.values()) > 0, desk
+    assert final["reservations_checked"] > 0, final
     assert result["violations"] == 0, result
 
 
@@ -79,9 +107,9 @@ async def test_short_chaos_run_with_replicas_keeps_every_invariant() -> None:
 
 @pytest.fixture
 async def crafted() -> AsyncIterator[RuntimeSettings]:
-    """Empty order, inventory and billing databases of their own, migrated."""
+    """Empty order, inventory, billing and production databases of their own, migrated."""
     settings = RuntimeSettings(db_prefix=f"ominv_{RUN_ID}")
-    for service in ("order", "inventory", "billing"):
+    for service in ("order", "inventory", "billing", "production"):
         await ensure_database(settings, service)
         engine = create_engine(settings, service)
         try:
@@ -329,3 +357,288 @@ async def test_invariants_flag_shipping_that_does_not_add_up(crafted: RuntimeSet
     assert report.counts["transit_negative"] == 1
     assert report.counts["shipped"] == 4 and report.counts["delivered"] == 2
     assert report.counts["terminal"] == 1 and report.counts["waiting"] == 3
+
+
+async def _production_event(
+    db: asyncpg.Connection, order: str, version: int, event_type: str, **payload: object
+) -> None:
+    await _event(
+        db, "production_order", order, version, event_type, {"production_order_id": order, **payload}
+    )
+
+
+async def test_invariants_flag_production_that_consumes_twice_receives_twice_or_does_not_add_up(
+    crafted: RuntimeSettings,
+) -> None:
+    production_db = await asyncpg.connect(crafted.dsn("production"))
+    inventory_db = await asyncpg.connect(crafted.dsn("inventory"))
+    try:
+        made = {  # production order: (quantity, [scrapped by checks], passed, scrapped, receipts)
+            "PO-twice-in": (3, [1], 2, 1, [2, 2]),  # its goods received twice
+            "PO-short": (2, [], 1, 0, [1]),  # 1 passed + 0 scrapped of 2
+            "PO-eaten-twice": (2, [], 2, 0, [2]),  # its components consumed twice (below)
+            "PO-fine": (1, [], 1, 0, [1]),
+        }
+        receipt_version = 0
+        for order, (quantity, scrapped_by_checks, passed, scrapped, receipts) in made.items():
+            events = [("ProductionOrderCreated", {"quantity": quantity})]
+            events += [
+                ("QualityCheckFailed", {"failed": n, "disposition": "scrap"}) for n in scrapped_by_checks
+            ]
+            events.append(("ProductionCompleted", {"passed": passed, "scrapped": scrapped}))
+            for version, (event_type, payload) in enumerate(events, 1):
+                await _production_event(production_db, order, version, event_type, **payload)
+            for quantity_in in receipts:
+                receipt_version += 1
+                await _sku_event(
+                    inventory_db,
+                    "CHAIR",
+                    receipt_version,
+                    "StockReceived",
+                    warehouse="NORTH",
+                    quantity=quantity_in,
+                    receipt_id=f"production:{order}",
+                )
+        # Legs: ten in stock, four held for PO-eaten-twice and consumed twice; one for PO-fine, once.
+        legs = [
+            ("StockReceived", {"warehouse": "NORTH", "quantity": 10, "receipt_id": "r-legs"}),
+            ("StockAllocated", {"order_id": "PO-eaten-twice", "warehouses": {"NORTH": 4}}),
+            ("StockAllocated", {"order_id": "PO-fine", "warehouses": {"NORTH": 1}}),
+            ("StockConsumed", {"order_id": "PO-eaten-twice", "warehouse": "NORTH", "quantity": 4}),
+            ("StockConsumed", {"order_id": "PO-eaten-twice", "warehouse": "NORTH", "quantity": 4}),
+            ("StockConsumed", {"order_id": "PO-fine", "warehouse": "NORTH", "quantity": 1}),
+        ]
+        for version, (event_type, payload) in enumerate(legs, 1):
+            await _sku_event(inventory_db, "LEG", version, event_type, **payload)
+
+        report = await invariants.check(crafted, stuck_after=30)
+    finally:
+        await production_db.close()
+        await inventory_db.close()
+
+    about_production = sorted(v for v in report.violations if "PO-" in v)
+    assert about_production == sorted(
+        [
+            "production: the goods of PO-twice-in were received 2 times",
+            "production: PO-short made 2: 1 passed + 0 scrapped (0 scrapped by its quality checks)",
+            "inventory: production order PO-eaten-twice consumed LEG at NORTH twice",
+            "inventory: production order PO-eaten-twice consumed 4 of LEG at NORTH, holding 0 there",
+        ]
+    ), report.violations
+    assert report.counts["goods_received_twice"] == 1
+    assert report.counts["production_not_adding_up"] == 1
+    assert report.counts["components_consumed_twice"] == 1
+    assert report.counts["production_orders"] == report.counts["production_completed"] == 4
+
+
+async def _reservation(
+    inventory_db: asyncpg.Connection, order_id: str, event_type: str, status: str, **payload: object
+) -> None:
+    """A reservation's last event and its read-model row, changed a minute ago."""
+    await _event(
+        inventory_db,
+        "reservation",
+        f"reservation-{order_id}",
+        1,
+        event_type,
+        {"order_id": order_id, **payload},
+    )
+    await inventory_db.execute(
+        "INSERT INTO reservations (order_id, status, updated_at)"
+        " VALUES ($1, $2, now() - interval '1 minute')",
+        order_id,
+        status,
+    )
+
+
+async def _order_event(
+    db: asyncpg.Connection, order_id: str, version: int, event_type: str, **payload: object
+) -> None:
+    await _event(db, "order", f"order-{order_id}", version, event_type, {"order_id": order_id, **payload})
+
+
+async def _invoice_events(
+    db: asyncpg.Connection, order_id: str, *events: tuple[str, dict[str, object]]
+) -> None:
+    for version, (event_type, payload) in enumerate(events, 1):
+        await _event(
+            db, "invoice", f"invoice-{order_id}", version, event_type, {"order_id": order_id, **payload}
+        )
+
+
+def _paid() -> tuple[str, dict[str, object]]:
+    return "PaymentReceived", {"amount": "10.00", "reference": f"p-{uuid4()}", "method": "card"}
+
+
+def _lines(**units: int) -> list[dict[str, object]]:
+    return [{"sku": sku.replace("_", "-"), "quantity": n, "unit_price": "1.00"} for sku, n in units.items()]
+
+
+async def test_invariants_flag_order_desk_changes_that_lose_units_or_money(crafted: RuntimeSettings) -> None:
+    order_db = await asyncpg.connect(crafted.dsn("order"))
+    inventory_db = await asyncpg.connect(crafted.dsn("inventory"))
+    billing_db = await asyncpg.connect(crafted.dsn("billing"))
+    try:
+        a, b = "DESK-A", "DESK-B"
+        # Holds what it orders: nothing to say.
+        fine = await _order(order_db, "confirmed", "done", "1 second", lines={a: 2})
+        # Amended from 2 to 3 units, but inventory still holds 2.
+        amended = await _order(order_db, "confirmed", "done", "1 second", lines={a: 3})
+        await _order_event(
+            order_db,
+            amended,
+            1,
+            "OrderAmended",
+            kind="amend",
+            previous_lines=_lines(DESK_A=2),
+            lines=_lines(DESK_A=3),
+        )
+        # A change to 5 units under way: inventory did its part, the order has not heard yet.
+        changing = await _order(order_db, "confirmed", "done", "1 second", lines={a: 2})
+        await _order_event(
+            order_db, changing, 1, "OrderChangeRequested", kind="amend", lines=_lines(DESK_A=5)
+        )
+        # Waits for 4 units of B, but is queued for 2.
+        waiting = await _order(order_db, "awaiting_stock", "reserving", "1 second", lines={b: 4})
+        # Split into an order that was never placed (its 1 unit gone with it).
+        split_source = await _order(order_db, "confirmed", "done", "1 second", lines={a: 1})
+        await _order_event(
+            order_db,
+            split_source,
+            1,
+            "OrderAmended",
+            kind="split",
+            previous_lines=_lines(DESK_A=2),
+            lines=_lines(DESK_A=1),
+            split_into="order-never-placed",
+        )
+        # Split as it should be: the new order took the 2 units that left.
+        split_fine = await _order(order_db, "confirmed", "done", "1 second", lines={a: 1})
+        split_new = await _order(order_db, "approved", "reserving", "1 second", lines={a: 2})
+        await _order_event(
+            order_db,
+            split_fine,
+            1,
+            "OrderAmended",
+            kind="split",
+            previous_lines=_lines(DESK_A=3),
+            lines=_lines(DESK_A=1),
+            split_into=split_new,
+        )
+        await _order_event(
+            order_db,
+            split_new,
+            1,
+            "OrderPlaced",
+            lines=_lines(DESK_A=2),
+            origin="split",
+            moved_from=[{"order_id": split_fine, "lines": [{"sku": a, "quantity": 2}]}],
+        )
+        # Merged, and its units are on the new order, but inventory still holds them for it.
+        merged = await _order(order_db, "merged", "ended", "1 second", lines={a: 2})
+        merged_into = await _order(order_db, "approved", "reserving", "1 second", lines={a: 2})
+        await _order_event(order_db, merged, 1, "OrderMerged", into_order_id=merged_into)
+        await _order_event(
+            order_db,
+            merged_into,
+            1,
+            "OrderPlaced",
+            lines=_lines(DESK_A=2),
+            origin="merge",
+            moved_from=[{"order_id": merged, "lines": [{"sku": a, "quantity": 2}]}],
+        )
+        held = {fine: 2, amended: 2, changing: 5, split_source: 1, split_fine: 1, merged: 2}
+        await _sku_event(inventory_db, a, 1, "StockReceived", warehouse="NORTH", quantity=20, receipt_id="r1")
+        for version, (order_id, units) in enumerate(held.items(), 2):
+            await _sku_event(
+                inventory_db, a, version, "StockAllocated", order_id=order_id, warehouses={"NORTH": units}
+            )
+            await _reservation(
+                inventory_db,
+                order_id,
+                "StockReserved",
+                "reserved",
+                allocations=[{"sku": a, "warehouse": "NORTH", "quantity": units}],
+            )
+        await inventory_db.execute(
+            "INSERT INTO stock_levels VALUES ($1, 'NORTH', 20, $2)", a, sum(held.values())
+        )
+        await _sku_event(inventory_db, b, 1, "BackorderQueued", order_id=waiting, quantity=2)
+        await inventory_db.execute("INSERT INTO backorders VALUES ($1, $2, 2, now())", b, waiting)
+        short = [{"sku": b, "quantity": 4}]
+        await _reservation(
+            inventory_db,
+            waiting,
+            "StockShortage",
+            "backordered",
+            lines=short,
+            missing=short,
+            backordered=True,
+        )
+
+        issued = ("InvoiceIssued", {"total": "10.00", "lines": []})
+        # Refunded more than it was paid; and one refund issued twice.
+        await _invoice_events(
+            billing_db,
+            "order-over",
+            issued,
+            _paid(),
+            ("RefundIssued", {"refund_id": "R-1", "amount": "15.00"}),
+        )
+        twice = ("RefundIssued", {"refund_id": "R-2", "amount": "6.00"})
+        await _invoice_events(billing_db, "order-twice", issued, _paid(), twice, twice)
+        # A split carried 10.00 out of one invoice, and 8.00 arrived on the other.
+        await _invoice_events(
+            billing_db,
+            "order-from",
+            issued,
+            _paid(),
+            ("InvoiceAdjusted", {"amendment_id": "m1", "total": "0.00", "transferred": "10.00", "lines": []}),
+        )
+        await _invoice_events(
+            billing_db,
+            "order-to",
+            issued,
+            (
+                "PaymentReceived",
+                {"amount": "8.00", "reference": "transfer:m1:order-from", "method": "transfer"},
+            ),
+        )
+
+        report = await invariants.check(crafted, stuck_after=600)
+    finally:
+        await order_db.close()
+        await inventory_db.close()
+        await billing_db.close()
+
+    about_orders = sorted(v for v in report.violations if v.startswith("order:"))
+    assert about_orders == sorted(
+        [
+            f"order: {amended} (confirmed) orders {{'DESK-A': 3}}, but inventory holds {{'DESK-A': 2}}",
+            f"order: {waiting} (awaiting_stock) orders {{'DESK-B': 4}}, but inventory has it backordered"
+            " for {'DESK-B': 4}, holding {}, queued for {'DESK-B': 2}",
+            f"order: {split_source} was split into order-never-placed, which does not exist",
+            f"order: {merged} was merged into {merged_into}, but inventory still has its reservation"
+            " reserved, holding {'DESK-A': 2}, queued for {}",
+        ]
+    ), report.violations
+    assert {
+        "billing: order order-over refunded 15.00 of 10.00 paid",
+        "billing: order order-over gave out more than it took: paid 10.00 - carried to other orders 0"
+        " - refunded 15.00 = -5.00",
+        "billing: refund R-2 issued 2 times",
+        "billing: order order-twice refunded 12.00 of 10.00 paid",
+        "billing: transfer transfer:m1:order-from sent 10.00, received 8.00",
+        "billing: 10.00 carried out of invoices by splits and merges, 8.00 carried in",
+    } <= set(report.violations), report.violations
+    counts = report.counts
+    assert counts["reservations_checked"] == 5 and counts["reservations_changing"] == 1
+    assert counts["reservations_not_matching_lines"] == 2
+    assert counts["splits"] == 2 and counts["split_into_missing"] == 1
+    assert counts["merged"] == 1 and counts["merged_units_not_moved"] == 1
+    assert (
+        counts["refunds_issued_twice"] == 1
+        and counts["refunded_over_paid"] == 2
+        and counts["money_lost"] == 2
+    )
+    assert counts["transfers"] == 1 and counts["transfers_not_matching"] == 1

@@ -285,7 +285,7 @@ def test_every_service_has_kubernetes_objects_and_a_compose_service(service: str
 
 
 def test_no_deployment_or_compose_service_for_a_service_that_does_not_exist() -> None:
-    infrastructure = {"kafka", "postgres"}
+    infrastructure = {"kafka", "postgres", "prometheus", "grafana", "otel-collector", "jaeger"}
     assert sorted(set(compose()["services"]) - infrastructure) == SERVICES
     assert sorted(d["metadata"]["name"] for d in of_kind("Deployment")) == SERVICES
 
@@ -363,6 +363,8 @@ def secret_keys() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for secret in of_kind("Secret"):
         found[secret["metadata"]["name"]] = {*(secret.get("data") or {}), *(secret.get("stringData") or {})}
+    for name, values in external_secret_keys().items():
+        found[name] = values
     for user in of_kind("KafkaUser"):
         found[user["metadata"]["name"]] = {"password", "sasl.jaas.config"}
     for kafka in of_kind("Kafka"):
@@ -373,6 +375,43 @@ def secret_keys() -> dict[str, set[str]]:
         if cluster["spec"].get("enableSuperuserAccess"):
             found[f"{name}-superuser"] = {"username", "password"}
     return found
+
+
+def external_secret_keys() -> dict[str, set[str]]:
+    """The Secrets External Secrets writes (ExternalSecret): the keys of its template, or
+    else of its data."""
+    found: dict[str, set[str]] = {}
+    for external in of_kind("ExternalSecret"):
+        target = external["spec"].get("target") or {}
+        template = (target.get("template") or {}).get("data")
+        keys = set(template) if template else {item["secretKey"] for item in external["spec"]["data"]}
+        found[target.get("name") or external["metadata"]["name"]] = keys
+    return found
+
+
+def literal_secret_values() -> dict[str, dict[str, str]]:
+    """What deploy/k8s writes into Secrets itself: a Secret's stringData, an ExternalSecret's
+    template values (the secret parts are {{ .references }} to the store)."""
+    values = {s["metadata"]["name"]: dict(s.get("stringData") or {}) for s in of_kind("Secret")}
+    for external in of_kind("ExternalSecret"):
+        target = external["spec"].get("target") or {}
+        template = (target.get("template") or {}).get("data") or {}
+        values[target.get("name") or external["metadata"]["name"]] = dict(template)
+    return values
+
+
+def test_no_password_is_committed() -> None:
+    # Passwords come from the secret store (ExternalSecret) or from the operators that generate
+    # them (Strimzi per KafkaUser, CloudNativePG); a committed placeholder gets deployed.
+    for name, values in literal_secret_values().items():
+        for key, value in values.items():
+            if "password" in key.lower() or "secret" in key.lower():
+                assert re.fullmatch(r"\{\{\s*\.\w+\s*\}\}", str(value)), (
+                    f"Secret {name}: {key} is written in deploy/k8s, not taken from the secret store"
+                )
+    for path, doc in k8s_objects():
+        assert doc["kind"] != "Secret" or not (doc.get("data") or {}).keys() & {"password"}, rel(path)
+    assert not re.search(r"CHANGE-?ME", "".join(p.read_text() for p in manifest_files()), re.I)
 
 
 # --- OM_* variables: only names the settings classes read ---------------------------------------
@@ -406,7 +445,12 @@ def test_every_variable_given_to_the_services_is_a_setting() -> None:
         if name in SERVICES:
             for key in spec.get("environment") or {}:
                 given.setdefault(key, set()).add(f"compose {name}")
-    unknown = {name: sorted(where) for name, where in given.items() if name not in known_settings()}
+    # OTEL_*: the OpenTelemetry SDK's own standard variables, read by the SDK, not by our classes.
+    unknown = {
+        name: sorted(where)
+        for name, where in given.items()
+        if name not in known_settings() and not name.startswith("OTEL_")
+    }
     assert not unknown, f"variables that no settings class reads: {unknown}"
 
 
@@ -759,7 +803,7 @@ def pg_secret_of(service: str) -> str:
 
 
 def test_each_service_has_its_own_postgres_role_which_the_roles_job_creates() -> None:
-    secrets = {s["metadata"]["name"]: s.get("stringData") or {} for s in of_kind("Secret")}
+    secrets = literal_secret_values()
     by_service = {service: pg_secret_of(service) for service in SERVICES}
     assert len(set(by_service.values())) == len(SERVICES), f"services share a role: {by_service}"
     usernames = [secrets[name]["username"] for name in by_service.values()]
@@ -809,3 +853,59 @@ def test_strimzi_runs_the_operators_that_apply_the_topics_and_users() -> None:
     entity_operator = kafka["spec"].get("entityOperator") or {}
     assert "topicOperator" in entity_operator, "no Topic Operator: KafkaTopic resources do nothing"
     assert "userOperator" in entity_operator, "no User Operator: KafkaUser resources do nothing"
+
+
+def test_in_kubernetes_the_kafka_topics_are_the_only_source_of_topics() -> None:
+    # A service creating a missing topic would race the Topic Operator with one replica;
+    # acks=all then fails under min.insync.replicas=2.
+    assert config_map_data().get("OM_KAFKA_CREATE_TOPICS") == "false"
+    (kafka,) = of_kind("Kafka")
+    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+
+
+def test_compose_creates_topics_with_the_replication_factor_its_broker_can_hold() -> None:
+    kafka_env = compose()["services"]["kafka"]["environment"]
+    brokers = kafka_env["KAFKA_PROCESS_ROLES"].count("broker")
+    for service in SERVICES:
+        env = compose()["services"][service]["environment"]
+        assert int(env["OM_TOPIC_REPLICATION_FACTOR"]) == brokers
+
+
+def test_each_service_may_connect_only_to_kafka_postgres_dns_the_collector_and_the_issuer() -> None:
+    egress = [p for p in of_kind("NetworkPolicy") if "Egress" in p["spec"]["policyTypes"]]
+    (kafka,) = of_kind("Kafka")
+    (cluster,) = of_kind("Cluster")
+    listener_ports = {int(listener["port"]) for listener in kafka["spec"]["kafka"]["listeners"]}
+    for service in SERVICES:
+        labels = named("Deployment", service)["spec"]["template"]["metadata"]["labels"]
+        selecting = [p for p in egress if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert selecting, f"{service}: no egress NetworkPolicy, it may connect anywhere"
+        allowed = set()
+        for policy in selecting:
+            for rule in policy["spec"]["egress"]:
+                assert rule.get("to") and rule.get("ports"), f"{policy['metadata']['name']}: open rule"
+                ports = frozenset((p["port"], p.get("protocol", "TCP")) for p in rule["ports"])
+                for peer in rule["to"]:
+                    allowed.add((yaml.safe_dump(peer, sort_keys=True), ports))
+        kafka_peer = {
+            "podSelector": {
+                "matchLabels": {
+                    "strimzi.io/cluster": kafka["metadata"]["name"],
+                    "strimzi.io/broker-role": "true",
+                }
+            }
+        }
+        pg_peer = {"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster["metadata"]["name"]}}}
+        peers = {peer: ports for peer, ports in allowed}
+        assert peers[yaml.safe_dump(kafka_peer, sort_keys=True)] == {(p, "TCP") for p in listener_ports}
+        assert peers[yaml.safe_dump(pg_peer, sort_keys=True)] == {(5432, "TCP")}
+        others = [yaml.safe_load(peer) for peer in peers]
+        for peer in others:
+            if peer in (kafka_peer, pg_peer):
+                continue
+            if "ipBlock" in peer:
+                assert peers[yaml.safe_dump(peer, sort_keys=True)] == {(443, "TCP")}, "outside: HTTPS only"
+                continue
+            namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            assert namespace in {"kube-system", "monitoring"}, f"{service} may reach {peer}"
+            assert "podSelector" in peer, f"{service} may reach every pod of {namespace}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from libs.events import Envelope
 from libs.events.base import DomainEvent
@@ -10,6 +11,7 @@ from libs.events.billing import (
     CreditCharged,
     CreditLimitSet,
     CreditReleased,
+    InvoiceAdjusted,
     InvoiceIssued,
     InvoicePaid,
     InvoiceVoided,
@@ -33,8 +35,21 @@ _INSERT_PAYMENT = Sql(
     " ON CONFLICT DO NOTHING"
 )
 _INSERT_REFUND = Sql(
-    "INSERT INTO refunds (refund_id, order_id, invoice_id, amount, reason, issued_at)"
-    " VALUES (:refund_id, :order_id, :invoice_id, :amount, :reason, :at) ON CONFLICT DO NOTHING"
+    "INSERT INTO refunds (refund_id, order_id, invoice_id, amount, reason, credit_note_id, issued_at)"
+    " VALUES (:refund_id, :order_id, :invoice_id, :amount, :reason, :credit_note_id, :at)"
+    " ON CONFLICT DO NOTHING"
+)
+_ADJUST_INVOICE = Sql(
+    "UPDATE invoices SET lines = CAST(:lines AS jsonb), total = :total,"
+    " subtotal = coalesce(:subtotal, subtotal), tax = coalesce(:tax, tax),"
+    " shipping_fee = coalesce(:shipping_fee, shipping_fee), amount_paid = :amount_paid,"
+    " status = coalesce(:status, status) WHERE invoice_id = :invoice_id"
+)
+_INSERT_CHANGE = Sql(
+    "INSERT INTO invoice_changes (order_id, change_id, kind, other_order_id, document_id,"
+    " previous_total, total, difference, refund_id, refund_amount, transferred, recorded_at)"
+    " VALUES (:order_id, :change_id, :kind, :other_order_id, :document_id, :previous_total, :total,"
+    " :difference, :refund_id, :refund_amount, :transferred, :at) ON CONFLICT DO NOTHING"
 )
 _SET_CREDIT_LIMIT = Sql(
     "INSERT INTO customer_accounts (customer_id, credit_limit) VALUES (:c, :limit)"
@@ -84,6 +99,8 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         )
         if isinstance(event, PaymentReceived):
             writes.add(_SET_PAID, {"paid": event.amount_paid, "i": event.invoice_id}, row)
+    elif isinstance(event, InvoiceAdjusted):
+        _project_change(writes, envelope, event)
     elif isinstance(event, InvoicePaid):
         writes.add(_MARK_PAID, {"i": event.invoice_id}, row)
     elif isinstance(event, InvoiceVoided):
@@ -92,8 +109,55 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         writes.add(
             _INSERT_REFUND,
             {
-                **event.model_dump(include={"refund_id", "order_id", "invoice_id", "amount", "reason"}),
+                **event.model_dump(
+                    include={"refund_id", "order_id", "invoice_id", "amount", "reason", "credit_note_id"}
+                ),
                 "at": envelope.occurred_at,
             },
             row,
         )
+
+
+def _project_change(writes: WriteBatch, envelope: Envelope, event: InvoiceAdjusted) -> None:
+    """The invoice as it stands after an amendment or a move, and the change on the invoices it
+    touched (a move's also on the order its lines went to)."""
+    row = ("order", event.order_id)
+    writes.add(
+        _ADJUST_INVOICE,
+        {
+            **event.model_dump(
+                include={"invoice_id", "total", "subtotal", "tax", "shipping_fee", "amount_paid", "status"}
+            ),
+            "lines": json.dumps([line.model_dump(mode="json") for line in event.lines]),
+        },
+        row,
+    )
+    change = {
+        "order_id": event.order_id,
+        "change_id": event.amendment_id,
+        "kind": "amendment" if event.moved_to is None else "moved_out",
+        "other_order_id": event.moved_to or "",
+        "document_id": event.document_id,
+        "previous_total": event.previous_total,
+        "total": event.total,
+        "difference": event.difference,
+        "refund_id": event.refund_id,
+        "refund_amount": event.refund_amount,
+        "transferred": event.transferred,
+        "at": envelope.occurred_at,
+    }
+    writes.add(_INSERT_CHANGE, change, row)
+    if event.moved_to is not None:
+        moved_in = {
+            **change,
+            "order_id": event.moved_to,
+            "kind": "moved_in",
+            "other_order_id": event.order_id,
+            "document_id": None,
+            "previous_total": None,
+            "total": None,
+            "difference": -event.difference,
+            "refund_id": None,
+            "refund_amount": Decimal("0.00"),
+        }
+        writes.add(_INSERT_CHANGE, moved_in, ("order", event.moved_to))

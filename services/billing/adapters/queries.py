@@ -47,7 +47,7 @@ async def invoices_of_order(conn: AsyncConnection, order_id: str) -> list[dict[s
     rows = await conn.execute(
         text(f"SELECT {_INVOICE_COLUMNS} FROM invoices WHERE order_id = :o"), {"o": order_id}
     )
-    return [_invoice(row) for row in rows]
+    return [{**_invoice(row), "changes": await changes_of_order(conn, row.order_id)} for row in rows]
 
 
 async def invoice(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
@@ -57,7 +57,47 @@ async def invoice(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | No
             {"i": invoice_id},
         )
     ).first()
-    return _invoice(row) if row else None
+    return {**_invoice(row), "changes": await changes_of_order(conn, row.order_id)} if row else None
+
+
+def _optional_money(amount: Decimal | None) -> str | None:
+    return None if amount is None else money(amount)
+
+
+def _document_kind(document_id: str | None) -> str | None:
+    if document_id is None:
+        return None
+    return "supplementary_invoice" if document_id.startswith("SUP-") else "credit_note"
+
+
+async def changes_of_order(conn: AsyncConnection, order_id: str) -> list[dict[str, Any]]:
+    """The order desk's changes to the order's invoice, oldest first: amendments, and lines moved
+    out to (a split, a merge) or in from other orders."""
+    rows = await conn.execute(
+        text(
+            "SELECT change_id, kind, other_order_id, document_id, previous_total, total, difference,"
+            " refund_id, refund_amount, transferred, recorded_at FROM invoice_changes"
+            " WHERE order_id = :o ORDER BY recorded_at, change_id, kind, other_order_id"
+        ),
+        {"o": order_id},
+    )
+    return [
+        {
+            "change_id": row.change_id,
+            "kind": row.kind,
+            "other_order_id": row.other_order_id or None,
+            "document_id": row.document_id,
+            "document_kind": _document_kind(row.document_id),
+            "previous_total": _optional_money(row.previous_total),
+            "total": _optional_money(row.total),
+            "difference": money(row.difference),
+            "refund_id": row.refund_id,
+            "refund_amount": money(row.refund_amount),
+            "transferred": money(row.transferred),
+            "recorded_at": row.recorded_at,
+        }
+        for row in rows
+    ]
 
 
 def _payment(row: Any) -> dict[str, Any]:
@@ -125,7 +165,7 @@ async def payment_result(conn: AsyncConnection, reference: str) -> dict[str, Any
 async def refunds_of_order(conn: AsyncConnection, order_id: str) -> list[dict[str, Any]]:
     rows = await conn.execute(
         text(
-            "SELECT refund_id, order_id, invoice_id, amount, reason, issued_at FROM refunds"
+            "SELECT refund_id, order_id, invoice_id, amount, reason, credit_note_id, issued_at FROM refunds"
             " WHERE order_id = :o ORDER BY issued_at, refund_id"
         ),
         {"o": order_id},
@@ -137,6 +177,7 @@ async def refunds_of_order(conn: AsyncConnection, order_id: str) -> list[dict[st
             "invoice_id": row.invoice_id,
             "amount": money(row.amount),
             "reason": row.reason,
+            "credit_note_id": row.credit_note_id,
             "issued_at": row.issued_at,
         }
         for row in rows

@@ -9,11 +9,20 @@ from decimal import Decimal
 from uuid import NAMESPACE_URL, uuid5
 
 from libs.events import Decoded
-from libs.events.billing import IssueInvoice, PaymentFailed, PaymentReceived, VoidInvoice
+from libs.events.billing import (
+    AdjustInvoice,
+    IssueInvoice,
+    IssueReturnCredit,
+    MoveInvoiceLines,
+    PaymentFailed,
+    PaymentReceived,
+    VoidInvoice,
+)
 from libs.runtime import inbox
 from libs.runtime.uow import UnitOfWork
 from services.billing.adapters import queries
 from services.billing.domain.account import ACCOUNT, CustomerAccount, decide_credit_limit
+from services.billing.domain.amendments import decide_adjustment, decide_move
 from services.billing.domain.invoice import (
     INVOICE,
     Decision,
@@ -27,6 +36,7 @@ from services.billing.domain.invoice import (
 )
 from services.billing.domain.invoice import evolve as evolve_invoice
 from services.billing.domain.policy import BillingPolicy
+from services.billing.domain.refunds import decide_goodwill_refund, decide_return_credit
 
 
 @dataclass(frozen=True)
@@ -113,3 +123,58 @@ async def set_credit_limit(uow: UnitOfWork, customer_id: str, credit_limit: Deci
     events = decide_credit_limit(account, customer_id, credit_limit)
     await uow.record(ACCOUNT, customer_id, version, events)
     return bool(events)
+
+
+async def issue_return_credit(uow: UnitOfWork, decoded: Decoded) -> None:
+    """A return was received: its credit note, and the refund of what was paid for its lines."""
+    command = decoded.message
+    if not isinstance(command, IssueReturnCredit):  # routed by type, so a bug if it happens
+        raise TypeError(f"issue_return_credit was given a {type(command).__name__}")
+    billing = await load_billing(uow, command.order_id)
+    await billing.record(uow, decide_return_credit(billing.invoice, command))
+
+
+async def refund_goodwill(
+    uow: UnitOfWork, order_id: str, amount: Decimal, reason: str, refund_id: str
+) -> Invoice:
+    """Finance's goodwill refund (once per refund id): the invoice as it stands after it."""
+    billing = await load_billing(uow, order_id)
+    decision = decide_goodwill_refund(billing.invoice, order_id, amount, reason, refund_id)
+    await billing.record(uow, decision)
+    invoice = billing.invoice
+    for event in decision.invoice:
+        invoice = evolve_invoice(invoice, event)
+    return invoice
+
+
+async def adjust_invoice(uow: UnitOfWork, decoded: Decoded, policy: BillingPolicy) -> None:
+    """An amendment: the invoice worked out again for the order's new lines (docs/billing.md)."""
+    command = decoded.message
+    if not isinstance(command, AdjustInvoice):  # routed by type, so a bug if it happens
+        raise TypeError(f"adjust_invoice was given a {type(command).__name__}")
+    billing = await load_billing(uow, command.order_id)
+    await billing.record(uow, decide_adjustment(billing.invoice, command, billing.account, policy))
+
+
+async def move_invoice_lines(uow: UnitOfWork, decoded: Decoded, policy: BillingPolicy) -> None:
+    """A split or a merge: the target's invoice, the sources' and their customers' accounts
+    change in one transaction, each stream checked at the version it was loaded at."""
+    command = decoded.message
+    if not isinstance(command, MoveInvoiceLines):  # routed by type, so a bug if it happens
+        raise TypeError(f"move_invoice_lines was given a {type(command).__name__}")
+    order_ids = [command.order_id, *(move.from_order_id for move in command.sources)]
+    invoices = {order_id: await uow.load(INVOICE, order_id) for order_id in dict.fromkeys(order_ids)}
+    customer_ids = {command.customer_id, *(invoice.customer_id for invoice, _ in invoices.values())} - {""}
+    accounts = {customer_id: await uow.load(ACCOUNT, customer_id) for customer_id in sorted(customer_ids)}
+    sources = {order_id: invoices[order_id][0] for order_id in order_ids[1:]}
+    decision = decide_move(
+        invoices[command.order_id][0],
+        sources,
+        command,
+        {customer_id: account for customer_id, (account, _) in accounts.items()},
+        policy,
+    )
+    for customer_id, events in decision.accounts.items():
+        await uow.record(ACCOUNT, customer_id, accounts[customer_id][1], events)
+    for order_id, events in decision.invoices.items():
+        await uow.record(INVOICE, order_id, invoices[order_id][1], events)

@@ -107,3 +107,11 @@ def decide_release(
     if releasable <= 0:
         return []
     return [CreditReleased(customer_id=customer_id, order_id=order_id, amount=releasable)]
+
+
+def decide_transferred_charge(customer_id: str, order_id: str, amount: Decimal) -> list[DomainEvent]:
+    """A split or merged order's credit, charged without a limit check: it is what the same
+    customer's orders held before the move (released from them in the same decision)."""
+    if amount <= 0:
+        return []
+    return [CreditCharged(customer_id=customer_id, order_id=order_id, amount=amount)]

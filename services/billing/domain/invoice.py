@@ -17,7 +17,10 @@ from libs.domain import AggregateKind, DomainError, InvalidRequest, NotFound
 from libs.events.base import DomainEvent
 from libs.events.billing import (
     CreditCheckFailed,
+    CreditNoteIssued,
+    InvoiceAdjusted,
     InvoiceIssued,
+    InvoiceLine,
     InvoicePaid,
     InvoiceVoided,
     IssueInvoice,
@@ -31,8 +34,9 @@ from services.billing.domain.policy import BillingPolicy, price
 
 ZERO = Decimal("0.00")
 
-# "new": nothing decided yet; "refused": the credit check failed, so no invoice exists.
-Status = Literal["new", "open", "paid", "void", "refused"]
+# "new": nothing decided yet; "refused": the credit check failed, so no invoice exists;
+# "merged": closed into another order's invoice, which took its lines and its money.
+Status = Literal["new", "open", "paid", "void", "refused", "merged"]
 PaymentOutcome = Literal["succeeded", "failed"]
 
 
@@ -43,12 +47,44 @@ class Invoice:
     invoice_id: str | None = None
     customer_id: str = ""
     currency: str = ""
+    payment_terms: str = "prepaid"
     total: Decimal = ZERO
+    subtotal: Decimal = ZERO
+    tax: Decimal = ZERO
+    shipping_fee: Decimal = ZERO
+    # Received on this invoice (payments, and money moved in from a split or merged order),
+    # less what was moved on to another order's invoice.
     amount_paid: Decimal = ZERO
+    lines: tuple[InvoiceLine, ...] = ()
+    # Refunds (a void's, a late payment's, a return's, an amendment's, goodwill): what went
+    # back, by id.
+    amount_refunded: Decimal = ZERO
+    refund_ids: frozenset[str] = frozenset()
+    # Refunds that pay out a credit note (a return's, an amendment's, a merge's excess): they
+    # give back money paid for goods no longer charged, so what is owed counts them. The
+    # others (goodwill, a void's) are not paid back for goods and leave it as it was.
+    paid_back: Decimal = ZERO
+    # Credit notes (returns): units credited per SKU, the returns credited, and their amounts
+    # (they lower what is owed; the part refunded is in `paid_back`).
+    credited_units: dict[str, int] = field(default_factory=dict)
+    credited_returns: frozenset[str] = frozenset()
+    credited: Decimal = ZERO
+    # Amendments and moves (split, merge) applied, by id: a repeated one changes nothing.
+    changes_applied: frozenset[str] = frozenset()
+    merged_into: str | None = None
 
     @property
     def outstanding(self) -> Decimal:
-        return self.total - self.amount_paid
+        return self.owed_at(self.total)
+
+    def owed_at(self, total: Decimal) -> Decimal:
+        """What would still be owed if the invoice's total were `total` (negative: paid beyond it)."""
+        return total - self.credited - (self.amount_paid - self.paid_back)
+
+    @property
+    def refundable(self) -> Decimal:
+        """Paid and not yet refunded: no refund may ever be larger."""
+        return self.amount_paid - self.amount_refunded
 
 
 def evolve(state: Invoice, event: DomainEvent) -> Invoice:
@@ -60,7 +96,43 @@ def evolve(state: Invoice, event: DomainEvent) -> Invoice:
             invoice_id=event.invoice_id,
             customer_id=event.customer_id,
             currency=event.currency,
+            payment_terms=event.payment_terms,
             total=event.total,
+            subtotal=event.subtotal,
+            tax=event.tax,
+            shipping_fee=event.shipping_fee,
+            lines=event.lines,
+        )
+    if isinstance(event, RefundIssued):
+        return replace(
+            state,
+            amount_refunded=state.amount_refunded + event.amount,
+            refund_ids=state.refund_ids | {event.refund_id},
+            paid_back=state.paid_back + (event.amount if event.credit_note_id else ZERO),
+        )
+    if isinstance(event, InvoiceAdjusted):
+        return replace(
+            state,
+            lines=event.lines,
+            total=event.total,
+            subtotal=state.subtotal if event.subtotal is None else event.subtotal,
+            tax=state.tax if event.tax is None else event.tax,
+            shipping_fee=state.shipping_fee if event.shipping_fee is None else event.shipping_fee,
+            amount_paid=event.amount_paid,
+            status=state.status if event.status is None else event.status,
+            merged_into=event.moved_to if event.status == "merged" else state.merged_into,
+            changes_applied=state.changes_applied | {event.amendment_id},
+        )
+    if isinstance(event, CreditNoteIssued):
+        units = dict(state.credited_units)
+        for line in event.lines:
+            units[line.sku] = units.get(line.sku, 0) + line.quantity
+        returns = state.credited_returns | ({event.return_id} if event.return_id else set())
+        return replace(
+            state,
+            credited_units=units,
+            credited_returns=returns,
+            credited=state.credited + event.amount,
         )
     if isinstance(event, CreditCheckFailed):
         return replace(state, order_id=event.order_id, status="refused", customer_id=event.customer_id)
@@ -203,14 +275,17 @@ def decide_payment(invoice: Invoice, account: CustomerAccount, attempt: PaymentA
         amount=attempt.amount,
         amount_paid=invoice.amount_paid + attempt.amount,
     )
-    if invoice.status == "void":
-        # The money arrived after the order was cancelled: book it, and give it straight back.
+    if invoice.status in ("void", "merged"):
+        # The money arrived after the order was cancelled, or merged into another whose
+        # invoice already took what its customer paid: book it, and give it straight back.
         refund = RefundIssued(
             order_id=attempt.order_id,
             refund_id=refund_id_for(attempt.order_id, attempt.reference),
             invoice_id=invoice_id,
             amount=attempt.amount,
-            reason="invoice void",
+            reason="invoice void"
+            if invoice.status == "void"
+            else f"invoice merged into order {invoice.merged_into}'s: pay that one",
         )
         return Decision(invoice=[received, refund])
     if invoice.status == "paid":
@@ -222,7 +297,7 @@ def decide_payment(invoice: Invoice, account: CustomerAccount, attempt: PaymentA
             f" on invoice {invoice_id}",
         )
     events: list[DomainEvent] = [received]
-    if received.amount_paid == invoice.total:
+    if attempt.amount == invoice.outstanding:
         events.append(
             InvoicePaid(order_id=attempt.order_id, invoice_id=invoice_id, amount_paid=received.amount_paid)
         )
@@ -237,13 +312,13 @@ def decide_void(invoice: Invoice, account: CustomerAccount, order_id: str, reaso
     if invoice.invoice_id is None or invoice.status == "void":
         return Decision(invoice=[voided])
     events: list[DomainEvent] = [voided]
-    if invoice.amount_paid > 0:
+    if invoice.refundable > 0:  # what an earlier refund (goodwill) gave back is not given twice
         events.append(
             RefundIssued(
                 order_id=order_id,
                 refund_id=refund_id_for(order_id),
                 invoice_id=invoice.invoice_id,
-                amount=invoice.amount_paid,
+                amount=invoice.refundable,
                 reason=reason,
             )
         )

@@ -4,12 +4,13 @@ turned into a BillingPolicy at the edge."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
 
-from libs.events.billing import InvoiceLine, IssueInvoice
-from libs.events.values import STANDARD_TAX_CATEGORY
+from libs.events.billing import InvoiceLine, IssueInvoice, MoveInvoiceLines
+from libs.events.values import STANDARD_TAX_CATEGORY, OrderLine, ShippingMethod
 from services.billing.domain.shipping import ShippingRules, shipping_fee
 from services.billing.domain.tax import TaxRates, split
 
@@ -44,10 +45,32 @@ class Charges:
     total: Decimal
 
 
-def price(command: IssueInvoice, policy: BillingPolicy) -> Charges:
+class Priced(Protocol):
+    """What an order's charges are worked out from: IssueInvoice's fields, also an amendment's
+    (AdjustInvoice) and a merge's (MoveInvoiceLines)."""
+
+    @property
+    def lines(self) -> Sequence[OrderLine]: ...
+    @property
+    def shipping_method(self) -> ShippingMethod: ...
+    @property
+    def destination_country(self) -> str | None: ...
+    @property
+    def destination_region(self) -> str | None: ...
+    @property
+    def weight_kg(self) -> Decimal | None: ...
+    @property
+    def channel(self) -> str | None: ...
+
+
+def price(command: IssueInvoice | MoveInvoiceLines, policy: BillingPolicy) -> Charges:
+    return price_in(command, command.currency, policy)
+
+
+def price_in(command: Priced, currency: str, policy: BillingPolicy) -> Charges:
     """Tax is worked out per line, rounded to the currency's smallest unit, so the lines add
     up to the invoice's tax; shipping is taxed at the destination's standard rate."""
-    currency, country, region = command.currency, command.destination_country, command.destination_region
+    country, region = command.destination_country, command.destination_region
     includes_tax = command.channel is not None and command.channel in policy.prices_include_tax_channels
     lines: list[InvoiceLine] = []
     applied_rates: dict[str, None] = {}  # in order of first use, each once

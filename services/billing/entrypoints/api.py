@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Annotated, Any
+from uuid import uuid4
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
@@ -13,13 +14,16 @@ from libs.events.values import CustomerId, OrderId, PaymentMethod, Reference
 from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
 from libs.runtime.openapi import answers, problems
+from libs.runtime.uow import UnitOfWork
 from libs.security.principal import Principal
 from services.billing.adapters import queries
 from services.billing.app import handlers
 from services.billing.domain.invoice import PaymentAttempt, PaymentOutcome
 from services.billing.domain.policy import BillingPolicy
+from services.billing.domain.refunds import goodwill_refund_id
 from services.billing.entrypoints.views import (
     AccountView,
+    GoodwillRefundView,
     InvoiceView,
     PaymentResult,
     PaymentView,
@@ -42,6 +46,13 @@ class PaymentIn(BaseModel):
         " another payment under it is refused",
     )
     outcome: PaymentOutcome
+
+
+class GoodwillRefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_id: OrderId
+    amount: Annotated[Amount, Field(gt=0)]
+    reason: str = Field(min_length=1, max_length=500, description="Why, for the refund and the audit trail")
 
 
 class CreditLimitIn(BaseModel):
@@ -127,6 +138,46 @@ async def invoice(invoice_id: str, request: Request, _: Reader) -> dict[str, Any
 async def refunds_of_order(order_id: str, request: Request, _: Reader) -> list[dict[str, Any]]:
     async with runtime_of(request).engine.connect() as conn:
         return await queries.refunds_of_order(conn, order_id)
+
+
+@router.post(
+    "/refunds",
+    status_code=201,
+    response_model=GoodwillRefundView,
+    responses={
+        **answers(200, GoodwillRefundView, "This refund (same Idempotency-Key) was issued before"),
+        **problems(404, 409, on_409="More than was paid and not yet refunded (the limit is named)"),
+    },
+)
+async def refund_goodwill(
+    body: GoodwillRefundIn,
+    request: Request,
+    response: Response,
+    principal: Annotated[Principal, requires("refunds:issue")],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """A goodwill refund by finance, possible whatever the order's state (also with nothing
+    outstanding), never more than was paid and not yet refunded: 409 naming that limit. The
+    same Idempotency-Key again answers the same refund (200) and pays nothing twice."""
+    runtime = runtime_of(request)
+    key = idempotency_key or str(uuid4())
+    refund_id = goodwill_refund_id(body.order_id, key)
+
+    async def refund(uow: UnitOfWork) -> tuple[bool, Decimal]:
+        already = refund_id in (await handlers.load_billing(uow, body.order_id)).invoice.refund_ids
+        invoice = await handlers.refund_goodwill(uow, body.order_id, body.amount, body.reason, refund_id)
+        return already, invoice.refundable
+
+    already, refundable = await runtime.execute(context_for(principal, body.order_id), refund)
+    if already:
+        response.status_code = 200
+    async with runtime.engine.connect() as conn:
+        issued = [
+            r for r in await queries.refunds_of_order(conn, body.order_id) if r["refund_id"] == refund_id
+        ]
+    if not issued:
+        raise RuntimeError(f"refund {refund_id} was recorded but has no row")
+    return {**issued[0], "refundable": queries.money(refundable)}
 
 
 @router.put("/customers/{customer_id}/credit-limit", response_model=AccountView)

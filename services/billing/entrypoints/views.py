@@ -7,6 +7,7 @@ field a read model gains reaches clients at once (and is documented when it is n
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +54,25 @@ class InvoiceLineView(View):
     gross: str | None = Field(default=None, description="net + tax", examples=["119.00"])
 
 
+class InvoiceChangeView(View):
+    """An amendment, or lines moved out to or in from another order (docs/billing.md)."""
+
+    change_id: str = Field(description="The amendment's or the move's id")
+    kind: Literal["amendment", "moved_out", "moved_in"]
+    other_order_id: str | None = Field(description="moved_out: the order the lines went to; moved_in: from")
+    document_id: str | None = Field(description="The supplementary invoice (SUP-...) or credit note (CN-...)")
+    document_kind: Literal["supplementary_invoice", "credit_note"] | None
+    previous_total: str | None = Field(description="The invoice's total before (None on moved_in)")
+    total: str | None = Field(description="The invoice's total after (None on moved_in)")
+    difference: str = Field(
+        description="total - previous_total; moved_in: the value moved in", examples=["-25.00"]
+    )
+    refund_id: str | None = Field(description="The refund of what was paid beyond the new total")
+    refund_amount: str
+    transferred: str = Field(description="Money carried from the source order's invoice to the new order's")
+    recorded_at: datetime
+
+
 class InvoiceView(View):
     invoice_id: str
     order_id: str
@@ -68,6 +88,9 @@ class InvoiceView(View):
     payment_terms: PaymentTerms
     due_at: datetime | None = Field(description="On account: when payment is due")
     lines: list[InvoiceLineView]
+    changes: list[InvoiceChangeView] = Field(
+        default_factory=list, description="Amendments, splits and merges, oldest first"
+    )
 
 
 class RefundView(View):
@@ -76,7 +99,14 @@ class RefundView(View):
     invoice_id: str
     amount: str
     reason: str
+    credit_note_id: str | None = Field(
+        default=None, description="The credit note it pays out (a return's, an amendment's, a merge's)"
+    )
     issued_at: datetime
+
+
+class GoodwillRefundView(RefundView):
+    refundable: str = Field(description="What can still be refunded for the order (paid less refunded)")
 
 
 class AccountView(View):

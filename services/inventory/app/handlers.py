@@ -11,8 +11,12 @@ from libs.domain import InvalidRequest
 from libs.events import Decoded
 from libs.events.base import DomainEvent
 from libs.events.inventory import (
+    AdjustReservation,
     BackorderDequeued,
+    ConsumeStock,
     CreateShipments,
+    MoveReservations,
+    ReceiveStock,
     ReleaseStock,
     ReserveStock,
     StockReceived,
@@ -22,6 +26,7 @@ from libs.runtime.uow import UnitOfWork
 from services.inventory.adapters import queries
 from services.inventory.app import shipments
 from services.inventory.domain import reservation as reservation_domain
+from services.inventory.domain import reservation_changes
 from services.inventory.domain import warehouse as warehouse_domain
 from services.inventory.domain.reorder import low_stock_events
 from services.inventory.domain.reservation import RESERVATION, Decision, Reservation
@@ -84,9 +89,12 @@ async def _apply(uow: UnitOfWork, order_id: str, version: int, decision: Decisio
 
 async def preload(uow: UnitOfWork, batch: Sequence[Decoded]) -> None:
     """The reservations and SKUs a batch of inventory commands will load, in two round trips."""
-    kinds = ReserveStock | ReleaseStock | CreateShipments
+    kinds = (
+        ReserveStock | ReleaseStock | CreateShipments | ConsumeStock | AdjustReservation | MoveReservations
+    )
     commands = [d.message for d in batch if isinstance(d.message, kinds)]
-    await uow.preload(RESERVATION, [c.order_id for c in commands])
+    sources = [s.from_order_id for c in commands if isinstance(c, MoveReservations) for s in c.sources]
+    await uow.preload(RESERVATION, [*(c.order_id for c in commands), *sources])
     await uow.preload(SKU, [line.sku for c in commands if isinstance(c, ReserveStock) for line in c.lines])
 
 
@@ -125,6 +133,105 @@ async def release_stock(uow: UnitOfWork, decoded: Decoded) -> None:
         # Freed stock may be exactly what a backordered order is waiting for.
         for sku in decision.skus:
             await serve_backorders(uow, sku, skus)
+
+
+async def adjust_reservation(uow: UnitOfWork, decoded: Decoded) -> None:
+    """An amendment: the order's reservation follows its new lines (only the difference)."""
+    command = decoded.message
+    if not isinstance(command, AdjustReservation):  # routed by type, so a bug if it happens
+        raise TypeError(f"adjust_reservation was given a {type(command).__name__}")
+    reservation, version = await uow.load(RESERVATION, command.order_id)
+    skus = LoadedSkus()
+    wanted = reservation_domain.skus_held(reservation) | {line.sku for line in command.lines}
+    stocks = await skus.ensure(uow, sorted(wanted))
+    decision = reservation_changes.decide_adjust(
+        reservation,
+        command.order_id,
+        command.amendment_id,
+        command.lines,
+        command.backorder,
+        stocks,
+        await _warehouses_in_region(uow, reservation.region),
+        backorder_policy(),
+        await shipments.order_shipments(uow, command.order_id),
+        command.cancel_shipments,
+    )
+    await _apply_desk(uow, decision, {command.order_id: version}, skus)
+
+
+async def move_reservations(uow: UnitOfWork, decoded: Decoded) -> None:
+    """A split or a merge: units of the sources' reservations move to a new order's."""
+    command = decoded.message
+    if not isinstance(command, MoveReservations):  # routed by type, so a bug if it happens
+        raise TypeError(f"move_reservations was given a {type(command).__name__}")
+    target, version = await uow.load(RESERVATION, command.order_id)
+    versions = {command.order_id: version}
+    sources: list[reservation_changes.Source] = []
+    wanted: set[str] = set()
+    for move in command.sources:
+        reservation, versions[move.from_order_id] = await uow.load(RESERVATION, move.from_order_id)
+        wanted |= reservation_domain.skus_held(reservation) | {line.sku for line in move.lines}
+        sources.append(
+            reservation_changes.Source(
+                move.from_order_id,
+                reservation,
+                reservation_domain.merge_lines(move.lines),
+                await _warehouses_in_region(uow, reservation.region),
+                await shipments.order_shipments(uow, move.from_order_id),
+            )
+        )
+    skus = LoadedSkus()
+    stocks = await skus.ensure(uow, sorted(wanted))
+    decision = reservation_changes.decide_move(
+        target,
+        command.order_id,
+        command.move_id,
+        sources,
+        command.region,
+        command.backorder,
+        stocks,
+        await _warehouses_in_region(uow, command.region),
+        backorder_policy(),
+    )
+    await _apply_desk(uow, decision, versions, skus)
+
+
+async def _apply_desk(
+    uow: UnitOfWork, decision: reservation_changes.DeskDecision, versions: dict[str, int], skus: LoadedSkus
+) -> None:
+    """Record an amendment's or a move's events in this unit of work; stock it gave back (or
+    a queue it changed) serves the orders waiting at once. A repeated command is answered again as it was the
+    first time: the answers are sent, not recorded (they changed nothing)."""
+    for sku, events in decision.skus.items():
+        await skus.record(uow, sku, events)
+    for order_id, events in decision.reservations.items():
+        await uow.record(RESERVATION, order_id, versions[order_id], events)
+    await shipments.record(uow, decision.shipments)
+    for sku in sorted(decision.to_serve):
+        await serve_backorders(uow, sku, skus)
+    for answer in decision.repeated:
+        await uow.send(answer, key=answer.order_id)
+
+
+async def consume_stock(uow: UnitOfWork, decoded: Decoded) -> None:
+    """Production used a production order's reserved components (the reservation is keyed
+    by the production order's id, as a sales order's is by the order's)."""
+    command = decoded.message
+    if not isinstance(command, ConsumeStock):  # routed by type, so a bug if it happens
+        raise TypeError(f"consume_stock was given a {type(command).__name__}")
+    reservation, version = await uow.load(RESERVATION, command.order_id)
+    skus = LoadedSkus()
+    await skus.ensure(uow, reservation_domain.skus_held(reservation))
+    decision = reservation_domain.decide_consume(reservation, command.order_id)
+    await _apply(uow, command.order_id, version, decision, skus)
+
+
+async def receive_produced_stock(uow: UnitOfWork, decoded: Decoded) -> None:
+    """Finished goods from production: a receipt like any other (once per receipt id)."""
+    command = decoded.message
+    if not isinstance(command, ReceiveStock):  # routed by type, so a bug if it happens
+        raise TypeError(f"receive_produced_stock was given a {type(command).__name__}")
+    await receive_stock(uow, command.sku, command.warehouse, command.quantity, command.receipt_id)
 
 
 async def register_warehouse(uow: UnitOfWork, code: str, name: str, region: str) -> bool:

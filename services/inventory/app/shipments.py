@@ -5,7 +5,7 @@ re-planned, cancel them with the order."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 from libs.domain import DomainError, NotFound
@@ -27,8 +27,8 @@ Step = Callable[[Shipment], list[DomainEvent]]
 
 
 async def create_shipments(uow: UnitOfWork, decoded: Decoded) -> None:
-    """One shipment per warehouse holding part of the order's reservation; none if the order
-    has shipments already (a repeated command) or holds no reservation."""
+    """One shipment per warehouse holding part of the order's reservation that has no live
+    shipment of the order (none for a repeated command); none if it holds no reservation."""
     command = decoded.message
     if not isinstance(command, CreateShipments):  # routed by type, so a bug if it happens
         raise TypeError(f"create_shipments was given a {type(command).__name__}")
@@ -41,9 +41,9 @@ async def create_shipments(uow: UnitOfWork, decoded: Decoded) -> None:
         sku: (await uow.load(PRODUCT, sku))[0].weight_kg
         for sku in sorted({allocation.sku for allocation in reservation.allocations})
     }
-    has_shipments = bool(await _order_shipment_ids(uow, command.order_id))
+    existing = await order_shipments(uow, command.order_id)
     planned = shipment_domain.decide_create_shipments(
-        command.order_id, command.shipping.method, reservation.allocations, weights, has_shipments
+        command.order_id, command.shipping.method, reservation.allocations, weights, existing
     )
     for created in planned:
         shipment, version = await uow.load(SHIPMENT, created.shipment_id)
@@ -123,6 +123,18 @@ async def cancel_order_shipments(uow: UnitOfWork, order_id: str, reason: str) ->
         events = shipment_domain.decide_cancel(shipment, reason)
         if events:
             await uow.record(SHIPMENT, shipment_id, version, events)
+
+
+async def order_shipments(uow: UnitOfWork, order_id: str) -> list[Shipment]:
+    """Every shipment of the order, whatever its status."""
+    return [(await uow.load(SHIPMENT, s))[0] for s in await _order_shipment_ids(uow, order_id)]
+
+
+async def record(uow: UnitOfWork, decided: Mapping[str, list[DomainEvent]]) -> None:
+    """Append what a decision over an order's shipments decided, per shipment id."""
+    for shipment_id, events in decided.items():
+        _, version = await uow.load(SHIPMENT, shipment_id)
+        await uow.record(SHIPMENT, shipment_id, version, events)
 
 
 async def _load_existing(uow: UnitOfWork, shipment_id: str) -> tuple[Shipment, int]:

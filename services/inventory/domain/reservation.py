@@ -7,7 +7,7 @@ appends them all in one transaction (one service, one database, one commit).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from libs.domain import AggregateKind
@@ -15,9 +15,13 @@ from libs.events.base import DomainEvent
 from libs.events.inventory import (
     BackorderDequeued,
     BackorderQueued,
+    ReservationAdjusted,
+    ReservationAdjustmentRefused,
+    ReservationConsumed,
     ReservationRequested,
     ReservationRevoked,
     StockAllocated,
+    StockConsumed,
     StockDeallocated,
     StockReleased,
     StockReserved,
@@ -26,7 +30,8 @@ from libs.events.inventory import (
 from libs.events.values import Allocation, SkuQuantity
 from services.inventory.domain.stock import FIFO, BackorderPolicy, SkuStock, plan_allocation
 
-Status = Literal["new", "reserved", "backordered", "refused", "released"]
+# consumed: a production order's components went into production (ConsumeStock)
+Status = Literal["new", "reserved", "backordered", "refused", "released", "consumed"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,17 @@ class Reservation:
     allocations: tuple[Allocation, ...] = ()
     # the shortage policy of the request: wait in the backorder queue, or be refused
     backorder: bool = True
+    # amendment or move id -> this order's answer to it, given again to a repeated command
+    answers: Mapping[str, ReservationAdjusted | ReservationAdjustmentRefused] = field(default_factory=dict)
+    # the first StockReserved or StockShortage: for an order a move created, the move's answer
+    first_answer: StockReserved | StockShortage | None = None
 
 
 def evolve(state: Reservation, event: DomainEvent) -> Reservation:
+    if isinstance(event, StockReserved | StockShortage) and state.first_answer is None:
+        state = replace(state, first_answer=event)
+    if isinstance(event, ReservationAdjusted | ReservationAdjustmentRefused):
+        return _adjusted(state, event)
     if isinstance(event, ReservationRequested):
         return replace(
             state, order_id=event.order_id, lines=event.lines, region=event.region, backorder=event.backorder
@@ -60,7 +73,19 @@ def evolve(state: Reservation, event: DomainEvent) -> Reservation:
         )
     if isinstance(event, StockReleased):
         return replace(state, status="released", allocations=())
+    if isinstance(event, ReservationConsumed):
+        return replace(state, status="consumed", allocations=())
     return state
+
+
+def _adjusted(state: Reservation, event: ReservationAdjusted | ReservationAdjustmentRefused) -> Reservation:
+    if event.amendment_id in state.answers:
+        return state  # the same answer given again changes nothing
+    answers = {**state.answers, event.amendment_id: event}
+    if isinstance(event, ReservationAdjustmentRefused):
+        return replace(state, answers=answers)
+    status: Status = "released" if not event.lines else "backordered" if event.waiting else "reserved"
+    return replace(state, status=status, lines=event.lines, allocations=event.allocations, answers=answers)
 
 
 def _without(allocations: tuple[Allocation, ...], revoked: ReservationRevoked) -> tuple[Allocation, ...]:
@@ -188,3 +213,22 @@ def decide_release(
             skus[sku] = events
     released = StockReleased(order_id=order_id, allocations=reservation.allocations, reason=reason)
     return Decision([released], skus)
+
+
+def decide_consume(reservation: Reservation, order_id: str) -> Decision:
+    """Take what a production order holds out of stock, once: on hand and its reservation
+    fall together in each warehouse. A reservation not (or no longer) reserved consumes
+    nothing (a repeated command: the first answered it)."""
+    if reservation.status != "reserved":
+        return Decision([], {})
+    skus: dict[str, list[DomainEvent]] = {}
+    for allocation in reservation.allocations:
+        skus.setdefault(allocation.sku, []).append(
+            StockConsumed(
+                sku=allocation.sku,
+                order_id=order_id,
+                warehouse=allocation.warehouse,
+                quantity=allocation.quantity,
+            )
+        )
+    return Decision([ReservationConsumed(order_id=order_id, consumed=reservation.allocations)], skus)

@@ -190,22 +190,29 @@ def decide_create_shipments(
     method: ShippingMethod,
     allocations: Sequence[Allocation],
     catalogue_weights: Mapping[str, Decimal | None],
-    has_shipments: bool,
+    existing: Sequence[Shipment],
 ) -> list[ShipmentCreated]:
-    """One shipment per warehouse that holds part of the order's reservation. An order that
-    has shipments already gets none: the command was repeated."""
-    if has_shipments:
-        return []
+    """One shipment per warehouse that holds part of the order's reservation and has no live
+    (not cancelled) shipment of the order: a repeated command creates nothing, and one sent
+    again after an amendment cancelled the order's shipments ships its allocation as it now
+    is, each under the next generation's id of its warehouse."""
+    live = {s.warehouse for s in existing if s.status != "cancelled"}
+    known = {s.shipment_id for s in existing}
     by_warehouse: dict[str, dict[str, int]] = {}
     for allocation in allocations:
         skus = by_warehouse.setdefault(allocation.warehouse, {})
         skus[allocation.sku] = skus.get(allocation.sku, 0) + allocation.quantity
     created = []
     for warehouse, skus in sorted(by_warehouse.items()):
+        if warehouse in live:
+            continue
+        generation = sum(1 for s in existing if s.warehouse == warehouse)
+        while shipment_id_for(order_id, warehouse, generation) in known:
+            generation += 1
         lines = tuple(SkuQuantity(sku=sku, quantity=quantity) for sku, quantity in sorted(skus.items()))
         created.append(
             ShipmentCreated(
-                shipment_id=shipment_id_for(order_id, warehouse),
+                shipment_id=shipment_id_for(order_id, warehouse, generation),
                 order_id=order_id,
                 warehouse=warehouse,
                 method=method,

@@ -15,12 +15,15 @@ from libs.domain import AggregateKind, DomainError, InvalidRequest
 from libs.events.base import DomainEvent
 from libs.events.inventory import (
     BackorderDequeued,
+    BackorderMoved,
     BackorderQueued,
+    BackorderResized,
     LowStockCleared,
     LowStockDetected,
     ReorderPointSet,
     StockAdjusted,
     StockAllocated,
+    StockConsumed,
     StockDeallocated,
     StockDispatched,
     StockReceived,
@@ -125,10 +128,8 @@ def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
             else state.passes,
         )
     if isinstance(event, StockDeallocated):
-        allocations = dict(state.allocations)
-        allocations.pop(event.order_id, None)
-        return replace(state, allocations=allocations)
-    if isinstance(event, StockDispatched):
+        return _deallocated(state, event)
+    if isinstance(event, StockDispatched | StockConsumed):
         return _dispatched(state, event)
     if isinstance(event, BackorderQueued):
         return replace(state, sku=event.sku, backorders=(*state.backorders, (event.order_id, event.quantity)))
@@ -137,7 +138,56 @@ def evolve(state: SkuStock, event: DomainEvent) -> SkuStock:
         return replace(
             state, backorders=tuple(b for b in state.backorders if b[0] != event.order_id), passes=passes
         )
+    if isinstance(event, BackorderResized):
+        resized = tuple((o, event.quantity if o == event.order_id else q) for o, q in state.backorders)
+        return replace(state, backorders=resized)
+    if isinstance(event, BackorderMoved):
+        return _backorder_moved(state, event)
     return _moved(state, event)
+
+
+def _deallocated(state: SkuStock, event: StockDeallocated) -> SkuStock:
+    """The event names the units given back: all the order held (it then leaves the
+    allocations) or part of it (what it keeps keeps its place among them)."""
+    allocations: dict[str, Mapping[str, int]] = {}
+    for order_id, by_wh in state.allocations.items():
+        if order_id == event.order_id:
+            by_wh = {
+                w: q - event.warehouses.get(w, 0) for w, q in by_wh.items() if q > event.warehouses.get(w, 0)
+            }
+        if by_wh:
+            allocations[order_id] = by_wh
+    return replace(state, allocations=allocations)
+
+
+def _backorder_moved(state: SkuStock, event: BackorderMoved) -> SkuStock:
+    """The receiving order waits at the earlier of the two places (the giver's, or its own
+    if it already waited before it), for what it had plus what it got; the giver's entry
+    shrinks, or leaves when nothing is left. Passes go with the place."""
+    giver, taker = event.from_order_id, event.to_order_id
+    queue = [order_id for order_id, _ in state.backorders]
+    if giver not in queue:
+        return state
+    had = dict(state.backorders)
+    takes_givers_place = taker not in queue or queue.index(giver) < queue.index(taker)
+    entries: list[tuple[str, int]] = []
+    for order_id, quantity in state.backorders:
+        if order_id == giver:
+            if takes_givers_place:
+                entries.append((taker, had.get(taker, 0) + event.quantity))
+            if quantity > event.quantity:
+                entries.append((giver, quantity - event.quantity))
+        elif order_id == taker:
+            if not takes_givers_place:
+                entries.append((taker, quantity + event.quantity))
+        else:
+            entries.append((order_id, quantity))
+    passes = dict(state.passes)
+    if takes_givers_place and giver in passes:
+        passes[taker] = passes[giver]
+    if giver not in dict(entries):
+        passes.pop(giver, None)
+    return replace(state, backorders=tuple(entries), passes=passes)
 
 
 def _moved(state: SkuStock, event: DomainEvent) -> SkuStock:
@@ -170,10 +220,11 @@ def _moved(state: SkuStock, event: DomainEvent) -> SkuStock:
     return state
 
 
-def _dispatched(state: SkuStock, event: StockDispatched) -> SkuStock:
-    """The goods left: they are neither on hand nor reserved for the order any more. What the
-    order still holds keeps its place among the allocations: the place says how new the
-    reservation is (the newest are revoked first), and a dispatch does not make it newer."""
+def _dispatched(state: SkuStock, event: StockDispatched | StockConsumed) -> SkuStock:
+    """The goods left (shipped, or consumed by production): they are neither on hand nor
+    reserved for the order any more. What the order still holds keeps its place among the
+    allocations: the place says how new the reservation is (the newest are revoked first),
+    and a dispatch does not make it newer."""
     on_hand = {**state.on_hand, event.warehouse: state.on_hand.get(event.warehouse, 0) - event.quantity}
     allocations: dict[str, Mapping[str, int]] = {}
     for order_id, by_wh in state.allocations.items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
 from libs.events.values import Quantity, Sku, WarehouseCode
@@ -14,7 +14,7 @@ from libs.runtime.auth import context_for, requires
 from libs.runtime.http import runtime_of
 from libs.runtime.openapi import answers, problems
 from libs.security.principal import Principal
-from services.inventory.adapters import queries
+from services.inventory.adapters import queries, stock_history
 from services.inventory.app import handlers
 from services.inventory.entrypoints.views import ReceiptResult, ReservationView, StockView, WarehouseView
 from services.inventory.entrypoints.warehouse_scope import in_scope, require_warehouse
@@ -107,12 +107,29 @@ async def receive_stock(
 
 
 @router.get("/stock/{sku}", response_model=StockView, responses=problems(404))
-async def stock_of(sku: str, request: Request, principal: StockReader) -> dict[str, Any]:
-    """Per warehouse the caller sees (totals over those), and the orders waiting for the SKU."""
+async def stock_of(
+    sku: str,
+    request: Request,
+    principal: StockReader,
+    as_of: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="ISO 8601 with a time zone (2026-03-01T12:00:00Z): the levels as they were"
+            " then, folded from the SKU's events recorded up to that time"
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    """Per warehouse the caller sees (totals over those), and the orders waiting for the SKU;
+    with `as_of`, as they were at that time (404 if nothing had happened to the SKU by then)."""
+    stock: dict[str, Any] | None
     async with runtime_of(request).engine.connect() as conn:
-        stock = await queries.stock_of(conn, sku, principal.warehouses)
-    if not stock["warehouses"] and not stock["backorders"]:
-        raise NotFound("unknown_sku", f"no stock has ever been received for SKU {sku!r}")
+        if as_of is None:
+            stock = await queries.stock_of(conn, sku, principal.warehouses)
+        else:
+            stock = await stock_history.stock_as_of(conn, sku, as_of, principal.warehouses)
+    if stock is None or (not stock["warehouses"] and not stock["backorders"]):
+        when = f" by {as_of.isoformat()}" if as_of is not None else ""
+        raise NotFound("unknown_sku", f"no stock has ever been received for SKU {sku!r}{when}")
     return stock
 
 

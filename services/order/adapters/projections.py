@@ -21,16 +21,25 @@ from libs.events.order import (
     CustomerRegistered,
     CustomerUnblocked,
     InvoiceRequested,
+    OrderAmended,
     OrderApproved,
     OrderAwaitingPayment,
     OrderAwaitingStock,
     OrderCancelled,
+    OrderChangeApproved,
+    OrderChangeHeld,
+    OrderChangeRefused,
+    OrderChangeRequested,
+    OrderChangeResent,
+    OrderChangeStepAnswered,
+    OrderChangeUndoing,
     OrderCompensationStarted,
     OrderCompleted,
     OrderConfirmed,
     OrderDelivered,
     OrderHeld,
     OrderInvoiced,
+    OrderMerged,
     OrderNeedsAttention,
     OrderPartiallyShipped,
     OrderPaymentRecorded,
@@ -67,6 +76,7 @@ _STATUS_AFTER: dict[type[DomainEvent], tuple[str | None, str | None]] = {
     OrderShipped: ("shipped", None),
     OrderDelivered: ("delivered", None),
     OrderCompleted: ("completed", "ended"),
+    OrderMerged: ("merged", "ended"),
 }
 # Waiting for stock: before the reservation succeeded (backordered), or after it, when stock
 # the order held was revoked; then the status to go back to is kept. An order held for
@@ -94,6 +104,21 @@ _STOCK_BACK = Sql(
 _INVOICE_REQUESTED = Sql(
     "UPDATE orders SET stage = CASE WHEN stage = 'reserving' THEN stage ELSE 'invoicing' END,"
     " updated_at = :at WHERE order_id = :order_id"
+)
+# A change held for a person (desk.py): on_hold until decided, then the status it had.
+_CHANGE_HELD = Sql(
+    "UPDATE orders SET status_before_change = coalesce(status_before_change, status),"
+    " status = 'on_hold', reason = :reason, updated_at = :at WHERE order_id = :order_id"
+)
+_CHANGE_DECIDED = Sql(
+    "UPDATE orders SET status = coalesce(status_before_change, status), status_before_change = NULL,"
+    " reason = CASE WHEN status_before_change IS NULL THEN reason END,"
+    " updated_at = :at WHERE order_id = :order_id"
+)
+_AMENDED = Sql(
+    "UPDATE orders SET lines = CAST(:lines AS jsonb), subtotal = :subtotal, shipping_method = :method,"
+    " total = coalesce(:total, total), amount_paid = coalesce(:paid, amount_paid), updated_at = :at"
+    " WHERE order_id = :order_id"
 )
 _UPSERT_SHIPMENT = Sql(
     "INSERT INTO order_shipments (order_id, shipment_id, warehouse, status, carrier, tracking_number,"
@@ -166,6 +191,27 @@ def project(writes: WriteBatch, envelope: Envelope, event: DomainEvent) -> None:
         writes.add(
             _STOCK_OVERDUE, {"reason": event.reason, "at": at, "order_id": order_id}, ("order", order_id)
         )
+    elif isinstance(event, OrderChangeHeld) or (
+        isinstance(event, OrderChangeRequested) and event.hold_reasons
+    ):
+        reason = queries.HOLD_REASONS_SEPARATOR.join(
+            event.reasons if isinstance(event, OrderChangeHeld) else event.hold_reasons
+        )
+        writes.add(_CHANGE_HELD, {"reason": reason, "at": at, "order_id": order_id}, ("order", order_id))
+    elif isinstance(event, OrderChangeApproved | OrderChangeUndoing | OrderChangeRefused | OrderAmended):
+        writes.add(_CHANGE_DECIDED, {"at": at, "order_id": order_id}, ("order", order_id))
+    if isinstance(event, OrderAmended):
+        lines = json.dumps([line.model_dump(mode="json") for line in event.lines])
+        amended = {
+            "lines": lines,
+            "subtotal": event.subtotal,
+            "method": event.shipping.method,
+            "total": event.total,
+            "paid": event.amount_paid,
+            "at": at,
+            "order_id": order_id,
+        }
+        writes.add(_AMENDED, amended, ("order", order_id))
     elif isinstance(event, OrderShipmentUpdated):
         writes.add(
             _UPSERT_SHIPMENT,
@@ -316,6 +362,28 @@ def _project_deadlines(writes: WriteBatch, event: DomainEvent, order_id: str) ->
     elif isinstance(event, OrderCancelled | OrderRejected | OrderCompleted):
         writes.add(_DROP_ALL_DEADLINES, {"o": order_id}, row)
     _project_stock_deadline(writes, event, order_id)
+    _project_change_deadline(writes, event, order_id)
+
+
+# A change's request (desk.py) is chased when unanswered: its deadline is kind "change".
+_CHANGE_ASKED = (
+    OrderChangeRequested,
+    OrderChangeApproved,
+    OrderChangeStepAnswered,
+    OrderChangeResent,
+    OrderChangeUndoing,
+)
+_CHANGE_SETTLED = (OrderAmended, OrderMerged, OrderChangeRefused, OrderChangeHeld)
+
+
+def _project_change_deadline(writes: WriteBatch, event: DomainEvent, order_id: str) -> None:
+    row = ("deadlines", order_id)
+    if isinstance(event, _CHANGE_ASKED) and event.reply_by is not None:
+        writes.add(_SET_DEADLINE, {"o": order_id, "k": "change", "due": event.reply_by}, row)
+    elif isinstance(event, _CHANGE_SETTLED) or (
+        isinstance(event, OrderNeedsAttention) and event.step == "change"
+    ):
+        writes.add(_DROP_DEADLINE, {"o": order_id, "k": "change"}, row)
 
 
 def _project_stock_deadline(writes: WriteBatch, event: DomainEvent, order_id: str) -> None:

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import takewhile
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import asyncpg
@@ -14,10 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.domain import InvalidRequest
+from libs.events import DomainEvent, Envelope, registry
+from libs.events.order import OrderShipmentUpdated
 from libs.runtime import eventstore
 from libs.runtime.db import ConcurrencyConflict, Sql, driver_connection
 from libs.runtime.personal_data import ERASED, SubjectKey, unseal
 from services.order.adapters.personal_data import KEYS, opened_payload
+from services.order.domain.order import ORDER
 
 # The placement path runs these on the driver connection of its unit of work (see
 # libs.runtime.db.Sql): they are on every order's way in, so what placement needs to know
@@ -216,24 +221,7 @@ async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] |
     db = await driver_connection(conn)
     key = (await KEYS.for_reading(db, [row.customer_id]))[row.customer_id]
     history = await eventstore.read_stream(db, f"order-{order_id}")
-    timeline = []
-    undecided_hold: list[str] | None = None
-    for e in history:
-        details = {k: v for k, v in opened_payload(key, e.event_type, e.payload).items() if k != "order_id"}
-        if e.event_type == "OrderHeld":
-            undecided_hold = list(details.get("reasons") or ())
-        elif e.event_type in ("OrderApproved", "OrderRejected") and undecided_hold is not None:
-            # The hold a person decided stays in the order's story, no longer as its reason.
-            details["decided_hold"], undecided_hold = undecided_hold, None
-        timeline.append(
-            {
-                "at": e.occurred_at.isoformat(),
-                "type": e.event_type,
-                "actor": e.actor,
-                "version": e.aggregate_version,
-                "details": details,
-            }
-        )
+    timeline = _timeline(key, history)
     shipments = [
         {
             "shipment_id": s.shipment_id,
@@ -254,6 +242,130 @@ async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] |
         "stage": row.stage,
         "shipments": shipments,
         "timeline": timeline,
+        **_desk_view(history),
+    }
+
+
+def _desk_view(history: list[Envelope]) -> dict[str, Any]:
+    """Where the order desk's changes left the order: folded from its stream like the
+    aggregate (few events, and read for the timeline anyway)."""
+    order = ORDER.initial()
+    for e in history:
+        event = registry.load(e.event_type, e.event_version, e.payload)
+        if isinstance(event, DomainEvent):
+            order = ORDER.evolve(order, event)
+    placed = order.placed
+    change = order.change
+    origin = placed.origin if placed is not None else None
+    moved_from = [m.order_id for m in placed.moved_from] if placed is not None else []
+    return {
+        "split_from": moved_from[0] if origin == "split" and moved_from else None,
+        "split_into": list(order.split_into),
+        "merged_from": moved_from if origin == "merge" else [],
+        "merged_into": order.merged_into,
+        "change": None
+        if change is None
+        else {
+            "change_id": change.change_id,
+            "kind": change.kind,
+            "awaiting": change.awaiting,
+            "lines": [line.model_dump(mode="json") for line in change.lines],
+            "other_order_id": change.other_order_id,
+            "reason": change.reason,
+            "requested_by": change.actor,
+        },
+    }
+
+
+def _timeline(key: SubjectKey | None, history: list[Envelope]) -> list[dict[str, Any]]:
+    timeline = []
+    undecided_hold: list[str] | None = None
+    for e in history:
+        details = {k: v for k, v in opened_payload(key, e.event_type, e.payload).items() if k != "order_id"}
+        if e.event_type == "OrderHeld":
+            undecided_hold = list(details.get("reasons") or ())
+        elif e.event_type in ("OrderApproved", "OrderRejected") and undecided_hold is not None:
+            # The hold a person decided stays in the order's story, no longer as its reason.
+            details["decided_hold"], undecided_hold = undecided_hold, None
+        timeline.append(
+            {
+                "at": e.occurred_at.isoformat(),
+                "type": e.event_type,
+                "actor": e.actor,
+                "version": e.aggregate_version,
+                "details": details,
+            }
+        )
+    return timeline
+
+
+async def order_as_of(conn: AsyncConnection, order_id: str, as_of: datetime) -> dict[str, Any] | None:
+    """The order as it was at `as_of`, in the shape of order_detail: its stream folded by the
+    aggregate's own evolve up to the last event recorded by then. None if it was not placed yet.
+
+    The cut is the longest prefix of the stream (by version) recorded at or before `as_of`, so
+    every answer is a state the order really passed through, even if two processes' clocks
+    disagree a little about events close together."""
+    db = await driver_connection(conn)
+    stream = await eventstore.read_stream(db, ORDER.stream_id(order_id))
+    history = list(takewhile(lambda e: e.occurred_at <= as_of, stream))
+    order = ORDER.initial()
+    shipment_updated_at: dict[str, datetime] = {}
+    for e in history:
+        event = registry.load(e.event_type, e.event_version, e.payload)
+        if isinstance(event, DomainEvent):  # an order's stream holds nothing else
+            order = ORDER.evolve(order, event)
+        if isinstance(event, OrderShipmentUpdated):
+            shipment_updated_at[event.shipment_id] = e.occurred_at
+    placed = order.placed
+    if placed is None:
+        return None
+    key = (await KEYS.for_reading(db, [placed.customer_id]))[placed.customer_id]
+    invoiced = order.invoice_id is not None
+    hold_reasons = list(order.hold_reasons) if order.status == "on_hold" else []
+    totals = SimpleNamespace(
+        status=order.status,
+        payment_terms=placed.payment_terms,
+        total=order.amount_due if invoiced else None,
+        amount_paid=order.amount_paid,
+        amount_refunded=order.amount_refunded,
+    )
+    return {
+        "order_id": order.order_id,
+        "status": order.status,
+        "channel": placed.channel,
+        "external_id": placed.external_id,
+        "customer_id": placed.customer_id,
+        "customer_name": unseal(key, placed.customer.name),
+        "currency": placed.currency,
+        "payment_terms": placed.payment_terms,
+        "shipping_method": placed.shipping.method,
+        "subtotal": _money(placed.subtotal),
+        "total": _money(totals.total),
+        "amount_paid": _money(order.amount_paid),
+        "amount_refunded": _money(order.amount_refunded),
+        "payment_status": payment_status(totals),
+        "invoice_id": order.invoice_id,
+        "reason": HOLD_REASONS_SEPARATOR.join(hold_reasons) if hold_reasons else order.last_reason,
+        "hold_reasons": hold_reasons,
+        "placed_at": history[0].occurred_at.isoformat(),
+        "updated_at": history[-1].occurred_at.isoformat(),
+        "lines": [line.model_dump(mode="json") for line in placed.lines],
+        "stage": order.stage,
+        "shipments": [
+            {
+                "shipment_id": shipment_id,
+                "warehouse": shipment.warehouse,
+                "status": shipment.status,
+                "carrier": shipment.carrier,
+                "tracking_number": shipment.tracking_number,
+                "updated_at": shipment_updated_at[shipment_id].isoformat(),
+            }
+            for shipment_id, shipment in sorted(
+                order.shipments.items(), key=lambda item: (item[1].warehouse, item[0])
+            )
+        ],
+        "timeline": _timeline(key, history),
     }
 
 

@@ -8,7 +8,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -38,6 +39,7 @@ from libs.events.order import (
     OrderStockWaitOverdue,
     SubmitOrder,
 )
+from libs.events.production import ProductionOrderCreated, is_production_order_id
 from libs.runtime.auth import Forbidden
 from libs.runtime.db import is_transient
 from libs.runtime.metrics import NEEDS_ATTENTION, SAGA_OUTCOMES
@@ -47,7 +49,7 @@ from libs.runtime.uow import MessageContext, UnitOfWork
 from services.order.adapters import personal_data, projections, queries
 from services.order.adapters.personal_data import KEYS
 from services.order.domain import customer as customer_domain
-from services.order.domain import saga
+from services.order.domain import desk, saga
 from services.order.domain.order import ORDER, Order, evolve
 from services.order.domain.review import ReviewFacts
 from services.order.domain.saga import Reaction, SagaPolicy
@@ -94,6 +96,11 @@ def body_hash(submission: SubmitOrder) -> str:
 class OrderHandlers:
     policy: SagaPolicy
     duplicate_window: timedelta
+    # Deadlines of the order's other aggregates, by the prefix of their kind ("return:<id>"):
+    # the saga_deadlines table and its loop serve them too.
+    other_deadlines: dict[str, Callable[[UnitOfWork, str, str], Awaitable[None]]] = field(
+        default_factory=dict
+    )
 
     async def apply(self, uow: UnitOfWork, order: Order, version: int, reaction: Reaction) -> None:
         if reaction.events:
@@ -194,6 +201,17 @@ class OrderHandlers:
         """`may_override_credit`: the caller holds CREDIT_OVERRIDE, which approving an order
         held over its customer's credit limit needs besides the right to decide on orders."""
         order, version = await self._load_existing(uow, order_id)
+        if order.change is not None and order.held_at == "change":
+            # A change (amendment) held for a person: over the credit limit needs finance.
+            if order.change.awaiting == "credit" and not may_override_credit:
+                raise Forbidden(
+                    f"order {order_id}'s change {order.change.change_id} is held over its customer's"
+                    f" credit limit: approving it needs the permission {CREDIT_OVERRIDE} (finance)",
+                    missing_permission=CREDIT_OVERRIDE,
+                )
+            reaction = desk.approve_change(order, actor, uow.now, self.policy)
+            await self.apply(uow, order, version, reaction)
+            return _after(order, reaction)
         if order.held_for_credit and not may_override_credit:
             raise Forbidden(
                 f"order {order_id} is held over its customer's credit limit: approving it needs"
@@ -206,7 +224,10 @@ class OrderHandlers:
 
     async def reject(self, uow: UnitOfWork, order_id: str, reason: str, actor: str) -> Order:
         order, version = await self._load_existing(uow, order_id)
-        reaction = saga.reject(order, reason, actor, uow.now, self.policy)
+        if order.change is not None and order.held_at == "change":
+            reaction = desk.reject_change(order, reason, actor, uow.now, self.policy)
+        else:
+            reaction = saga.reject(order, reason, actor, uow.now, self.policy)
         await self.apply(uow, order, version, reaction)
         return _after(order, reaction)
 
@@ -220,14 +241,28 @@ class OrderHandlers:
 
     async def on_participant_event(self, uow: UnitOfWork, decoded: Decoded) -> None:
         order_id: str = decoded.message.order_id  # type: ignore[attr-defined]
+        if is_production_order_id(order_id):
+            return  # inventory's answer to production (its components), not to an order
         order, version = await uow.load(ORDER, order_id)
         reply_id = str(decoded.envelope.event_id)
         if not order.exists:
             unknown = f"{decoded.envelope.event_type} {reply_id} names unknown order {order_id}"
             uow.after_commit(partial(log.warning, unknown))
             return
-        reaction = saga.react(order, decoded.message, uow.now, self.policy, reply_id)
+        reaction = Reaction()
+        if isinstance(decoded.message, desk.CHANGE_REPLIES):
+            reaction = desk.react(order, decoded.message, uow.now, self.policy)
+        if not reaction.events:  # not the change's: the saga's, or recorded as ignored
+            reaction = saga.react(order, decoded.message, uow.now, self.policy, reply_id)
         await self.apply(uow, order, version, reaction)
+
+    async def on_production_planned(self, uow: UnitOfWork, decoded: Decoded) -> None:
+        """Make-to-order: the order's timeline names the production order made for it."""
+        created = decoded.message
+        if not isinstance(created, ProductionOrderCreated) or created.sales_order_id is None:
+            return
+        order, version = await uow.load(ORDER, created.sales_order_id)
+        await self.apply(uow, order, version, saga.production_planned(order, created))
 
     async def on_product_changed(self, uow: UnitOfWork, decoded: Decoded) -> None:
         """The order service's copy of the catalogue (weights, list prices) follows inventory's."""
@@ -236,8 +271,16 @@ class OrderHandlers:
         )
 
     async def on_deadline(self, uow: UnitOfWork, order_id: str, kind: str) -> None:
+        prefix, _, rest = kind.partition(":")
+        if (other := self.other_deadlines.get(prefix)) is not None:
+            await other(uow, order_id, rest)
+            return
         order, version = await uow.load(ORDER, order_id)
-        await self.apply(uow, order, version, saga.deadline_reached(order, kind, uow.now, self.policy))
+        if kind == desk.DEADLINE:
+            reaction = desk.chase(order, uow.now, self.policy)
+        else:
+            reaction = saga.deadline_reached(order, kind, uow.now, self.policy)
+        await self.apply(uow, order, version, reaction)
 
     # -- customers -----------------------------------------------------------------------
 

@@ -13,17 +13,27 @@ from libs.events.order import (
     CompensationStepCompleted,
     CompensationStepRequested,
     InvoiceRequested,
+    OrderAmended,
     OrderApproved,
     OrderAwaitingPayment,
     OrderAwaitingStock,
     OrderCancelled,
+    OrderChangeApproved,
+    OrderChangeHeld,
+    OrderChangeRefused,
+    OrderChangeRequested,
+    OrderChangeResent,
+    OrderChangeStepAnswered,
+    OrderChangeUndoing,
     OrderCompensationStarted,
     OrderCompleted,
     OrderConfirmed,
     OrderCreditLimitOverridden,
     OrderDelivered,
+    OrderGoodsReturned,
     OrderHeld,
     OrderInvoiced,
+    OrderMerged,
     OrderNeedsAttention,
     OrderPartiallyShipped,
     OrderPaymentFailed,
@@ -32,6 +42,8 @@ from libs.events.order import (
     OrderRefunded,
     OrderRejected,
     OrderReservationRevoked,
+    OrderReturnRejected,
+    OrderReturnRequested,
     OrderShipmentUpdated,
     OrderShipped,
     OrderStepResent,
@@ -40,7 +52,7 @@ from libs.events.order import (
     ShipmentsRequested,
     StockReservationRequested,
 )
-from libs.events.values import Allocation, SkuQuantity
+from libs.events.values import Allocation, OrderLine, Shipping, SkuQuantity
 
 Status = Literal[
     "new",
@@ -57,8 +69,13 @@ Status = Literal[
     "cancelled",
     "rejected",
     "needs_attention",
+    # After delivery, goods came back (returns received): some of them, or every unit.
+    "partially_returned",
+    "returned",
+    # Merged into another order by the order desk (its stock and money went there).
+    "merged",
 ]
-TERMINAL: frozenset[str] = frozenset({"completed", "cancelled", "rejected"})
+TERMINAL: frozenset[str] = frozenset({"completed", "cancelled", "rejected", "merged"})
 
 # Where the saga stands. The status is what a person sees; the stage is what the saga waits for.
 # "fulfilling": confirmed, its shipments asked for, until it is delivered and paid in full.
@@ -95,6 +112,36 @@ class Compensation:
     actor: str
     pending: frozenset[str]
     attempts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """An amendment, split or merge under way (services/order/domain/desk.py): what the order
+    will be once it is done, and what it waits for. Until then the order is as it was."""
+
+    change_id: str
+    kind: str
+    lines: tuple[OrderLine, ...]
+    shipping: Shipping
+    subtotal: Decimal
+    weight_kg: Decimal | None
+    reason: str
+    actor: str
+    status_before: Status
+    # "review": a person decides first (it crosses a review rule); "steps": the participants'
+    # answers (`answered`); "credit": held for finance (billing refused the extra amount);
+    # "undo": its reservation is being put back (finance refused).
+    awaiting: str
+    other_order_id: str | None = None
+    moved: tuple[SkuQuantity, ...] = ()
+    attempts: int = 1
+    credit_override_by: str | None = None
+    # The participants that did their part ("stock", "invoice"), and the invoice's answer.
+    answered: frozenset[str] = frozenset()
+    invoice_total: Decimal | None = None
+    invoice_paid: Decimal | None = None
+    transferred: Decimal = Decimal("0")
+    refunded: Decimal = Decimal("0")
 
 
 @dataclass(frozen=True)
@@ -149,6 +196,34 @@ class Order:
     stock_alert_at: datetime | None = None
     stock_wait_overdue: bool = False
     stock_cancel_at: datetime | None = None
+    # Returns: units that came back per SKU, and the units open returns have asked for (by
+    # return id) until each is rejected or received.
+    returned: dict[str, int] = field(default_factory=dict)
+    returns_open: dict[str, tuple[SkuQuantity, ...]] = field(default_factory=dict)
+    # The order desk: the change under way, how many were made (each makes the commands that
+    # follow it new messages), the orders units were split into, the order it was merged into.
+    change: PendingChange | None = None
+    change_ids: frozenset[str] = frozenset()
+    changes_made: int = 0
+    split_into: tuple[str, ...] = ()
+    merged_into: str | None = None
+    amount_transferred: Decimal = Decimal("0")
+
+    @property
+    def ordered(self) -> dict[str, int]:
+        """Units ordered per SKU (an order may list a SKU on several lines)."""
+        quantities: dict[str, int] = {}
+        for line in self.placed.lines if self.placed is not None else ():
+            quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
+        return quantities
+
+    def returnable(self, sku: str) -> int:
+        """Units of `sku` a new return may still ask for: ordered, less those returned and
+        those open returns ask for."""
+        asked = sum(
+            line.quantity for lines in self.returns_open.values() for line in lines if line.sku == sku
+        )
+        return self.ordered.get(sku, 0) - self.returned.get(sku, 0) - asked
 
     @property
     def exists(self) -> bool:
@@ -348,7 +423,143 @@ def evolve(state: Order, event: DomainEvent) -> Order:  # noqa: C901 - one branc
             return replace(state, status="rejected", stage="ended", last_reason=event.reason)
         case OrderNeedsAttention():
             return replace(state, status="needs_attention", last_reason=event.reason, parked_step=event.step)
+        case OrderReturnRequested():
+            return replace(state, returns_open={**state.returns_open, event.return_id: event.lines})
+        case OrderReturnRejected():
+            return replace(state, returns_open=_without(state.returns_open, event.return_id))
+        case OrderChangeRequested():
+            change = PendingChange(
+                change_id=event.change_id,
+                kind=event.kind,
+                lines=event.lines,
+                shipping=event.shipping,
+                subtotal=event.subtotal,
+                weight_kg=event.weight_kg,
+                reason=event.reason,
+                actor=event.requested_by,
+                status_before=state.status,
+                awaiting="review" if event.hold_reasons else "steps",
+                other_order_id=event.other_order_id,
+                moved=event.moved,
+            )
+            ids = state.change_ids | {event.change_id}
+            if event.hold_reasons:
+                return replace(
+                    state,
+                    change=change,
+                    change_ids=ids,
+                    status="on_hold",
+                    held_at="change",
+                    hold_reasons=event.hold_reasons,
+                )
+            return replace(state, change=change, change_ids=ids)
+        case OrderChangeApproved() if state.change is not None:
+            change = state.change
+            override = event.approved_by if event.credit_override else change.credit_override_by
+            return replace(
+                state,
+                change=replace(change, awaiting="steps", attempts=1, credit_override_by=override),
+                status=change.status_before,
+                held_at=None,
+                hold_reasons=(),
+            )
+        case OrderChangeStepAnswered() if state.change is not None:
+            change = replace(state.change, answered=state.change.answered | {event.step}, attempts=1)
+            if event.step == "invoice":
+                change = replace(
+                    change,
+                    invoice_total=event.total,
+                    invoice_paid=event.amount_paid,
+                    transferred=event.transferred,
+                    refunded=event.refunded,
+                )
+            return replace(state, change=change)
+        case OrderChangeResent() if state.change is not None:
+            return replace(state, change=replace(state.change, attempts=event.attempt))
+        case OrderChangeHeld() if state.change is not None:
+            return replace(
+                state,
+                change=replace(state.change, awaiting="credit"),
+                status="on_hold",
+                held_at="change",
+                hold_reasons=event.reasons,
+            )
+        case OrderChangeUndoing() if state.change is not None:
+            return replace(
+                state,
+                change=replace(state.change, awaiting="undo", attempts=1),
+                status=state.change.status_before,
+                held_at=None,
+                hold_reasons=(),
+                last_reason=event.reason,
+            )
+        case OrderChangeRefused() if state.change is not None:
+            held = state.status == "on_hold" and state.held_at == "change"
+            return replace(
+                state,
+                change=None,
+                status=state.change.status_before if held else state.status,
+                held_at=None if held else state.held_at,
+                hold_reasons=() if held else state.hold_reasons,
+                last_reason=event.reason,
+            )
+        case OrderAmended():
+            placed = state.placed
+            if placed is not None:
+                placed = placed.model_copy(
+                    update={
+                        "lines": event.lines,
+                        "shipping": event.shipping,
+                        "subtotal": event.subtotal,
+                        "weight_kg": event.weight_kg,
+                    }
+                )
+            held = state.status == "on_hold" and state.held_at == "change"
+            status = state.change.status_before if held and state.change is not None else state.status
+            return replace(
+                state,
+                placed=placed,
+                status=status,
+                held_at=None if held else state.held_at,
+                hold_reasons=() if held else state.hold_reasons,
+                amount_due=event.total if event.total is not None else state.amount_due,
+                amount_paid=event.amount_paid if event.amount_paid is not None else state.amount_paid,
+                amount_transferred=state.amount_transferred + event.transferred,
+                change=None,
+                change_ids=state.change_ids | {event.change_id},
+                changes_made=state.changes_made + 1,
+                split_into=state.split_into + ((event.split_into,) if event.split_into else ()),
+            )
+        case OrderMerged():
+            return replace(
+                state,
+                status="merged",
+                stage="ended",
+                change=None,
+                changes_made=state.changes_made + 1,
+                merged_into=event.into_order_id,
+                amount_transferred=state.amount_transferred + event.transferred,
+                last_reason=event.reason,
+            )
+        case OrderGoodsReturned() if event.replaced:
+            return replace(state, returns_open=_without(state.returns_open, event.return_id))
+        case OrderGoodsReturned():
+            returned = dict(state.returned)
+            for line in event.lines:
+                returned[line.sku] = returned.get(line.sku, 0) + line.quantity
+            return replace(
+                state,
+                status="returned" if event.fully_returned else "partially_returned",
+                returned=returned,
+                returns_open=_without(state.returns_open, event.return_id),
+            )
     return state
+
+
+def _without(
+    open_returns: dict[str, tuple[SkuQuantity, ...]], return_id: str
+) -> dict[str, tuple[SkuQuantity, ...]]:
+    return {key: lines for key, lines in open_returns.items() if key != return_id}
 
 
 def _unparked(state: Order, answered_step: str) -> str | None:

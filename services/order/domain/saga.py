@@ -18,9 +18,11 @@ from libs.events.base import Command, DomainEvent, Message
 from libs.events.billing import (
     CreditCheckFailed,
     InvoiceIssued,
+    InvoiceMove,
     InvoicePaid,
     InvoiceVoided,
     IssueInvoice,
+    MoveInvoiceLines,
     PaymentFailed,
     PaymentReceived,
     RefundIssued,
@@ -28,7 +30,9 @@ from libs.events.billing import (
 )
 from libs.events.inventory import (
     CreateShipments,
+    MoveReservations,
     ReleaseStock,
+    ReservationMove,
     ReservationRevoked,
     ReserveStock,
     ShipmentCancelled,
@@ -60,6 +64,7 @@ from libs.events.order import (
     OrderPaymentFailed,
     OrderPaymentRecorded,
     OrderPlaced,
+    OrderProductionPlanned,
     OrderRefunded,
     OrderRejected,
     OrderReplyIgnored,
@@ -72,6 +77,7 @@ from libs.events.order import (
     ShipmentsRequested,
     StockReservationRequested,
 )
+from libs.events.production import ProductionOrderCreated
 from libs.events.values import SkuQuantity
 from services.order.domain.order import ARRIVED, LEFT_THE_WAREHOUSE, Order, evolve
 from services.order.domain.review import ReviewFacts, ReviewPolicy, review
@@ -315,6 +321,13 @@ def cancel(order: Order, reason: str, actor: str, now: datetime, policy: SagaPol
     if order.is_closed or order.stage == "compensating":
         state = "being cancelled" if order.stage == "compensating" else order.status
         raise DomainError("not_cancellable", f"order {order.order_id} is already {state}")
+    if order.change is not None and order.change.kind != "amend":
+        # Its units and money are moving to another order: cancel that one once it is done.
+        raise DomainError(
+            "change_in_progress",
+            f"order {order.order_id} is being {order.change.kind}ed ({order.change.change_id}):"
+            " try again once it is done",
+        )
     if order.dispatched_any:
         gone = sorted(i for i, s in order.shipments.items() if s.status in LEFT_THE_WAREHOUSE)
         raise DomainError(
@@ -342,6 +355,19 @@ def _placed(order: Order) -> OrderPlaced:
 
 def _reserve_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
     placed = _placed(order)
+    if placed.origin is not None:
+        # Made by a split or merge (services/order/domain/desk.py): its stock is what the
+        # source orders held, moved as it is (reserved, or its place in a backorder queue).
+        move = MoveReservations(
+            order_id=placed.order_id,
+            move_id=placed.origin_id or placed.order_id,
+            sources=tuple(
+                ReservationMove(from_order_id=m.order_id, lines=m.lines) for m in placed.moved_from
+            ),
+            region=placed.customer.region,
+            backorder=policy.backorders(placed.channel),
+        )
+        return Outgoing(move, f"{placed.order_id}:reserve")
     command = ReserveStock(
         order_id=placed.order_id,
         lines=_requested_lines(placed),
@@ -351,14 +377,38 @@ def _reserve_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
     return Outgoing(command, f"{placed.order_id}:reserve")
 
 
+def invoice_terms(placed: OrderPlaced, policy: SagaPolicy) -> timedelta:
+    """How long after it is asked for an invoice falls due: the payment deadline (prepaid) or
+    the on-account terms."""
+    if placed.payment_terms == "prepaid":
+        return policy.payment_deadline_for(placed.channel)
+    return policy.on_account_terms
+
+
 def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
     placed = _placed(order)
-    due = (
-        policy.payment_deadline_for(placed.channel)
-        if placed.payment_terms == "prepaid"
-        else policy.on_account_terms
-    )
+    due = invoice_terms(placed, policy)
     address = placed.shipping.address
+    if placed.origin is not None:
+        # Made by a split or merge: its invoice lines come from the source orders' invoices,
+        # with the money paid for them.
+        move = MoveInvoiceLines(
+            order_id=placed.order_id,
+            move_id=placed.origin_id or placed.order_id,
+            kind=placed.origin,
+            sources=tuple(InvoiceMove(from_order_id=m.order_id, lines=m.lines) for m in placed.moved_from),
+            customer_id=placed.customer_id,
+            currency=placed.currency,
+            payment_terms=placed.payment_terms,
+            lines=placed.lines,
+            shipping_method=placed.shipping.method,
+            due_at=now + due,
+            destination_country=address.country if address is not None else None,
+            destination_region=placed.customer.region,
+            weight_kg=placed.weight_kg,
+            channel=placed.channel,
+        )
+        return Outgoing(move, f"{placed.order_id}:invoice")
     command = IssueInvoice(
         order_id=placed.order_id,
         customer_id=placed.customer_id,
@@ -382,7 +432,9 @@ def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
 def _shipments_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
     placed = _placed(order)
     command = CreateShipments(order_id=placed.order_id, shipping=placed.shipping)
-    return Outgoing(command, f"{placed.order_id}:ship")
+    # After a change (desk.py) the shipments are asked for again: another message.
+    again = f":{order.changes_made}" if order.changes_made else ""
+    return Outgoing(command, f"{placed.order_id}:ship{again}")
 
 
 # The request each forward step with a reply deadline sends (and sends again, unanswered).
@@ -569,7 +621,7 @@ def awaiting_answer(order: Order) -> frozenset[str]:
         and not order.held_for_credit
     ):
         waiting.add("invoice")
-    if order.stage == "fulfilling" and not order.shipments:
+    if order.stage == "fulfilling" and not order.live_shipments and order.change is None:
         waiting.add("ship")
     return frozenset(waiting)
 
@@ -662,8 +714,9 @@ def _progress(saga: _Folding) -> None:
     delivered and paid in full."""
     order = saga.order
     live = order.live_shipments
-    if order.stock_revoked or not live or not order.all_shipments_created:
-        return  # revoked: the shipments follow the allocation inventory is about to answer
+    if order.stock_revoked or order.change is not None or not live or not order.all_shipments_created:
+        # Revoked or changing: the shipments follow the allocation inventory is about to answer.
+        return
     left = sum(1 for s in live.values() if s.status in LEFT_THE_WAREHOUSE)
     arrived = all(s.status in ARRIVED for s in live.values())
     if left == len(live) and order.status in ("confirmed", "partially_shipped"):
@@ -762,7 +815,8 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
             )
             if saga.order.stage == "fulfilling":
                 _progress(saga)  # paid after delivery: completed
-        case InvoicePaid() if order.stage == "awaiting_payment":
+        # While a change is under way what is owed may change: desk.py confirms once it is done.
+        case InvoicePaid() if order.stage == "awaiting_payment" and order.change is None:
             if order.invoice_id is None:
                 raise AssertionError(f"order {order_id!r} awaits payment without an invoice")
             _confirm(saga, order.invoice_id, order.amount_due, now, policy)
@@ -816,6 +870,10 @@ def _await_stock(saga: _Folding, shortage: StockShortage, now: datetime, policy:
 def deadline_reached(order: Order, kind: str, now: datetime, policy: SagaPolicy) -> Reaction:
     name, _, step = kind.partition(":")
     handler = DEADLINES.get(name)
+    if order.change is not None and order.change.kind != "amend":
+        # Its units and money are moving to another order (desk.py): a cancellation now would
+        # race the move. Once it is done the order's waits start again (new deadlines).
+        return Reaction()
     return handler(order, step, now, policy) if handler is not None else Reaction()
 
 
@@ -1006,3 +1064,25 @@ DEADLINES: dict[str, Callable[[Order, str, datetime, SagaPolicy], Reaction]] = {
     "reply": _chase_reply,  # reply:<step>: a forward step's participant has not answered
     "compensation": _retry_compensation,  # compensation:<step>: nor has a compensation's
 }
+
+
+# --- production (make-to-order) -------------------------------------------------------
+
+
+def production_planned(order: Order, created: ProductionOrderCreated) -> Reaction:
+    """Production makes what the order waits for: the timeline names the production order.
+    Nothing else changes: the saga waits for its backorder to be filled, as for any stock."""
+    if (
+        not order.exists
+        or order.stage in ("compensating", "ended")
+        or created.sales_order_id != order.order_id
+    ):
+        return Reaction()
+    planned = OrderProductionPlanned(
+        order_id=order.order_id,
+        production_order_id=created.production_order_id,
+        sku=created.sku,
+        quantity=created.quantity,
+        parent_production_order_id=created.parent_production_order_id,
+    )
+    return Reaction([planned])

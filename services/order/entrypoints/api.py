@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from libs.domain import NotFound
 from libs.events.order import SubmitOrder
@@ -15,10 +15,12 @@ from libs.runtime.http import runtime_of
 from libs.runtime.openapi import answers, problems
 from libs.security.principal import Principal
 from services.order.adapters import queries
+from services.order.app import customer_desk
 from services.order.app.handlers import OrderHandlers
 from services.order.domain.order import Order
 from services.order.domain.order import Status as OrderStatus
 from services.order.domain.saga import COMPENSATIONS, FULFILMENT_SAGA
+from services.order.entrypoints import order_export
 from services.order.entrypoints.views import (
     ActionStatus,
     BlockState,
@@ -127,18 +129,32 @@ async def submit_order(
 
 @router.get("/orders/{order_id}", tags=["orders"], response_model=OrderDetail, responses=problems(404))
 async def get_order(
-    order_id: str, request: Request, principal: Annotated[Principal, requires("orders:read")]
+    order_id: str,
+    request: Request,
+    principal: Annotated[Principal, requires("orders:read")],
+    as_of: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="ISO 8601 with a time zone (2026-03-01T12:00:00Z): the order as it was then,"
+            " folded from its events recorded up to that time (404 if it was not placed yet)"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """The order, its lines, shipments and timeline (every event, oldest first)."""
+    """The order, its lines, shipments and timeline (every event, oldest first); with `as_of`,
+    as it was at that time."""
     async with runtime_of(request).engine.connect() as conn:
-        detail = await queries.order_detail(conn, order_id)
+        if as_of is None:
+            detail = await queries.order_detail(conn, order_id)
+        else:
+            detail = await queries.order_as_of(conn, order_id, as_of)
     # Another channel's order is answered as unknown: a key must not learn which ids exist.
     if detail is None or not principal.sees_channel(str(detail.get("channel"))):
-        raise NotFound("unknown_order", f"order {order_id} does not exist")
+        when = f" at {as_of.isoformat()}" if as_of is not None else ""
+        raise NotFound("unknown_order", f"order {order_id} does not exist{when}")
     return _visible_to(principal, detail)
 
 
-@router.get("/orders", tags=["orders"], response_model=OrderPage)
+@router.get("/orders", tags=["orders"], response_model=OrderPage, responses=order_export.FILES)
 async def list_orders(
     request: Request,
     principal: Annotated[Principal, requires("orders:read")],
@@ -149,13 +165,28 @@ async def list_orders(
     placed_before: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=400, description="next_cursor of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, Any]:
-    """Orders, newest first, a page at a time. An unknown `status` is refused with 422 listing
-    the statuses there are."""
+    format: Annotated[
+        Literal["json", "csv", "xlsx"],
+        Query(description="csv or xlsx: every order the filters select as a file (cursor and limit unused)"),
+    ] = "json",
+) -> dict[str, Any] | Response:
+    """Orders, newest first, a page at a time; on_hold ones name each rule that held them in
+    `hold_reasons`. An unknown `status` is refused with 422 listing the statuses there are.
+    With `format=csv|xlsx`, all of them as a file, streamed (order_export.py)."""
     if principal.channel is not None:
         if channel is not None and channel != principal.channel:
             raise Forbidden(f"this API key reads channel {principal.channel}'s orders only", field="channel")
         channel = principal.channel
+    if format != "json":
+        filters = {
+            "status": status,
+            "customer_id": customer_id,
+            "channel": channel,
+            "placed_after": placed_after,
+            "placed_before": placed_before,
+        }
+        redact = (lambda _: None) if principal.can("customers:read_contact") else _redact_contact
+        return order_export.export_response(runtime_of(request).engine, format, filters, redact)
     async with runtime_of(request).engine.connect() as conn:
         page = await queries.list_orders(
             conn,
@@ -289,9 +320,8 @@ async def register_customer(
     context = context_for(principal, f"customer:{body.customer_id}")
     created = await runtime_of(request).execute(
         context,
-        lambda uow: _handlers(request).register_customer(
-            uow, body.customer_id, body.name, body.email, body.phone, body.region, body.blocked
-        ),
+        # Through the customer desk: registered, then indexed for GET /customers?query=.
+        lambda uow: customer_desk.register(uow, _handlers(request), body.model_dump()),
     )
     if not created:
         response.status_code = 200
@@ -327,9 +357,12 @@ async def unblock_customer(
 
 
 @router.get("/saga", tags=["docs"], response_model=SagaTable)
-async def saga_definition(_: Annotated[Principal, requires("orders:read")]) -> dict[str, Any]:
+async def saga_definition(
+    request: Request, _: Annotated[Principal, requires("orders:read")]
+) -> dict[str, Any]:
     """The fulfilment saga as a table of steps and compensations."""
     return {
+        "parallel_steps": _handlers(request).policy.parallel_steps,
         "steps": [
             {
                 "step": s.name,
@@ -338,6 +371,7 @@ async def saga_definition(_: Annotated[Principal, requires("orders:read")]) -> d
                 "succeeds_on": s.succeeds_on,
                 "fails_on": s.fails_on,
                 "compensation": s.compensation,
+                "group": s.group,
             }
             for s in FULFILMENT_SAGA
         ],

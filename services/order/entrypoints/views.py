@@ -87,11 +87,33 @@ class OrderSummary(View):
     updated_at: str = Field(description="ISO 8601")
 
 
+class PendingChangeView(View):
+    """An amendment, split or merge under way (docs/order-desk.md)."""
+
+    change_id: str
+    kind: str = Field(description="amend, split or merge")
+    awaiting: str = Field(
+        description="review or credit: a person decides (approve / reject); steps: inventory and"
+        " billing are doing their part; undo: its reservation is being put back"
+    )
+    lines: list[OrderLineView] = Field(description="The lines the order will have once it is done")
+    other_order_id: str | None = Field(default=None, description="split: the new order; merge: the result")
+    reason: str
+    requested_by: str
+
+
 class OrderDetail(OrderSummary):
     lines: list[OrderLineView]
     stage: OrderStage = Field(description="Where the fulfilment saga stands")
     shipments: list[OrderShipmentView]
     timeline: list[TimelineEntry] = Field(description="Every event of the order, oldest first")
+    split_from: str | None = Field(default=None, description="The order this one was split from")
+    split_into: list[str] = Field(
+        default_factory=list, description="Orders units of this one were split into"
+    )
+    merged_from: list[str] = Field(default_factory=list, description="The orders merged into this one")
+    merged_into: str | None = Field(default=None, description="status merged: the order it was merged into")
+    change: PendingChangeView | None = Field(default=None, description="A change under way, if any")
 
 
 class OrderPage(View):
@@ -171,6 +193,11 @@ class SagaStepView(View):
     succeeds_on: list[str]
     fails_on: list[str]
     compensation: str | None
+    group: str | None = Field(
+        examples=["reserve_and_invoice"],
+        description="Consecutive steps of one group start at once and the saga waits for all of"
+        " them (when parallel_steps is on); null: the step runs on its own",
+    )
 
 
 class CompensationView(View):
@@ -181,6 +208,10 @@ class CompensationView(View):
 
 class SagaTable(View):
     steps: list[SagaStepView] = Field(description="The forward steps, in order")
+    parallel_steps: bool = Field(
+        description="Whether the steps of a group run at once here (OM_ORDER_PARALLEL_STEPS);"
+        " false: one after another, in the table's order"
+    )
     compensations: dict[str, CompensationView] = Field(description="Each compensation, by name")
 
 
