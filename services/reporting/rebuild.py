@@ -62,6 +62,7 @@ READ_MODELS = (
     "invoice_lines",
     "payments",
     "refunds",
+    "credit_notes",
     "stock_movements",
     "shipments",
     "production_orders",

@@ -11,6 +11,8 @@ The mix (prices net of 20 % tax; standard shipping 4.90 + 0.98 tax on every invo
   O6 phone       NL  c4  C x2 @15  no stock -> backordered, awaiting_stock (invoice open)
   O7 b2b         IT  c5  A x1  on account without credit -> held, rejected by finance
 Stock: A 10 at NORTH, B 3 at SOUTH (O2 and O3 empty it: one stock-out), C none.
+Later the order desk changes orders (`desk`), and goods of a delivered order come back
+(`returned`): each with its own customer, reported from its own start.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from services.reporting.rebuild import group_has_members, rebuild
 from tests.conftest import RUN_ID
 from tests.integration.accounts import ACCOUNT_CHANNEL, grant_credit
 from tests.integration.conftest import Oms, money, platform_settings, running_platform
+from tests.integration.test_returns import return_of
 from tools.infra import LOCAL
 from tools.processes import CORE_SERVICES, Platform, eventually_value
 
@@ -295,6 +298,7 @@ async def test_payments_collected_refunded_outstanding_and_aged(mix: Mix) -> Non
         "overdue_31_60": "0.00",
         "overdue_61_90": "0.00",
         "overdue_over_90": "0.00",
+        "credited": "0.00",  # nothing was returned
     }
     (aged,) = later["rows"]
     assert (aged["not_due"], aged["overdue_31_60"], aged["overdue_61_90"]) == ("0.00", "41.88", "73.76")
@@ -734,6 +738,105 @@ async def test_stock_reserved_and_backordered_follow_amendments_splits_and_merge
     assert (row["warehouse"], row["reserved"], row["backordered"]) == (None, 0, 2)  # moved from P6 to P6s
 
 
+# -- returns: credit notes (docs/reporting.md "Returns and credit notes") ----------------------------
+# Customer c7, on account, orders G x3 @10 (30.00 + 6.00 tax + 5.88 shipping = 41.88), pays
+# 20.00 of it, receives the goods and sends two units back for a refund: billing credits 24.00
+# (what the two were invoiced at, tax included; the shipping fee is not credited) and refunds
+# the 20.00 paid, so 41.88 - 24.00 - (20.00 - 20.00) = 17.88 is still owed.
+
+G = f"G-{RUN_ID}"
+RETURN_CUSTOMER = f"c7-{RUN_ID}"
+
+
+@dataclass
+class Returned:
+    start: datetime
+    order_id: str
+    done: dict[str, Any]  # the completed return, as the order service shows it
+
+
+@pytest.fixture(scope="module")
+async def returned(mix: Mix) -> Returned:
+    oms = mix.oms
+    await oms.receive(G, 3, "NORTH")
+    await grant_credit(oms, RETURN_CUSTOMER)
+    start = datetime.now(UTC)
+    body = _order(ACCOUNT_CHANNEL, "DE", 1, [(G, 3, "10.00")], terms="on_account")
+    body["customer"] = {"id": RETURN_CUSTOMER, "name": "Customer 7", "region": "anywhere"}
+    order_id = await oms.place(body)
+    await oms.wait_status(order_id, "confirmed")
+    await _paid(oms, order_id, "20.00")
+    shipment = await _shipment(oms, order_id)
+    await _step(oms, shipment, "pick")
+    await _step(oms, shipment, "pack")
+    await _step(oms, shipment, "dispatch", {"carrier": "DHL", "tracking_number": f"T-{uuid4().hex[:8]}"})
+    await _step(oms, shipment, "deliver")
+    await oms.wait_status(order_id, "delivered")  # on account, not paid in full: not completed
+
+    requested = await oms.order.post(
+        "/returns",
+        json={
+            "order_id": order_id,
+            "lines": [{"sku": G, "quantity": 2, "reason": "arrived scratched"}],
+            "resolution": "refund",
+        },
+    )
+    assert requested.status_code == 201, requested.text
+    return_id = requested.json()["return_id"]
+    assert (await oms.order.post(f"/returns/{return_id}/approve")).status_code == 200
+    received = await oms.order.post(
+        f"/returns/{return_id}/receive",
+        json={"lines": [{"sku": G, "quantity": 2, "condition": "resellable"}]},
+    )
+    assert received.status_code == 200, received.text
+    done = await return_of(oms, return_id, "completed")
+    await _reports_caught_up(mix.reports)
+    return Returned(start, order_id, done)
+
+
+async def test_a_return_s_credit_note_lowers_what_payments_and_receivables_say_is_owed(
+    mix: Mix, returned: Returned
+) -> None:
+    since = {"from": returned.start.isoformat()}
+    assert (money(returned.done["credit_amount"]), money(returned.done["refund_amount"])) == (
+        Decimal("24.00"),
+        Decimal("20.00"),
+    )
+
+    (row,) = (await _json(mix.reports, "/reports/payments", **since))["rows"]
+    receivables = await _json(mix.reports, "/reports/receivables", customer=RETURN_CUSTOMER)
+
+    assert {k: v for k, v in row.items() if k != "currency"} == {
+        "invoiced": "41.88",  # as issued: a credit note does not change the invoice
+        "collected": "20.00",
+        "refunded": "20.00",  # what was paid, given back with the credit note
+        "credited": "24.00",
+        "outstanding": "17.88",
+        "not_due": "17.88",
+        "overdue_0_30": "0.00",
+        "overdue_31_60": "0.00",
+        "overdue_61_90": "0.00",
+        "overdue_over_90": "0.00",
+    }
+    assert [
+        (r["order_id"], r["total"], r["amount_paid"], r["credited"], r["outstanding"], r["bucket"])
+        for r in receivables["rows"]
+    ] == [(returned.order_id, "41.88", "20.00", "24.00", "17.88", "not_due")]
+
+    # Billing owes the same: a cent more than 17.88 is refused, 17.88 settles the invoice, and
+    # it is no longer receivable.
+    over = await mix.oms.pay(returned.order_id, "17.89")
+    assert over.status_code == 422 and "17.88 still owed" in over.text, over.text
+    assert (await mix.oms.pay(returned.order_id, "17.88")).status_code == 201
+    await eventually_value(
+        lambda: mix.oms.invoice(returned.order_id), lambda invoice: invoice["status"] == "paid", timeout=60
+    )
+    await _reports_caught_up(mix.reports)
+    (settled,) = (await _json(mix.reports, "/reports/payments", **since))["rows"]
+    assert (settled["collected"], settled["credited"], settled["outstanding"]) == ("37.88", "24.00", "0.00")
+    assert (await _json(mix.reports, "/reports/receivables", customer=RETURN_CUSTOMER))["rows"] == []
+
+
 # -- freshness, access, rebuild ---------------------------------------------------------------------
 
 
@@ -764,13 +867,18 @@ async def test_reports_need_reports_read(mix: Mix) -> None:
 
 
 async def test_a_rebuild_by_replay_gives_the_same_reports(
-    mix: Mix, desk: Desk, reporting_settings: RuntimeSettings, reporting_platform: Platform
+    mix: Mix,
+    desk: Desk,
+    returned: Returned,
+    reporting_settings: RuntimeSettings,
+    reporting_platform: Platform,
 ) -> None:
-    # The mix and the order desk's changes (amendments, a split, a merge, transfers, a moved
-    # backorder) are all replayed.
+    # The mix, the order desk's changes (amendments, a split, a merge, transfers, a moved
+    # backorder) and the return's credit note and refund are all replayed.
     queries: list[tuple[str, dict[str, Any]]] = [
         ("/reports/orders", {"group_by": "status,product", "from": desk.start.isoformat()}),
         ("/reports/payments", {"from": desk.start.isoformat(), "as_of": LATER.isoformat()}),
+        ("/reports/payments", {"from": returned.start.isoformat(), "as_of": LATER.isoformat()}),
         ("/reports/orders", {"group_by": "region,channel"}),
         ("/reports/orders", {"group_by": "status,warehouse,product"}),
         ("/reports/sales/ranking", {"by": "customer"}),

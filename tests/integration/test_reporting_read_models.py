@@ -1,6 +1,7 @@
 """The reporting projections and queries on a real database, fed public events directly: the
 cases the platform test's order mix does not reach (production, a line split across
-warehouses, backorders served, components consumed, events read out of order)."""
+warehouses, backorders served, components consumed, events read out of order, a credit note
+read before its invoice)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.events import Message, make_envelope
-from libs.events.billing import InvoiceAdjusted, InvoiceIssued, InvoiceLine, PaymentReceived
+from libs.events.billing import (
+    CreditNoteIssued,
+    InvoiceAdjusted,
+    InvoiceIssued,
+    InvoiceLine,
+    PaymentReceived,
+    RefundIssued,
+)
 from libs.events.inventory import (
     BackorderDequeued,
     BackorderMoved,
@@ -46,7 +54,7 @@ from libs.events.production import (
     QualityCheckFailed,
     QualityCheckPassed,
 )
-from libs.events.values import Allocation, CustomerSnapshot, OrderLine, Shipping
+from libs.events.values import Allocation, CustomerSnapshot, OrderLine, Shipping, SkuQuantity
 from libs.runtime.db import admin_connection, create_engine, driver_connection, ensure_database, migrate
 from libs.runtime.settings import RuntimeSettings
 from libs.runtime.writes import WriteBatch
@@ -643,3 +651,101 @@ async def test_an_allocation_inventory_told_before_a_newer_status_change_does_no
 
     await apply(db, (adjusted.model_copy(update={"amendment_id": "ch2"}), T0 + timedelta(seconds=3)))
     assert [r["warehouse"] for r in await rows_of(db, ("warehouse",))] == ["NORTH"]
+
+
+# -- returns: credit notes (docs/reporting.md "Returns and credit notes") -------------------------
+
+
+def _credited(order_id: str, sku: str, units: int, amount: str, refunded: str) -> CreditNoteIssued:
+    return CreditNoteIssued(
+        order_id=order_id,
+        credit_note_id=f"cn-{order_id}",
+        invoice_id=f"inv-{order_id}",
+        return_id=f"ret-{order_id}",
+        lines=(SkuQuantity(sku=sku, quantity=units),),
+        amount=Decimal(amount),
+        refund_amount=Decimal(refunded),
+        refund_id=f"rfd-{order_id}" if Decimal(refunded) else None,
+        reason="arrived scratched",
+    )
+
+
+def _refunded(order_id: str, amount: str) -> RefundIssued:
+    return RefundIssued(
+        order_id=order_id,
+        refund_id=f"rfd-{order_id}",
+        invoice_id=f"inv-{order_id}",
+        amount=Decimal(amount),
+        reason="arrived scratched",
+        credit_note_id=f"cn-{order_id}",
+    )
+
+
+async def _payments_and_receivables(engine: AsyncEngine) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async with engine.connect() as conn:
+        payments = await rows(await queries.payments(conn, Period(), T0))
+        receivables = await rows(queries.receivables(conn, None, T0))
+    return payments, receivables
+
+
+async def test_a_credit_note_read_before_its_invoice_lowers_what_is_owed_once(db: AsyncEngine) -> None:
+    # 36.00 invoiced, 20.00 paid; two of the three units come back: 24.00 credited, of which
+    # the 20.00 paid is refunded. Still owed: 36.00 - 24.00 - (20.00 - 20.00) = 12.00.
+    credit_note = (_credited("o1", "A", 2, "24.00", "20.00"), T0 + timedelta(days=2))
+    await apply(db, credit_note, (_refunded("o1", "20.00"), T0 + timedelta(days=2)))
+    payments, receivables = await _payments_and_receivables(db)
+    assert (payments, receivables) == ([], [])  # no invoice yet: no currency to report it in
+
+    await apply(
+        db,
+        (_issued("o1", _line("A", 3, "30.00", "6.00")), T0),
+        (_paid("o1", "20.00", "20.00"), T0 + timedelta(days=1)),
+        credit_note,  # delivered again: counted once
+    )
+
+    (totals,), (receivable,) = await _payments_and_receivables(db)
+    assert {k: totals[k] for k in ("invoiced", "collected", "refunded", "credited", "outstanding")} == {
+        "invoiced": Decimal("36.00"),
+        "collected": Decimal("20.00"),
+        "refunded": Decimal("20.00"),
+        "credited": Decimal("24.00"),
+        "outstanding": Decimal("12.00"),
+    }
+    assert totals["not_due"] == Decimal("12.00")
+    assert (
+        receivable["total"],
+        receivable["amount_paid"],
+        receivable["credited"],
+        receivable["outstanding"],
+    ) == (
+        Decimal("36.00"),
+        Decimal("20.00"),
+        Decimal("24.00"),
+        Decimal("12.00"),
+    )
+    async with db.connect() as conn:
+        (note,) = (await conn.execute(text("SELECT * FROM report_credit_notes"))).mappings().all()
+    assert (note["currency"], note["customer_id"], note["return_id"], note["owed_less"]) == (
+        "EUR",
+        "c1",
+        "ret-o1",
+        Decimal("4.00"),
+    )
+
+
+async def test_an_unpaid_invoice_whose_lines_all_came_back_owes_nothing(db: AsyncEngine) -> None:
+    await apply(
+        db,
+        (_issued("o1", _line("A", 3, "30.00", "6.00")), T0),
+        (_credited("o1", "A", 3, "36.00", "0.00"), T0 + timedelta(days=2)),
+    )
+
+    (payments,), receivables = await _payments_and_receivables(db)
+
+    assert (payments["invoiced"], payments["credited"], payments["refunded"]) == (
+        Decimal("36.00"),
+        Decimal("36.00"),
+        Decimal("0.00"),
+    )
+    assert payments["outstanding"] == payments["not_due"] == Decimal("0.00")
+    assert receivables == []

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from libs.events import make_envelope
+from libs.events.billing import CreditNoteIssued
+from libs.events.values import SkuQuantity
 from libs.runtime.writes import WriteBatch
 from services.reporting.adapters import projections
 from tools.bench_replay import order_history
@@ -120,3 +123,52 @@ def test_an_allocation_that_changed_within_a_batch_replaces_the_one_before() -> 
     written = _allocation_writes(writes)
     assert [verb for verb, _ in written] == ["DELETE", "INSERT", "INSERT"] * 2
     assert {args[2] for verb, args in written[-2:]} == {"EAST"}
+
+
+def test_a_credit_note_is_a_row_of_its_own_that_leaves_its_invoice_s_row_alone() -> None:
+    # What it takes off the invoice is summed when the reports are read, so it may be read
+    # before the invoice; the row is keyed by the credit note, so a second delivery adds nothing.
+    note = CreditNoteIssued(
+        order_id="o1",
+        credit_note_id="CN-1",
+        invoice_id="INV-1",
+        return_id="R-1",
+        lines=(SkuQuantity(sku="A", quantity=2),),
+        amount=Decimal("24.00"),
+        refund_amount=Decimal("20.00"),
+        refund_id="RFD-1",
+        reason="arrived scratched",
+    )
+    writes = WriteBatch()
+    envelope = make_envelope(
+        note,
+        event_id=uuid.uuid4(),
+        aggregate_id="o1",
+        aggregate_version=9,
+        occurred_at=AT,
+        correlation_id="c",
+        causation_id=None,
+        actor="test",
+    )
+    projections.project(writes, envelope, note)
+
+    (credit_note,) = [
+        dict(zip(statement.names, args, strict=True))
+        for layer in writes.layers()
+        for statement, rows in layer.items()
+        if "credit_notes" in statement.text
+        for args in rows
+    ]
+    assert credit_note == {
+        "credit_note_id": "CN-1",
+        "invoice_id": "INV-1",
+        "order_id": "o1",
+        "return_id": "R-1",
+        "amount": Decimal("24.00"),
+        "refund_amount": Decimal("20.00"),
+        "refund_id": "RFD-1",
+        "reason": "arrived scratched",
+        "at": AT,
+    }
+    assert not any("invoices" in text for text in _statements(writes))
+    assert "ON CONFLICT DO NOTHING" in next(t for t in _statements(writes) if "credit_notes" in t)

@@ -50,6 +50,7 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
             "invoiced",
             "collected",
             "refunded",
+            "credited",
             "outstanding",
             "not_due",
             "overdue_0_30",

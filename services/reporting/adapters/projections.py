@@ -16,6 +16,7 @@ from typing import Any
 
 from libs.events import Envelope, Message
 from libs.events.billing import (
+    CreditNoteIssued,
     InvoiceAdjusted,
     InvoiceIssued,
     InvoiceLine,
@@ -267,6 +268,24 @@ _REFUND = FactRows(
     order_id="text",
     invoice_id="text",
     amount="numeric",
+    reason="text",
+    at="timestamptz",
+)
+# A return's credit note (CreditNoteIssued). Its own row, not a change to its invoice's: what
+# it takes off what the invoice owes is summed when read (report_invoices), which gives the
+# same figure whether the invoice was read before it or after.
+_CREDIT_NOTE = FactRows(
+    "INSERT INTO credit_notes (credit_note_id, invoice_id, order_id, return_id, amount, refund_amount,"
+    " refund_id, reason, issued_at)"
+    " VALUES (:credit_note_id, :invoice_id, :order_id, :return_id, :amount, :refund_amount, :refund_id,"
+    " :reason, :at) ON CONFLICT DO NOTHING",
+    credit_note_id="text",
+    invoice_id="text",
+    order_id="text",
+    return_id="text",
+    amount="numeric",
+    refund_amount="numeric",
+    refund_id="text",
     reason="text",
     at="timestamptz",
 )
@@ -655,6 +674,30 @@ def _refund(writes: WriteBatch, envelope: Envelope, event: RefundIssued) -> None
     )
 
 
+def _credit_note(writes: WriteBatch, envelope: Envelope, event: CreditNoteIssued) -> None:
+    """Returned lines credited against the order's invoice; the refund of the part paid back
+    comes as a RefundIssued of its own."""
+    writes.add(
+        _CREDIT_NOTE,
+        {
+            **event.model_dump(
+                include={
+                    "credit_note_id",
+                    "invoice_id",
+                    "order_id",
+                    "return_id",
+                    "amount",
+                    "refund_amount",
+                    "refund_id",
+                    "reason",
+                }
+            ),
+            "at": _at(envelope),
+        },
+        ("credit_note", event.credit_note_id),
+    )
+
+
 # -- inventory topic ------------------------------------------------------------------------------
 
 
@@ -920,6 +963,7 @@ PROJECTIONS: dict[type[Message], Projection] = {
     InvoicePaid: _invoice_paid,
     InvoiceVoided: _invoice_voided,
     RefundIssued: _refund,
+    CreditNoteIssued: _credit_note,
     # inventory
     ProductRegistered: _product,
     ProductUpdated: _product,

@@ -1,4 +1,5 @@
-"""The reports' queries over the views of migrations/0002_reporting_views.sql.
+"""The reports' queries over the views of migrations/0002_reporting_views.sql (and the later
+migrations that replace or add views).
 
 Each report is a `Table`: its columns and an async stream of rows (dicts, column -> value),
 so JSON answers and file exports read the same rows, and a large export is written while the
@@ -145,6 +146,8 @@ PAYMENT_COLUMNS = (
     "outstanding",
     "not_due",
     *(f"overdue_{name.replace('-', '_')}" for name, _, _ in AGEING_BUCKETS),
+    # Added after the others, so files read by column position keep their columns.
+    "credited",
 )
 
 
@@ -164,7 +167,8 @@ def _bucket_column(bucket: str) -> str:
 async def payments(conn: AsyncConnection, period: Period, as_of: datetime | None) -> Table:
     """Per currency: invoiced (invoices issued in the period, void ones not counted; as they
     stand after the order desk's changes), collected (not counting transfers between
-    invoices) and refunded in the period, and what the period's invoices still owe, aged as of
+    invoices), refunded and credited (returns' credit notes, the part paid back included) in
+    the period, and what the period's invoices still owe after their credit notes, aged as of
     `as_of` (default now) in buckets of days past due."""
     params = _period_params(period)
     as_of = as_of or datetime.now(UTC)
@@ -191,6 +195,11 @@ async def payments(conn: AsyncConnection, period: Period, as_of: datetime | None
             f"SELECT currency, sum(amount) AS amount FROM report_refunds WHERE currency IS NOT NULL"
             f" AND {_period('issued_at')} GROUP BY currency",
             "refunded",
+        ),
+        (
+            "SELECT currency, sum(amount) AS amount FROM report_credit_notes WHERE currency IS NOT NULL"
+            f" AND {_period('issued_at')} GROUP BY currency",
+            "credited",
         ),
     ):
         for found in (await conn.execute(text(sql), params)).mappings():
@@ -222,15 +231,17 @@ RECEIVABLE_COLUMNS = (
     "due_at",
     "days_past_due",
     "bucket",
+    "credited",
 )
 
 
 def receivables(conn: AsyncConnection, customer: str | None, as_of: datetime | None) -> Table:
-    """Every open invoice that still owes something, by customer, oldest due first."""
+    """Every open invoice that still owes something after its credit notes, by customer,
+    oldest due first."""
     as_of = as_of or datetime.now(UTC)
     sql = (
         "SELECT customer_id, invoice_id, order_id, currency, total, amount_paid, outstanding,"
-        " issued_at, due_at FROM report_invoices WHERE outstanding > 0"
+        " issued_at, due_at, credited FROM report_invoices WHERE outstanding > 0"
         " AND (CAST(:customer AS text) IS NULL OR customer_id = CAST(:customer AS text))"
         " ORDER BY customer_id, due_at, invoice_id"
     )

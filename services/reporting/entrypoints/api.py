@@ -173,8 +173,9 @@ async def payments_report(
     ] = None,
     fmt: FormatParameter = None,
 ) -> Any:
-    """Per currency: invoiced, collected, refunded and outstanding, the outstanding amount
-    split into not yet due and overdue ageing buckets (0-30, 31-60, 61-90, over 90 days)."""
+    """Per currency: invoiced, collected, refunded, credited by returns' credit notes, and
+    outstanding after them, split into not yet due and overdue ageing buckets (0-30, 31-60,
+    61-90, over 90 days)."""
     period = Period.of(start, end)
     moment = in_utc(as_of) or datetime.now(UTC)
     file_format = export_format(request, fmt)
@@ -197,7 +198,8 @@ async def receivables_report(
     ] = None,
     fmt: FormatParameter = None,
 ) -> Any:
-    """The open invoices that still owe something, per customer, oldest due first."""
+    """The open invoices that still owe something after their credit notes, per customer,
+    oldest due first."""
     moment = in_utc(as_of) or datetime.now(UTC)
     file_format = export_format(request, fmt)
 

@@ -58,6 +58,10 @@ class PaymentsRow(BaseModel):
     overdue_31_60: Amount
     overdue_61_90: Amount
     overdue_over_90: Amount
+    credited: Amount = Field(
+        description="Returns' credit notes issued in the period, at what the returned lines were invoiced at"
+        " (the part paid back is in refunded too; the rest is no longer outstanding)"
+    )
 
 
 class PaymentsReport(BaseModel):
@@ -78,6 +82,7 @@ class ReceivableRow(BaseModel):
     due_at: datetime
     days_past_due: int = Field(description="Negative: not due yet")
     bucket: str = Field(description="not_due, 0-30, 31-60, 61-90 or over_90")
+    credited: Amount = Field(description="Credited by returns' credit notes; outstanding already counts it")
 
 
 class ReceivablesReport(BaseModel):
