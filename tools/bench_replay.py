@@ -22,6 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from aiokafka import AIOKafkaConsumer
+
 from libs.events import Message, encode, make_envelope
 from libs.events.billing import InvoiceIssued, InvoiceLine, InvoicePaid, PaymentReceived
 from libs.events.codec import decode, decode_fast, use_fast_decode
@@ -31,8 +33,8 @@ from libs.events.values import Allocation, CustomerSnapshot, OrderLine, Shipping
 from libs.runtime.db import drop_databases
 from libs.runtime.kafka import admin_client, create_topics, durable_producer
 from libs.runtime.settings import RuntimeSettings
-from services.reporting.bootstrap import SOURCE_TOPICS
-from services.reporting.rebuild import RebuildResult, rebuild
+from services.reporting.bootstrap import CONSUMER, SOURCE_TOPICS
+from services.reporting.rebuild import RebuildResult, rebuild, source_end_offsets
 
 CHANNELS = ("web", "marketplace", "phone")
 COUNTRIES = ("DE", "FR", "NL", "IT")
@@ -217,12 +219,33 @@ async def write_history(settings: RuntimeSettings, orders: int) -> int:
     return sent
 
 
-async def run(orders: int) -> tuple[int, RebuildResult, float]:
-    """(records written, the rebuild's result, its process's CPU seconds)."""
+async def consumed_everything(settings: RuntimeSettings) -> None:
+    """The reporting consumer group's offsets at the end of every source partition, as the
+    live service leaves them when it has caught up: the usual state a rebuild starts from."""
+    group = settings.topic(CONSUMER)
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        ends = await source_end_offsets(settings, committer)
+        partitions = list(ends)
+        committer.assign(partitions)
+        await committer.commit({tp: end for tp, end in ends.items() if end > 0})
+    finally:
+        await committer.stop()
+
+
+async def run(orders: int, caught_up: bool = True) -> tuple[int, RebuildResult, float]:
+    """(records written, the rebuild's result, its process's CPU seconds). `caught_up`: the
+    live consumer group has read everything (else it has never read a record, and the rebuild
+    writes an inbox row for every event)."""
     scratch = uuid.uuid4().hex[:8]
     settings = RuntimeSettings(db_prefix=f"omreplay_{scratch}", topic_namespace=f"replay{scratch}.")
     try:
         written = await write_history(settings, orders)
+        if caught_up:
+            await consumed_everything(settings)
         cpu = time.process_time()
         result = await rebuild(settings, progress=True)
         return written, result, time.process_time() - cpu
@@ -274,6 +297,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000, help="orders in the synthetic history")
     parser.add_argument("--fast-decode", action="store_true", help="the fast decode path (to compare)")
     parser.add_argument(
+        "--never-consumed",
+        action="store_true",
+        help="the reporting consumer group has read nothing (an inbox row per event), instead of everything",
+    )
+    parser.add_argument(
         "--decode-only", action="store_true", help="CPU per event of decode and decode_fast, without Kafka"
     )
     arguments = parser.parse_args()
@@ -283,7 +311,7 @@ def main() -> None:
             print(f"  {name:20} {full:6.1f} {fast:6.1f}")
         return
     use_fast_decode(arguments.fast_decode)
-    written, result, cpu = asyncio.run(run(arguments.orders))
+    written, result, cpu = asyncio.run(run(arguments.orders, caught_up=not arguments.never_consumed))
     print(
         f"replay: {result.records:,} records ({written:,} written, {result.events:,} applied) in"
         f" {result.seconds:.2f}s = {result.records_per_second:,.0f} events/s;"

@@ -9,7 +9,8 @@ either the old read models or the new ones, never half of each:
    end offset: everything up to there is replayed, everything after is the consumer's.
 2. Read every source topic from its first offset to that end, and apply each event with the
    consumer's own projections (adapters/projections.py), thousands of events per flush, with
-   the inbox rows that mark them applied.
+   inbox rows marking as applied the events the live consumer may still read (those from its
+   group's committed offsets on; it never reads an earlier record again).
 3. Commit; then, if the reporting service is stopped (its consumer group has no members),
    move the group's offsets to where the replay ended, so the service starts from there. A
    running service keeps its offsets: the events it reads again are duplicates its inbox drops.
@@ -24,9 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -70,6 +72,10 @@ READ_MODELS = (
 )
 EVENTS_PER_FLUSH = 5000
 FETCH_RECORDS = 5000
+# Allocations between two young-generation collections during the replay (Python's default is
+# 700): see _collector_relaxed.
+REPLAY_COLLECTION_THRESHOLD = 200_000
+YIELD_EVERY = 200
 HANDLED_TYPES = {model.message_type.encode() for model in PROJECTIONS}
 
 Progressed = Callable[[int], None]
@@ -97,7 +103,10 @@ def _wanted(record: ConsumerRecord[bytes, bytes]) -> bool:
     return True
 
 
-async def _end_offsets(settings: RuntimeSettings, reader: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+async def source_end_offsets(
+    settings: RuntimeSettings, reader: AIOKafkaConsumer
+) -> dict[TopicPartition, int]:
+    """The end offset of every partition of the public topics reporting reads."""
     admin = admin_client(settings)
     await admin.start()
     try:
@@ -113,32 +122,48 @@ async def _end_offsets(settings: RuntimeSettings, reader: AIOKafkaConsumer) -> d
     return dict(await reader.end_offsets(partitions))
 
 
+async def _committed_offsets(settings: RuntimeSettings, group: str) -> dict[TopicPartition, int]:
+    """Where the live consumer group will read from next, per partition (none: from the start)."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+
+
 async def _replay(
     db: asyncpg.Connection,
     reader: AIOKafkaConsumer,
     ends: dict[TopicPartition, int],
+    claim_from: dict[TopicPartition, int],
     group: str,
     progressed: Progressed,
 ) -> tuple[int, int, int]:
-    """Apply every record up to `ends`; returns (records, events, skipped)."""
+    """Apply every record up to `ends`; returns (records, events, skipped). The inbox rows go
+    only to records at or after `claim_from`, the live consumer's committed offsets: it never
+    reads a record before them again, so only the later ones could reach it twice."""
     pending = {tp for tp, end in ends.items() if end > 0}
     reader.assign(list(pending))
     if pending:
         await reader.seek_to_beginning(*pending)
     writer = _Writer(db, group)
     writes, claimed = WriteBatch(), list[UUID]()
-    records = events = skipped = 0
+    records = events = skipped = in_batch = 0
 
     try:
         while pending:
             fetched = await reader.getmany(*pending, timeout_ms=1000, max_records=FETCH_RECORDS)
             before = records
             for tp, batch in fetched.items():
-                end = ends[tp]
+                end, claimed_from = ends[tp], claim_from.get(tp, 0)
                 for record in batch:
                     if record.offset >= end:
                         break
                     records += 1
+                    if records % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
                     if not _wanted(record):
                         continue
                     try:
@@ -149,15 +174,17 @@ async def _replay(
                     if type(decoded.message) not in PROJECTIONS:
                         continue
                     project(writes, decoded.envelope, decoded.message)
-                    claimed.append(decoded.envelope.event_id)
+                    if record.offset >= claimed_from:
+                        claimed.append(decoded.envelope.event_id)
                     events += 1
+                    in_batch += 1
                 if batch and (batch[-1].offset + 1 >= end):
                     pending.discard(tp)
                     reader.pause(tp)
             progressed(records - before)
-            if len(claimed) >= EVENTS_PER_FLUSH:
+            if in_batch >= EVENTS_PER_FLUSH:
                 await writer.write(writes, claimed)
-                writes, claimed = WriteBatch(), []
+                writes, claimed, in_batch = WriteBatch(), [], 0
             # A partition whose last records are transaction markers or compacted away never
             # shows a record at end - 1: its position says it is done.
             for tp in list(pending):
@@ -194,7 +221,8 @@ class _Writer:
 
     async def _flush(self, writes: WriteBatch, claimed: list[UUID]) -> None:
         await fact_rows.flush(writes, self.db)
-        await inbox.claim_all(self.db, self.group, claimed)
+        if claimed:
+            await inbox.claim_all(self.db, self.group, claimed)
 
 
 async def _move_group_offsets(settings: RuntimeSettings, group: str, ends: dict[TopicPartition, int]) -> bool:
@@ -262,16 +290,38 @@ async def rebuild(settings: RuntimeSettings, progress: bool = True) -> RebuildRe
             await db.execute(f"TRUNCATE {tables}")
             await db.execute("DELETE FROM inbox WHERE consumer = $1", group)
             # After the lock: every event the live consumer applied lies before these ends.
-            ends = await _end_offsets(settings, reader)
+            ends = await source_end_offsets(settings, reader)
+            # Also after the lock: a batch the live consumer committed to the database but not
+            # yet to Kafka lies after these offsets, so its events get their inbox rows.
+            claim_from = await _committed_offsets(settings, group)
             total = sum(ends.values())
-            with _progress_bar(progress, total) as advance:
-                records, events, skipped = await _replay(db, reader, ends, group, advance)
+            with _progress_bar(progress, total) as advance, _collector_relaxed():
+                records, events, skipped = await _replay(db, reader, ends, claim_from, group, advance)
         seconds = time.perf_counter() - started
     finally:
         await reader.stop()
         await db.close()
     moved = await _move_group_offsets(settings, group, ends)
     return RebuildResult(records, events, skipped, seconds, moved)
+
+
+@contextlib.contextmanager
+def _collector_relaxed() -> Iterator[None]:
+    """Python's cycle collector, run far less often during the replay. The replay keeps tens
+    of thousands of objects alive (the fetched records, the rows waiting for their flush) and
+    allocates many more per event, so the default thresholds start a collection every few
+    hundred events that walks all of them, to find cycles the replay does not make: measured,
+    that was about 40% of the replaying process's CPU (docs/performance.md). Objects alive
+    before the replay are frozen out of the collector's view; cycles are still collected, in
+    rarer passes, and the defaults come back afterwards."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(REPLAY_COLLECTION_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 class _progress_bar:  # noqa: N801 - used as a context manager, named like one

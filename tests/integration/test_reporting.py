@@ -25,20 +25,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from openpyxl import load_workbook
+from prometheus_client.parser import text_string_to_metric_families
 
+from libs.events.codec import decode
 from libs.runtime.settings import RuntimeSettings
 from libs.security.dev_issuer import bearer
 from services.reporting.adapters.exports import to_millisecond
+from services.reporting.adapters.projections import PROJECTIONS
 from services.reporting.analyst_role import AdminLogin, drop_analyst_role, grant_analyst_role
-from services.reporting.bootstrap import CONSUMER
-from services.reporting.rebuild import group_has_members, rebuild
+from services.reporting.bootstrap import CONSUMER, SOURCE_TOPICS
+from services.reporting.rebuild import group_has_members, rebuild, source_end_offsets
 from tests.conftest import RUN_ID
 from tests.integration.accounts import ACCOUNT_CHANNEL, grant_credit
 from tests.integration.conftest import Oms, money, platform_settings, running_platform
@@ -909,6 +913,101 @@ async def test_a_rebuild_by_replay_gives_the_same_reports(
     await asyncio.to_thread(reporting_platform.start, "reporting")
     await _reports_caught_up(mix.reports)
     assert [await _json(mix.reports, path, **params) for path, params in queries] == before
+
+
+async def test_a_rebuild_marks_as_applied_what_a_live_consumer_behind_it_reads_again(
+    mix: Mix, reporting_settings: RuntimeSettings, reporting_platform: Platform
+) -> None:
+    """A running reporting service that is behind keeps its offsets through a rebuild: the
+    records between them and the replay's end reach it again, and its inbox must drop every
+    one of them (the rebuild writes inbox rows for exactly those, not for the history before)."""
+    settings, group = reporting_settings, reporting_settings.topic(CONSUMER)
+    before = await _json(mix.reports, "/reports/orders", group_by="status,product")
+    reporting_platform.kill("reporting")
+    await eventually_value(lambda: group_has_members(settings, group), lambda busy: not busy)
+
+    # The group is put half-way through every partition and held by a member that reads
+    # nothing, as a service that is behind would be.
+    behind = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await behind.start()
+    try:
+        ends = await source_end_offsets(settings, behind)
+        halfway = {tp: end // 2 for tp, end in ends.items() if end > 1}
+        behind.assign(list(halfway))
+        await behind.commit(halfway)
+    finally:
+        await behind.stop()
+    member = AIOKafkaConsumer(
+        *(settings.topic(topic) for topic in SOURCE_TOPICS),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+    )
+    await member.start()
+    try:
+        await eventually_value(lambda: group_has_members(settings, group), bool)
+        result = await rebuild(settings, progress=False)
+    finally:
+        await member.stop()
+    assert not result.offsets_moved
+
+    read_again = await _projected_event_ids(settings, halfway, ends)
+    db = await asyncpg.connect(settings.dsn("reporting"))
+    try:
+        marked = {
+            r["event_id"] for r in await db.fetch("SELECT event_id FROM inbox WHERE consumer = $1", group)
+        }
+    finally:
+        await db.close()
+    assert read_again and marked == read_again
+
+    # The service comes back half-way: everything it reads again is a duplicate it drops.
+    await asyncio.to_thread(reporting_platform.start, "reporting")
+    await _reports_caught_up(mix.reports)
+    handled = await _handled_by_outcome(reporting_platform.url("reporting"), group)
+    assert handled.get("duplicate") == len(read_again) and not handled.get("handled")
+    assert await _json(mix.reports, "/reports/orders", group_by="status,product") == before
+
+
+async def _projected_event_ids(
+    settings: RuntimeSettings, start: dict[TopicPartition, int], ends: dict[TopicPartition, int]
+) -> set[UUID]:
+    """The ids of the events reporting projects among the records from `start` to `ends`."""
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await reader.start()
+    ids: set[UUID] = set()
+    try:
+        reader.assign(list(start))
+        for tp, offset in start.items():
+            reader.seek(tp, offset)
+        remaining = {tp for tp in start if start[tp] < ends[tp]}
+        while remaining:
+            for tp, records in (await reader.getmany(*remaining, timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        decoded = decode(record.value or b"")
+                        if type(decoded.message) in PROJECTIONS:
+                            ids.add(decoded.envelope.event_id)
+                if await reader.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await reader.stop()
+    return ids
+
+
+async def _handled_by_outcome(url: str, group: str) -> dict[str, float]:
+    """The reporting consumer's ordermesh_messages_handled_total, summed per outcome."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{url}/metrics")).text
+    outcomes: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ordermesh_messages_handled_total":
+                outcome = sample.labels["outcome"]
+                outcomes[outcome] = outcomes.get(outcome, 0.0) + sample.value
+    return outcomes
 
 
 async def test_the_analyst_role_reads_the_reports_views_and_nothing_else(
