@@ -182,6 +182,29 @@ def order_history(n: int, at: datetime) -> list[tuple[Message, str, int]]:
     return history
 
 
+def encoded_history(n: int, at: datetime) -> list[tuple[Message, str, bytes]]:
+    """Order n's public events as they go on the topics: (message, key, encoded envelope)."""
+    return [
+        (
+            message,
+            key,
+            encode(
+                make_envelope(
+                    message,
+                    event_id=uuid.uuid4(),
+                    aggregate_id=key,
+                    aggregate_version=version,
+                    occurred_at=at,
+                    correlation_id=f"bench-{n}",
+                    causation_id=None,
+                    actor="bench",
+                )
+            ),
+        )
+        for message, key, version in order_history(n, at)
+    ]
+
+
 async def write_history(settings: RuntimeSettings, orders: int) -> int:
     await create_topics(settings, [settings.topic(t) for t in SOURCE_TOPICS])
     producer = durable_producer(settings, "replay-bench")
@@ -192,22 +215,10 @@ async def write_history(settings: RuntimeSettings, orders: int) -> int:
         pending = []
         for n in range(orders):
             at = start + timedelta(seconds=n)
-            for message, key, version in order_history(n, at):
-                envelope = make_envelope(
-                    message,
-                    event_id=uuid.uuid4(),
-                    aggregate_id=key,
-                    aggregate_version=version,
-                    occurred_at=at,
-                    correlation_id=f"bench-{n}",
-                    causation_id=None,
-                    actor="bench",
-                )
+            for message, key, raw in encoded_history(n, at):
                 headers = [("event_type", message.message_type.encode())]
                 pending.append(
-                    await producer.send(
-                        settings.topic(message.topic), encode(envelope), key.encode(), headers=headers
-                    )
+                    await producer.send(settings.topic(message.topic), raw, key.encode(), headers=headers)
                 )
                 sent += 1
             if len(pending) >= 5000:
@@ -264,18 +275,8 @@ def decode_costs(orders: int) -> list[tuple[str, float, float]]:
     at = datetime.now(UTC)
     by_type: dict[str, list[bytes]] = {}
     for n in range(orders):
-        for message, key, version in order_history(n, at):
-            envelope = make_envelope(
-                message,
-                event_id=uuid.uuid4(),
-                aggregate_id=key,
-                aggregate_version=version,
-                occurred_at=at,
-                correlation_id=f"bench-{n}",
-                causation_id=None,
-                actor="bench",
-            )
-            by_type.setdefault(message.message_type, []).append(encode(envelope))
+        for message, _, raw in encoded_history(n, at):
+            by_type.setdefault(message.message_type, []).append(raw)
 
     def cost(decoder: Callable[[bytes], object], raws: list[bytes]) -> float:
         best = float("inf")
