@@ -65,7 +65,7 @@ from services.order.domain.saga import (
     _placed,
     _request_shipments,
     _requested_lines,
-    invoice_terms,
+    invoice_pricing,
 )
 
 # The stages an order can be changed in: held at review (nothing asked of anyone yet), or
@@ -491,19 +491,12 @@ def _ask_invoice(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
     order = saga.order
     change = _pending(order)
     placed = _placed(order)
-    address = change.shipping.address
-    due = invoice_terms(placed, policy)
     command = AdjustInvoice(
         order_id=order.order_id,
         amendment_id=change.change_id,
         lines=change.lines,
-        shipping_method=change.shipping.method,
-        due_at=now + due,
-        destination_country=address.country if address is not None else None,
-        destination_region=placed.customer.region,
-        weight_kg=change.weight_kg,
-        channel=placed.channel,
         credit_limit_overridden_by=change.credit_override_by,
+        **invoice_pricing(placed, change.shipping, change.weight_kg, now, policy),
     )
     override = ":override" if change.credit_override_by else ""
     saga.send(command, f"{change.change_id}:invoice{override}:{change.attempts}")

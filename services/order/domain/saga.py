@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from libs.domain import DomainError
 from libs.events.base import Command, DomainEvent, Message
@@ -78,7 +78,7 @@ from libs.events.order import (
     StockReservationRequested,
 )
 from libs.events.production import ProductionOrderCreated
-from libs.events.values import SkuQuantity
+from libs.events.values import Shipping, SkuQuantity
 from services.order.domain.order import ARRIVED, LEFT_THE_WAREHOUSE, Order, evolve
 from services.order.domain.review import ReviewFacts, ReviewPolicy, review
 
@@ -385,10 +385,26 @@ def invoice_terms(placed: OrderPlaced, policy: SagaPolicy) -> timedelta:
     return policy.on_account_terms
 
 
+def invoice_pricing(
+    placed: OrderPlaced, shipping: Shipping, weight_kg: Decimal | None, now: datetime, policy: SagaPolicy
+) -> dict[str, Any]:
+    """The fields of every invoice command that billing prices and dates the invoice by
+    (IssueInvoice, MoveInvoiceLines, AdjustInvoice): the shipping as it stands, the order's
+    channel and region, and the due date its payment terms give."""
+    address = shipping.address
+    return {
+        "shipping_method": shipping.method,
+        "due_at": now + invoice_terms(placed, policy),
+        "destination_country": address.country if address is not None else None,
+        "destination_region": placed.customer.region,
+        "weight_kg": weight_kg,
+        "channel": placed.channel,
+    }
+
+
 def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoing:
     placed = _placed(order)
-    due = invoice_terms(placed, policy)
-    address = placed.shipping.address
+    pricing = invoice_pricing(placed, placed.shipping, placed.weight_kg, now, policy)
     if placed.origin is not None:
         # Made by a split or merge: its invoice lines come from the source orders' invoices,
         # with the money paid for them.
@@ -401,12 +417,7 @@ def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
             currency=placed.currency,
             payment_terms=placed.payment_terms,
             lines=placed.lines,
-            shipping_method=placed.shipping.method,
-            due_at=now + due,
-            destination_country=address.country if address is not None else None,
-            destination_region=placed.customer.region,
-            weight_kg=placed.weight_kg,
-            channel=placed.channel,
+            **pricing,
         )
         return Outgoing(move, f"{placed.order_id}:invoice")
     command = IssueInvoice(
@@ -415,13 +426,8 @@ def _invoice_request(order: Order, now: datetime, policy: SagaPolicy) -> Outgoin
         currency=placed.currency,
         lines=placed.lines,
         payment_terms=placed.payment_terms,
-        shipping_method=placed.shipping.method,
-        due_at=now + due,
-        destination_country=address.country if address is not None else None,
-        destination_region=placed.customer.region,
-        weight_kg=placed.weight_kg,
-        channel=placed.channel,
         credit_limit_overridden_by=order.credit_override_by,
+        **pricing,
     )
     # The override is another decision than the first request: another message id, or
     # billing's inbox would take it for the first one delivered again.
