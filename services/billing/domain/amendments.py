@@ -35,7 +35,14 @@ from services.billing.domain.account import (
     decide_release,
     decide_transferred_charge,
 )
-from services.billing.domain.invoice import ZERO, Decision, Invoice, invoice_id_for, refund_id_for
+from services.billing.domain.invoice import (
+    ZERO,
+    Decision,
+    Invoice,
+    invoice_id_for,
+    invoice_issued,
+    refund_id_for,
+)
 from services.billing.domain.policy import MAX_RULE_TEXT, BillingPolicy, price, price_in
 from services.billing.domain.refunds import portions
 
@@ -393,24 +400,7 @@ def _rule_text(text: str) -> str:
 
 def _merged_target(command: MoveInvoiceLines, policy: BillingPolicy) -> InvoiceIssued:
     """The merged order's invoice is worked out anew for all its lines, with one shipping fee."""
-    charges = price(command, policy)
-    return InvoiceIssued(
-        order_id=command.order_id,
-        invoice_id=invoice_id_for(command.order_id),
-        customer_id=command.customer_id,
-        currency=command.currency,
-        lines=charges.lines,
-        subtotal=charges.subtotal,
-        tax=charges.tax,
-        shipping_fee=charges.shipping_fee,
-        shipping_rule=charges.shipping_rule,
-        shipping_tax=charges.shipping_tax,
-        tax_rule=charges.tax_rule,
-        prices_include_tax=charges.prices_include_tax,
-        total=charges.total,
-        payment_terms=command.payment_terms,
-        due_at=command.due_at,
-    )
+    return invoice_issued(command, price(command, policy))
 
 
 def _target_events(

@@ -24,13 +24,14 @@ from libs.events.billing import (
     InvoicePaid,
     InvoiceVoided,
     IssueInvoice,
+    MoveInvoiceLines,
     PaymentFailed,
     PaymentReceived,
     RefundIssued,
 )
 from services.billing.domain.account import CustomerAccount, decide_charge, decide_release
 from services.billing.domain.money import in_smallest_units
-from services.billing.domain.policy import BillingPolicy, price
+from services.billing.domain.policy import BillingPolicy, Charges, price
 
 ZERO = Decimal("0.00")
 
@@ -225,7 +226,12 @@ def decide_issue(
             )
             return Decision(invoice=[refused])
         charge = charged
-    issued = InvoiceIssued(
+    return Decision(invoice=[invoice_issued(command, charges)], account=charge)
+
+
+def invoice_issued(command: IssueInvoice | MoveInvoiceLines, charges: Charges) -> InvoiceIssued:
+    """The order's invoice as priced: a new order's, or a merged order's worked out anew."""
+    return InvoiceIssued(
         order_id=command.order_id,
         invoice_id=invoice_id_for(command.order_id),
         customer_id=command.customer_id,
@@ -242,7 +248,6 @@ def decide_issue(
         payment_terms=command.payment_terms,
         due_at=command.due_at,
     )
-    return Decision(invoice=[issued], account=charge)
 
 
 def decide_payment(invoice: Invoice, account: CustomerAccount, attempt: PaymentAttempt) -> Decision:
