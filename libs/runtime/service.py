@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -154,6 +155,7 @@ class ServiceRuntime:
             await self.broker.start()
             for consumer in self.consumers:
                 consumer.consuming = True
+        relax_cycle_collector(self.settings.gc_young_threshold)
         self.started = True
         log.info("%s started", self.name)
 
@@ -277,3 +279,12 @@ class ServiceRuntime:
         self.dead_tasks[name] = f"died: {type(error).__name__}: {error}" if error else "ended"
         BACKGROUND_TASK_DEAD.labels(name).set(1)
         log.error("background task %s died", task.get_name(), exc_info=error)
+
+
+def relax_cycle_collector(young_threshold: int) -> None:
+    """Freeze what is alive now out of the cycle collector's view and let `young_threshold`
+    allocations pass between its young-generation runs (0: leave Python's defaults)."""
+    if young_threshold <= 0:
+        return
+    gc.freeze()
+    gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
