@@ -759,7 +759,7 @@ async def run_fault(chaos: Chaos, name: str, args: argparse.Namespace) -> dict[s
             row["violations"] += 1
             row["details"].append(
                 f"{len(accepted) - answered} of {len(accepted)} orders for the scarce SKU were neither"
-                " reserved, backordered nor rejected by policy"
+                " reserved, backordered nor rejected"
             )
     return row
 
@@ -819,6 +819,7 @@ async def scarce_summary(settings: RuntimeSettings, sku: str, report: invariants
         "orders_backordered": report.counts["backordered"],
         "orders_refused": report.counts["refused_stock"],
         "orders_released": report.counts["released_stock"],
+        "orders_rejected_unreserved": report.counts["rejected_unreserved"],
     }
 
 
@@ -946,7 +947,9 @@ def table(result: dict[str, Any]) -> str:
                 f" (the rest shipped), {s['units_reserved']} of them reserved;"
                 f" orders: {s['orders_reserved']} reserved, {s['orders_backordered']} backordered,"
                 f" {s['orders_refused']} rejected by policy, {s['orders_released']} reserved and"
-                " released (cancelled: payment failed or late)"
+                " released (cancelled: payment failed or late),"
+                f" {s.get('orders_rejected_unreserved', 0)} rejected before a reservation"
+                " (a split's or merge's units refused)"
             )
         if row.get("production", {}).get("orders"):
             p = row["production"]

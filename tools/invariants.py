@@ -930,7 +930,7 @@ async def _orders(
     void = {
         r["order_id"] for r in await billing_db.fetch("SELECT order_id FROM invoices WHERE status = 'void'")
     }
-    for name in ("stock_reserved", "backordered", "refused_stock", "released_stock"):
+    for name in ("stock_reserved", "backordered", "refused_stock", "released_stock", "rejected_unreserved"):
         report.counts[name] = 0
     for order_id in considered:
         order = orders.get(order_id)
@@ -946,6 +946,10 @@ async def _orders(
             report.count("refused_stock")
         elif held == "released":
             report.count("released_stock")
+        elif held is None and order.status == "rejected":
+            # Rejected before anything was reserved for it: at review, or a split's or merge's
+            # new order whose units inventory refused to move.
+            report.count("rejected_unreserved")
         if order.status == "confirmed" and (held != "reserved" or order_id in void):
             report.fail(f"order: {order_id} confirmed without live reservation or with a void invoice")
         if order.status in ("cancelled", "rejected") and held == "reserved":

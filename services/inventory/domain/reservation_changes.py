@@ -355,10 +355,7 @@ def decide_move(
         return DeskDecision(repeated=(*answers, target.first_answer))
     refusal = _move_refused(target, target_id, sources, stocks)
     if refusal is not None:
-        refused = ReservationAdjustmentRefused(
-            order_id=target_id, amendment_id=move_id, missing=refusal[1], reason=refusal[0]
-        )
-        return DeskDecision(reservations={target_id: [refused]})
+        return _move_refusal(target_id, move_id, sources, refusal[0], refusal[1])
 
     work = _Stocks(stocks)
     got: dict[str, int] = {}
@@ -384,11 +381,7 @@ def decide_move(
     answer = _target_answer(target_id, got, got_allocated, requested, work, preferred, policy)
     if answer is None:
         reason = f"the units moved to order {target_id} are not all in stock, and it may not wait for them"
-        missing = tuple(_short(target_id, got, work, policy))
-        cannot_wait = ReservationAdjustmentRefused(
-            order_id=target_id, amendment_id=move_id, missing=missing, reason=reason
-        )
-        return DeskDecision(reservations={target_id: [cannot_wait]})
+        return _move_refusal(target_id, move_id, sources, reason, tuple(_short(target_id, got, work, policy)))
     reservations: dict[str, list[DomainEvent]] = {target_id: [requested, answer]}
     shipments: dict[str, list[DomainEvent]] = {}
     for source in sources:
@@ -412,6 +405,26 @@ def decide_move(
             )
         ]
     return DeskDecision(reservations, work.events, shipments, work.to_serve(stocks))
+
+
+def _move_refusal(
+    target_id: str, move_id: str, sources: Sequence[Source], reason: str, missing: tuple[SkuQuantity, ...]
+) -> DeskDecision:
+    """The move refused whole: the answer on the new order's reservation, and the same on each
+    source that has one, so the source orders' changes end too (nothing moved)."""
+    told = [
+        target_id,
+        *(s.order_id for s in sources if s.reservation.status != "new" and s.order_id != target_id),
+    ]
+    answers: dict[str, list[DomainEvent]] = {
+        order_id: [
+            ReservationAdjustmentRefused(
+                order_id=order_id, amendment_id=move_id, missing=missing, reason=reason
+            )
+        ]
+        for order_id in told
+    }
+    return DeskDecision(reservations=answers)
 
 
 def _move_refused(

@@ -521,8 +521,14 @@ def test_a_source_that_does_not_hold_the_units_refuses_the_whole_move() -> None:
     refused = answer(decision, "o-merged")
     assert isinstance(refused, ReservationAdjustmentRefused) and refused.order_id == "o-merged"
     assert refused.missing == lines(A=1)
-    assert list(decision.reservations) == ["o-merged"] and decision.skus == {}
+    assert decision.skus == {}
     assert world.stocks == before
+    # Each source hears it too (its order's change ends) and keeps what it held.
+    for source in ("o-1", "o-2"):
+        told = answer(decision, source)
+        assert isinstance(told, ReservationAdjustmentRefused) and told.amendment_id == "mv-1"
+        assert world.reservation(source).status == "reserved"
+    assert list(decision.reservations) == ["o-merged", "o-1", "o-2"]
 
 
 def test_the_same_move_again_changes_nothing_and_gives_every_answer_again() -> None:

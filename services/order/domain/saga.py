@@ -32,6 +32,7 @@ from libs.events.inventory import (
     CreateShipments,
     MoveReservations,
     ReleaseStock,
+    ReservationAdjustmentRefused,
     ReservationMove,
     ReservationRevoked,
     ReserveStock,
@@ -594,7 +595,7 @@ def _advance(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
         open_steps = [s for s in group if not STEP_RUNS[s.name].succeeded(saga.order)]
         if not open_steps:
             continue
-        if not policy.parallel_steps:
+        if not policy.parallel_steps or _made_by_a_move(saga.order):
             open_steps = open_steps[:1]
         for step in open_steps:
             run = STEP_RUNS[step.name]
@@ -603,6 +604,13 @@ def _advance(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
             elif saga.order.parked_step == step.name and saga.order.status != "needs_attention":
                 _resend(saga, step, now, policy)
         return
+
+
+def _made_by_a_move(order: Order) -> bool:
+    """An order a split or merge made takes its stock and its invoice lines from the source
+    orders: one after the other, so that inventory refusing the units (a source shipped them
+    meanwhile) leaves no invoice line and no money moved to undo."""
+    return order.placed is not None and order.placed.origin is not None
 
 
 def _open_beside(order: Order, step_name: str) -> list[str]:
@@ -755,6 +763,19 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
                         order, reason, "rejected", "rules", now, policy, failed_step="reserve_stock"
                     )
                 saga.emit(OrderRejected(order_id=order_id, reason=reason, rejected_by="rules"))
+        case ReservationAdjustmentRefused() if (
+            order.stage == "reserving"
+            and _made_by_a_move(order)
+            and message.amendment_id == (_placed(order).origin_id or order_id)
+        ):
+            # The units could not be moved (a source no longer holds them). Nothing moved, in
+            # inventory or billing (the invoice step waits for this one), and each source was
+            # told too, so its change is refused and it goes on as it was.
+            missing = ", ".join(f"{m.quantity} x {m.sku}" for m in message.missing)
+            reason = f"the units could not be moved to this order: {message.reason}" + (
+                f" ({missing})" if missing else ""
+            )
+            saga.emit(OrderRejected(order_id=order_id, reason=reason, rejected_by="rules"))
         case ReservationRevoked() if order.stage in PAST_RESERVATION:
             saga.emit(
                 OrderReservationRevoked(

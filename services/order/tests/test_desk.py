@@ -45,6 +45,7 @@ from libs.events.order import (
     OrderMerged,
     OrderNeedsAttention,
     OrderPlaced,
+    OrderRejected,
     OrderReplyIgnored,
     OrderShipmentUpdated,
     OrderStockAllocated,
@@ -393,6 +394,50 @@ def test_a_split_new_order_asks_billing_to_move_the_invoice_lines() -> None:
     reserved = react(new, _stock_reserved_for("o-2"), NOW, POLICY)
     move = expect(reserved).command(MoveInvoiceLines)
     assert move.kind == "split" and move.sources[0].from_order_id == ORDER_ID
+
+
+def test_a_split_new_order_moves_its_stock_before_its_invoice_even_with_parallel_steps() -> None:
+    # Inventory may refuse the units (a source shipped them meanwhile): nothing may have moved
+    # in billing then, so the invoice lines move only once the stock has.
+    parallel = SagaPolicy(parallel_steps=True)
+    _, target = desk.split(
+        given(*backordered_and_invoiced()),
+        {"SKU-B": 1},
+        desk.NewOrder("o-2", None),
+        "CHG-S",
+        "r",
+        "desk:ann",
+        NOW,
+        parallel,
+    )
+    expect(target).events(OrderPlaced, OrderApproved, StockReservationRequested).command(MoveReservations)
+    new = and_given(Order(), target)
+    expect(react(new, _stock_reserved_for("o-2"), NOW, parallel)).command(MoveInvoiceLines)
+
+
+def test_a_refused_move_rejects_the_new_order_and_ends_the_source_change_with_nothing_moved() -> None:
+    order = given(*backordered_and_invoiced())
+    source, target = desk.split(
+        order, {"SKU-B": 1}, desk.NewOrder("o-2", None), "CHG-S", "r", "desk:ann", NOW, POLICY
+    )
+    reason = f"order {ORDER_ID} does not hold the units to move: 1 x SKU-B more than it has"
+    missing = (SkuQuantity(sku="SKU-B", quantity=1),)
+
+    new = and_given(Order(), target)
+    refused_new = ReservationAdjustmentRefused(
+        order_id="o-2", amendment_id="CHG-S", missing=missing, reason=reason
+    )
+    rejected = (
+        expect(react(new, refused_new, NOW, POLICY)).events(OrderRejected).no_commands().event(OrderRejected)
+    )
+    assert "could not be moved" in rejected.reason and "1 x SKU-B" in rejected.reason
+
+    order = and_given(order, source)
+    refused_source = refused_new.model_copy(update={"order_id": ORDER_ID})
+    ended = desk.react(order, refused_source, NOW, POLICY)
+    expect(ended).events(OrderChangeRefused).no_commands()
+    order = and_given(order, ended)
+    assert order.change is None and order.ordered == {"SKU-A": 3, "SKU-B": 1}
 
 
 def _stock_reserved_for(order_id: str) -> StockReserved:
