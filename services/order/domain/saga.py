@@ -595,7 +595,7 @@ def _advance(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
         open_steps = [s for s in group if not STEP_RUNS[s.name].succeeded(saga.order)]
         if not open_steps:
             continue
-        if not policy.parallel_steps or _made_by_a_move(saga.order):
+        if not policy.parallel_steps or (_made_by_a_move(saga.order) and not saga.order.waiting_for_stock):
             open_steps = open_steps[:1]
         for step in open_steps:
             run = STEP_RUNS[step.name]
@@ -608,7 +608,8 @@ def _advance(saga: _Folding, now: datetime, policy: SagaPolicy) -> None:
 
 def _made_by_a_move(order: Order) -> bool:
     """An order a split or merge made takes its stock and its invoice lines from the source
-    orders: one after the other, so that inventory refusing the units (a source shipped them
+    orders: the invoice lines only once inventory has answered the stock move (reserved, or
+    waiting in the queue), so that inventory refusing the units (a source shipped them
     meanwhile) leaves no invoice line and no money moved to undo."""
     return order.placed is not None and order.placed.origin is not None
 
@@ -755,6 +756,8 @@ def _react(order: Order, message: Message, now: datetime, policy: SagaPolicy) ->
         case StockShortage() if order.stage == "reserving" and not order.waiting_for_stock:
             if message.backordered:
                 _await_stock(saga, message, now, policy)
+                if _made_by_a_move(order):
+                    _advance(saga, now, policy)  # its invoice lines move now (see _made_by_a_move)
             else:
                 missing = ", ".join(f"{m.sku} (short {m.quantity})" for m in message.missing)
                 reason = f"out of stock: {missing}"

@@ -70,6 +70,7 @@ from services.order.tests.test_saga import (
     given,
     on_hold,
     placed,
+    stock_shortage,
 )
 
 POLICY = SagaPolicy(parallel_steps=False)
@@ -413,6 +414,11 @@ def test_a_split_new_order_moves_its_stock_before_its_invoice_even_with_parallel
     expect(target).events(OrderPlaced, OrderApproved, StockReservationRequested).command(MoveReservations)
     new = and_given(Order(), target)
     expect(react(new, _stock_reserved_for("o-2"), NOW, parallel)).command(MoveInvoiceLines)
+    # Moved into the backorder queue is an answer too: the invoice lines move while it waits.
+    queued = stock_shortage(backordered=True).model_copy(update={"order_id": "o-2"})
+    expect(react(new, queued, NOW, parallel)).events(OrderAwaitingStock, InvoiceRequested).command(
+        MoveInvoiceLines
+    )
 
 
 def test_a_refused_move_rejects_the_new_order_and_ends_the_source_change_with_nothing_moved() -> None:
